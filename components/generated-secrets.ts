@@ -1,0 +1,53 @@
+/**
+ * GeneratedSecrets: the values this program creates (SECRET_KEY and any the
+ * operator adds), one `random.RandomPassword` each. A value changes only when
+ * one of its keepers changes: the stack-wide `rotation` or its own `rotate.<KEY>`.
+ * Keepers are plain config (they show in previews), never secret material.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
+import { ALPHABETS } from "./alphabet";
+import { GeneratedSecretSpec } from "./config";
+
+/** The RandomPassword arguments for one spec (pure, so the rules are tested without Pulumi). */
+export function randomPasswordArgs(spec: GeneratedSecretSpec): random.RandomPasswordArgs {
+  const specials = ALPHABETS[spec.alphabet].specials;
+  return {
+    length: spec.length,
+    upper: true,
+    lower: true,
+    numeric: true,
+    special: specials !== "",
+    overrideSpecial: specials !== "" ? specials : undefined,
+    minUpper: 1,
+    minLower: 1,
+    minNumeric: 1,
+    minSpecial: specials !== "" ? 1 : 0,
+    keepers: { rotation: spec.keepers.rotation, rotate: spec.keepers.rotate },
+  };
+}
+
+export interface GeneratedSecretsArgs {
+  /** One entry per generated env key, with its length, alphabet and keepers. */
+  secrets: GeneratedSecretSpec[];
+}
+
+export class GeneratedSecrets extends pulumi.ComponentResource {
+  /** Env key -> generated value. Secret. */
+  readonly values: pulumi.Output<Record<string, string>>;
+  /** Env key -> the keepers in force (plain, safe to show). */
+  readonly keepers: Record<string, GeneratedSecretSpec["keepers"]>;
+
+  constructor(name: string, args: GeneratedSecretsArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("pms:secrets:GeneratedSecrets", name, {}, opts);
+    const results: Record<string, pulumi.Output<string>> = {};
+    this.keepers = {};
+    for (const spec of args.secrets) {
+      const password = new random.RandomPassword(`${name}-${spec.key}`, randomPasswordArgs(spec), { parent: this });
+      results[spec.key] = password.result;
+      this.keepers[spec.key] = spec.keepers;
+    }
+    this.values = pulumi.secret(pulumi.all(results));
+    this.registerOutputs({ values: this.values });
+  }
+}

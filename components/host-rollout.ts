@@ -1,0 +1,114 @@
+/**
+ * HostRollout: delivers one env file to one host and restarts its services,
+ * through a single SSH session per rollout.
+ *
+ * The host side is components/scripts/rollout.sh. It travels in `stdin`
+ * together with the env file, so the `create` text is a short, reviewable
+ * argument list and the secret never appears in a command line, `environment`
+ * or `triggers`. There is deliberately no `delete`: replacing or removing this
+ * resource must never take a secret away from a running service.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import * as command from "@pulumi/command";
+import { AppSpec, HostSpec } from "./config";
+import { fingerprint } from "./env-file";
+
+export const ROLLOUT_SCRIPT_PATH = path.join(__dirname, "scripts", "rollout.sh");
+/** The rollout script, loaded as text: the exact bytes a host receives. */
+export const ROLLOUT_SCRIPT = fs.readFileSync(ROLLOUT_SCRIPT_PATH, "utf8");
+export const ROLLOUT_SCRIPT_FINGERPRINT = fingerprint(ROLLOUT_SCRIPT);
+
+/** Quotes one word for a POSIX shell. */
+export function shellQuote(word: string): string {
+  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word)) return word;
+  return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * The command line run through the login user's shell. Only non-secret
+ * parameters appear here; a change to any of them is an in-place update that
+ * re-runs the rollout (which restarts nothing if the host already has it all).
+ */
+export function rolloutCommand(host: HostSpec, app: AppSpec): string {
+  const args: string[] = ["--host", host.name, "--env-file", app.envFile, "--app-dir", app.dir];
+  for (const s of app.services) args.push("--service", s);
+  if (app.envFileGroup) args.push("--group", app.envFileGroup);
+  if (app.checkCommand) args.push("--check", app.checkCommand);
+  if (app.healthUrl) args.push("--health-url", app.healthUrl);
+  args.push("--stable-seconds", String(app.stableSeconds), "--health-timeout", String(app.healthTimeoutSeconds));
+  // sudo -n fails at once instead of hanging on a password prompt (pulumi-command has no become).
+  const runner = host.user === "root" ? "/bin/bash -s --" : "sudo -n /bin/bash -s --";
+  return `${runner} ${args.map(shellQuote).join(" ")}`;
+}
+
+/** stdin of the rollout: the script, then the env file. */
+export function rolloutStdin(envFile: string): string {
+  return ROLLOUT_SCRIPT + envFile;
+}
+
+/**
+ * What the preview shows as the reason for a replacement: the env file's
+ * fingerprint and the script's fingerprint, never a value.
+ */
+export function rolloutTriggers(envFingerprint: string): string[] {
+  return [`env:${envFingerprint}`, `script:${ROLLOUT_SCRIPT_FINGERPRINT}`];
+}
+
+export interface HostRolloutArgs {
+  /** The host and how to reach it. */
+  host: HostSpec;
+  /** Where the env file goes and which services read it. */
+  app: AppSpec;
+  /** Rendered env file content. Must be a secret Output. */
+  envFile: pulumi.Input<string>;
+  /** Fingerprint of envFile (safe to show; see env-file.ts). */
+  envFingerprint: pulumi.Input<string>;
+  /** SSH private key (secret). */
+  sshPrivateKey: pulumi.Input<string>;
+  /** Seconds per connection attempt and attempts before giving up. */
+  ssh: { timeoutSeconds: number; attempts: number };
+}
+
+export class HostRollout extends pulumi.ComponentResource {
+  /** The remote command that performs the rollout. */
+  readonly command: command.remote.Command;
+  /** Fingerprint of the env file this host receives. */
+  readonly envFingerprint: pulumi.Output<string>;
+
+  constructor(name: string, args: HostRolloutArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("pms:secrets:HostRollout", name, {}, opts);
+    const { host, app } = args;
+    const connection: command.types.input.remote.ConnectionArgs = {
+      host: host.address,
+      port: host.port,
+      user: host.user,
+      privateKey: pulumi.secret(args.sshPrivateKey),
+      hostKey: host.hostKey,
+      perDialTimeout: args.ssh.timeoutSeconds,
+      dialErrorLimit: args.ssh.attempts,
+    };
+    this.envFingerprint = pulumi.output(args.envFingerprint);
+    this.command = new command.remote.Command(
+      `${name}-rollout`,
+      {
+        connection,
+        create: rolloutCommand(host, app),
+        stdin: pulumi.secret(pulumi.output(args.envFile).apply(rolloutStdin)),
+        triggers: this.envFingerprint.apply(rolloutTriggers),
+        addPreviousOutputInEnv: false,
+        // The script prints progress and redacted failures only; still, its output is kept secret in state.
+        logging: "stdoutAndStderr",
+      },
+      {
+        parent: this,
+        // A rollout starts only after what it waits for (the stored secret version, the previous host) is done.
+        dependsOn: opts?.dependsOn,
+        additionalSecretOutputs: ["stdout", "stderr"],
+        customTimeouts: { create: "30m", update: "30m" },
+      },
+    );
+    this.registerOutputs({ envFingerprint: this.envFingerprint });
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * The whole program as one function, so that index.ts stays wiring and tests
+ * can run it under mocks with any config. Data flows one way:
+ * config -> generated secrets -> secret store -> per-host rollout -> outputs.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { ParsedConfig, PROJECT, parseStackConfig, RawConfig } from "./config";
+import { fingerprint, renderEnvFile } from "./env-file";
+import { GeneratedSecrets } from "./generated-secrets";
+import { HostRollout } from "./host-rollout";
+import { SecretStore } from "./secret-store";
+
+/** Reads this project's config from the Pulumi runtime and validates it. Throws ConfigError. */
+export function loadStackConfig(): ParsedConfig {
+  const all = pulumi.runtime.allConfig();
+  const raw: RawConfig = Object.fromEntries(Object.entries(all).filter(([k]) => k.startsWith(`${PROJECT}:`)));
+  // isConfigSecret is marked internal in the SDK typings; it is what tells a value
+  // that was set with --secret from one pasted in plaintext into the stack file.
+  const runtime = pulumi.runtime as unknown as { isConfigSecret?: (key: string) => boolean };
+  const secretKeys = runtime.isConfigSecret
+    ? new Set(Object.keys(raw).filter((k) => runtime.isConfigSecret?.(k)))
+    : undefined;
+  return parseStackConfig(raw, pulumi.getStack(), secretKeys);
+}
+
+export interface PmsSecretsOutputs {
+  secretArn: pulumi.Output<string>;
+  secretVersionId: pulumi.Output<string>;
+  hosts: Record<string, { address: string; envFingerprint: pulumi.Output<string> }>;
+  keepers: { rotation: string; rotate: Record<string, string> };
+  envKeys: { plain: string[]; supplied: string[]; generated: string[] };
+}
+
+export function deployPmsSecrets(parsed: ParsedConfig = loadStackConfig()): PmsSecretsOutputs {
+  const { settings } = parsed;
+  for (const w of parsed.warnings) pulumi.log.warn(w);
+
+  const generated = new GeneratedSecrets("generated", { secrets: settings.generated });
+  const supplied = pulumi.secret(
+    Object.fromEntries(Object.entries(parsed.suppliedSecrets).map(([k, v]) => [k, v.reveal()])),
+  );
+
+  // One set of values feeds both the store and every host, so they cannot disagree.
+  const values = pulumi
+    .all([generated.values, supplied])
+    .apply(([g, s]) => ({ ...settings.env, ...s, ...g }) as Record<string, string>);
+  const header = [
+    `Managed by ${settings.project} (stack ${settings.stack}). Do not edit: the next rollout overwrites this file.`,
+    "Rotate with a keeper change in the stack config; see the project README.",
+  ];
+  const envFile = pulumi.secret(values.apply((v) => renderEnvFile(v, header)));
+  // Safe to show: a short hash of a document holding at least one 50+ character random value.
+  const envFingerprint = pulumi.unsecret(envFile.apply(fingerprint));
+  const document = pulumi.secret(
+    values.apply((v) => JSON.stringify(Object.fromEntries(Object.keys(v).sort().map((k) => [k, v[k]])))),
+  );
+
+  const store = new SecretStore("store", {
+    secretName: settings.secretName,
+    document,
+    kmsKeyId: settings.kmsKeyId,
+    recoveryWindowInDays: settings.recoveryWindowInDays,
+    description: `Env of pms-backend for stack ${settings.stack}, written by ${settings.project}`,
+    tags: { Project: settings.project, Stack: settings.stack, ManagedBy: "pulumi" },
+  });
+
+  // Hosts roll one at a time, in config order, and only after the new version is
+  // stored: a failure stops at the first broken host and leaves the rest untouched.
+  const hosts: PmsSecretsOutputs["hosts"] = {};
+  let previous: pulumi.Resource = store.version;
+  for (const host of settings.hosts) {
+    const rollout: HostRollout = new HostRollout(
+      host.name,
+      { host, app: settings.app, envFile, envFingerprint, sshPrivateKey: parsed.sshPrivateKey.reveal(), ssh: settings.ssh },
+      { dependsOn: [store.version, previous] },
+    );
+    hosts[host.name] = { address: host.address, envFingerprint: rollout.envFingerprint };
+    previous = rollout.command;
+  }
+
+  const generatedKeys = settings.generated.map((g) => g.key).sort();
+  return {
+    secretArn: store.arn,
+    secretVersionId: store.versionId,
+    hosts,
+    keepers: {
+      rotation: settings.rotation,
+      rotate: Object.fromEntries(settings.generated.map((g) => [g.key, g.keepers.rotate])),
+    },
+    envKeys: { plain: Object.keys(settings.env).sort(), supplied: settings.suppliedSecretKeys, generated: generatedKeys },
+  };
+}
