@@ -185,6 +185,11 @@ export function hostKeyProblem(line: string): string | undefined {
   return undefined;
 }
 
+/** A config scalar as text; structures as JSON (so a wrong shape shows in the message, not "[object Object]"). */
+function scalar(v: unknown): string {
+  return typeof v === "string" ? v : typeof v === "number" || typeof v === "boolean" ? String(v) : JSON.stringify(v);
+}
+
 function isTruthyFlag(value: string): boolean {
   return ["true", "1", "yes", "on"].includes(value.trim().toLowerCase());
 }
@@ -290,7 +295,7 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
           problem(`${at}.port`, `${JSON.stringify(h.port)} is not a TCP port`, "use a number from 1 to 65535 (default 22)");
         } else port = p;
       }
-      const user = h.user === undefined ? "root" : String(h.user);
+      const user = h.user === undefined ? "root" : scalar(h.user);
       if (!UNIX_NAME.test(user)) {
         problem(`${at}.user`, `${JSON.stringify(user)} is not a valid login name`, "use the SSH login user (default root)");
       }
@@ -301,7 +306,7 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
       seenTargets.add(target);
       let hostKey: string | undefined;
       if (h.hostKey !== undefined && h.hostKey !== "") {
-        const hk = String(h.hostKey).trim();
+        const hk = scalar(h.hostKey).trim();
         const why = hostKeyProblem(hk);
         if (why) problem(`${at}.hostKey`, why, `run \`ssh-keyscan -t ed25519 ${address || "<address>"}\`, verify the key out of band, and paste "ssh-ed25519 AAAA..."`);
         hostKey = hk.split(/\s+/).slice(0, 2).join(" ");
@@ -355,7 +360,7 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
       problem("app.services", "must be a non-empty list of systemd service names", `e.g. ["${DEFAULT_SERVICES.join('", "')}"] (restarted in that order)`);
     } else {
       services = appObj.services.map((s: unknown, i: number) => {
-        const name = String(s).replace(/\.service$/, "");
+        const name = scalar(s).replace(/\.service$/, "");
         if (typeof s !== "string" || !UNIT_NAME.test(name) || name.length > 200) {
           problem(`app.services[${i}]`, `${JSON.stringify(s)} is not a valid systemd unit name`, "use the unit name as `systemctl status` shows it, e.g. pms-backend");
         }
@@ -367,7 +372,7 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
   }
   let healthUrl: string | undefined;
   if (appObj.healthUrl !== undefined) {
-    const u = String(appObj.healthUrl);
+    const u = scalar(appObj.healthUrl);
     let ok = false;
     try {
       const parsed = new URL(u);
@@ -380,14 +385,14 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
   }
   let checkCommand: string | undefined;
   if (appObj.checkCommand !== undefined) {
-    checkCommand = String(appObj.checkCommand);
+    checkCommand = scalar(appObj.checkCommand);
     if (checkCommand.trim() === "" || /[\r\n\0]/.test(checkCommand)) {
       problem("app.checkCommand", "must be one non-empty line", "e.g. `/usr/bin/python3 manage.py check --deploy` (run in app.dir as the service user)");
     }
   }
   let envFileGroup: string | undefined;
   if (appObj.envFileGroup !== undefined) {
-    envFileGroup = String(appObj.envFileGroup);
+    envFileGroup = scalar(appObj.envFileGroup);
     if (!UNIX_NAME.test(envFileGroup)) problem("app.envFileGroup", `${JSON.stringify(envFileGroup)} is not a valid group name`, "use an existing group on the hosts, or remove it for 0600 root:root");
   }
   const boundedInt = (key: string, v: unknown, def: number, min: number, max: number): number => {
@@ -423,7 +428,7 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
   if (rawRotate !== undefined && !isObject(rawRotate)) {
     problem("rotate", "must be a map from a generated secret's env key to its keeper", "e.g. `pulumi config set --path 'rotate.SECRET_KEY' 2026-11-25`");
   } else if (rawRotate) {
-    for (const [k, v] of Object.entries(rawRotate)) rotate[k] = String(v);
+    for (const [k, v] of Object.entries(rawRotate)) rotate[k] = scalar(v);
   }
   const rawGenerated = json("generated");
   const generatedMap: Record<string, unknown> = { SECRET_KEY: {} };
@@ -449,7 +454,7 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
     }
     let alphabet: AlphabetName = "safe";
     if (spec.alphabet !== undefined) {
-      const a = String(spec.alphabet);
+      const a = scalar(spec.alphabet);
       if (isAlphabetName(a)) alphabet = a;
       else problem(`${at}.alphabet`, `${JSON.stringify(a)} is not a known alphabet`, `use one of: ${Object.keys(ALPHABETS).join(", ")}`);
     }
@@ -532,7 +537,7 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
   }
 
   // --- secret store --------------------------------------------------------------------------
-  const secretName = text("secretName") ?? `pms-backend/${stack}`;
+  const secretName = text("secretName") || `pms-backend/${stack}`;
   if (!/^[A-Za-z0-9/_+=.@-]{1,512}$/.test(secretName)) {
     problem("secretName", `${JSON.stringify(secretName)} is not a valid Secrets Manager name`, "use letters, digits and /_+=.@- (default pms-backend/<stack>)");
   }

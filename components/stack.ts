@@ -33,7 +33,7 @@ export interface PmsSecretsOutputs {
 
 export function deployPmsSecrets(parsed: ParsedConfig = loadStackConfig()): PmsSecretsOutputs {
   const { settings } = parsed;
-  for (const w of parsed.warnings) pulumi.log.warn(w);
+  for (const w of parsed.warnings) void pulumi.log.warn(w);
 
   const generated = new GeneratedSecrets("generated", { secrets: settings.generated });
   const supplied = pulumi.secret(
@@ -43,7 +43,7 @@ export function deployPmsSecrets(parsed: ParsedConfig = loadStackConfig()): PmsS
   // One set of values feeds both the store and every host, so they cannot disagree.
   const values = pulumi
     .all([generated.values, supplied])
-    .apply(([g, s]) => ({ ...settings.env, ...s, ...g }) as Record<string, string>);
+    .apply(([g, s]): Record<string, string> => ({ ...settings.env, ...s, ...g }));
   const header = [
     `Managed by ${settings.project} (stack ${settings.stack}). Do not edit: the next rollout overwrites this file.`,
     "Rotate with a keeper change in the stack config; see the project README.",

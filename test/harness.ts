@@ -62,7 +62,7 @@ function secretPathsOf(v: unknown, at: string, out: string[]): void {
  */
 export function mockPassword(name: string, inputs: Record<string, unknown>, seed = ""): string {
   const length = Number(inputs.length);
-  const specials = String(inputs.overrideSpecial ?? "");
+  const specials = typeof inputs.overrideSpecial === "string" ? inputs.overrideSpecial : "";
   const alphabet = alphabetCharacters(specials === "" ? "alphanumeric" : "safe");
   let out = "";
   let counter = 0;
@@ -102,8 +102,8 @@ async function settle<T>(o: pulumi.Output<T>): Promise<T> {
 /** Fully resolves a tree of Outputs to plain values, noting which were secret. */
 async function resolveTree(v: unknown, secrets: string[], at: string): Promise<unknown> {
   if (pulumi.Output.isInstance(v)) {
-    if (await (v as pulumi.Output<unknown>).isSecret) secrets.push(at);
-    return resolveTree(await settle(v as pulumi.Output<unknown>), secrets, at);
+    if (await pulumi.isSecret(v)) secrets.push(at);
+    return resolveTree(await settle(v), secrets, at);
   }
   if (Array.isArray(v)) return Promise.all(v.map((x, i) => resolveTree(x, secrets, `${at}[${i}]`)));
   if (typeof v === "object" && v !== null) {
@@ -193,8 +193,9 @@ export async function runProgram(opts: RunOptions): Promise<RunResult & { secret
   pulumi.runtime.setAllConfig(config, secretKeys);
 
   const originalWarn = pulumi.log.warn;
-  (pulumi.log as { warn: typeof pulumi.log.warn }).warn = async (msg: string) => {
+  (pulumi.log as { warn: typeof pulumi.log.warn }).warn = (msg: string) => {
     warnings.push(msg);
+    return Promise.resolve();
   };
   try {
     // Imported late so that the mocks and config are in place first.

@@ -1,0 +1,110 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import {
+  djangoSecretKeyProblem,
+  EnvFileError,
+  fingerprint,
+  parseEnvFile,
+  renderEnvFile,
+} from "../components/env-file";
+import { alphabetCharacters, SAFE_SPECIALS } from "../components/alphabet";
+
+const key = fc.stringMatching(/^[A-Za-z_][A-Za-z0-9_]{0,20}$/);
+/** Any value the renderer must accept: printable and non-printable, no ' \ LF CR NUL. */
+const allowedValue = fc.string({ unit: "binary", maxLength: 80 }).filter((s) => !/['\\\n\r\0]/.test(s));
+const goodKey = "k".repeat(10) + "A1-_.+=,xyz".repeat(5);
+
+test("rendering then parsing gives back every key and value (property)", () => {
+  fc.assert(
+    fc.property(fc.dictionary(key, allowedValue, { maxKeys: 12 }), (values) => {
+      const { SECRET_KEY: _drop, ...rest } = values;
+      const text = renderEnvFile(rest, ["header line"]);
+      assert.deepEqual(parseEnvFile(text), rest);
+      assert.ok(text.endsWith("\n"));
+      assert.ok(!text.includes("\r"));
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test("the same values in any insertion order render the same bytes and fingerprint (property)", () => {
+  fc.assert(
+    fc.property(fc.dictionary(key, allowedValue, { maxKeys: 8 }), (values) => {
+      delete values.SECRET_KEY;
+      const reversed = Object.fromEntries(Object.entries(values).reverse());
+      assert.equal(renderEnvFile(values), renderEnvFile(reversed));
+      assert.equal(fingerprint(renderEnvFile(values)), fingerprint(renderEnvFile(reversed)));
+    }),
+  );
+});
+
+test("a value with ' \\ newline CR or NUL is refused, naming the key and not the value (property)", () => {
+  fc.assert(
+    fc.property(
+      key.filter((k) => k !== "SECRET_KEY"),
+      allowedValue,
+      fc.constantFrom("'", "\\", "\n", "\r", "\0"),
+      allowedValue,
+      (k, before, bad, after) => {
+        const value = `${before}${bad}${after}SENTINELVALUE`;
+        try {
+          renderEnvFile({ [k]: value });
+          assert.fail("renderEnvFile accepted a forbidden character");
+        } catch (e) {
+          assert.ok(e instanceof EnvFileError);
+          assert.match(e.message, new RegExp(`the value of ${k} contains`));
+          assert.ok(!e.message.includes("SENTINELVALUE"), "the error message must not echo the value");
+        }
+      },
+    ),
+  );
+});
+
+test("keys must be shell-style names: export, dashes, dots and leading digits are refused", () => {
+  for (const bad of ["export FOO", "FOO-BAR", "FOO.BAR", "1FOO", "", "FOO BAR"]) {
+    assert.throws(() => renderEnvFile({ [bad]: "x" }), /is not a valid environment variable name/, bad);
+  }
+});
+
+test("every problem is reported at once", () => {
+  try {
+    renderEnvFile({ "A-B": "x", C: "it's", D: "a\\b" });
+    assert.fail("expected an error");
+  } catch (e) {
+    assert.ok(e instanceof EnvFileError);
+    assert.equal(e.problems.length, 3);
+  }
+});
+
+test("SECRET_KEY must meet Django's rules (length, distinct characters, no django-insecure-)", () => {
+  assert.match(djangoSecretKeyProblem("a".repeat(49)) ?? "", /at least 50/);
+  assert.match(djangoSecretKeyProblem("abab".repeat(20)) ?? "", /5 distinct/);
+  assert.match(djangoSecretKeyProblem("django-insecure-" + goodKey) ?? "", /django-insecure-/);
+  assert.equal(djangoSecretKeyProblem(goodKey), undefined);
+  assert.throws(() => renderEnvFile({ SECRET_KEY: "short" }), /SECRET_KEY is 5 characters long/);
+});
+
+test("the format is single-quoted KEY='value' lines, sorted, with a commented header", () => {
+  const text = renderEnvFile({ B: "2", A: "x y$#%" }, ["Managed by pms-secrets"]);
+  assert.equal(text, "# Managed by pms-secrets\nA='x y$#%'\nB='2'\n");
+});
+
+test("the safe alphabet has no character that needs quoting in an env file, a shell or a URL", () => {
+  for (const ch of alphabetCharacters("safe")) {
+    assert.match(ch, /^[A-Za-z0-9]$|^[-_.+=,]$/);
+    assert.equal(encodeURIComponent(ch) === ch || "+=,".includes(ch), true);
+    assert.ok(!"'\"\\ \t#$%`!*?@:/&;|<>()[]{}~^".includes(ch), `unsafe ${JSON.stringify(ch)}`);
+  }
+  assert.equal(SAFE_SPECIALS.length, 6);
+});
+
+test("fingerprint is 16 hex digits and changes with any byte", () => {
+  fc.assert(
+    fc.property(fc.string(), fc.string({ minLength: 1 }), (a, b) => {
+      const fp = fingerprint(a);
+      assert.match(fp, /^[0-9a-f]{16}$/);
+      assert.notEqual(fingerprint(a + b), fp);
+    }),
+  );
+});
