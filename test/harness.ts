@@ -84,6 +84,15 @@ export interface RunOptions {
   /** Varies every generated value (models a fresh draw by the provider). */
   randomSeed?: string;
   preview?: boolean;
+  /**
+   * Outputs for a resource the engine would compute (RandomPassword.result, ARNs,
+   * version ids). Returning undefined falls back to the deterministic defaults.
+   */
+  computedOutputs?: (
+    type: string,
+    name: string,
+    inputs: Record<string, unknown>,
+  ) => Record<string, unknown> | undefined;
 }
 
 export interface RunResult {
@@ -128,17 +137,20 @@ export async function runProgram(opts: RunOptions): Promise<RunResult & { secret
       newResource(args: pulumi.runtime.MockResourceArgs): { id: string; state: Record<string, unknown> } {
         const inputs = unwrap(args.inputs) as Record<string, unknown>;
         const state: Record<string, unknown> = { ...inputs };
-        switch (args.type) {
-          case "random:index/randomPassword:RandomPassword":
-            state.result = mockPassword(args.name, inputs, opts.randomSeed);
-            break;
-          case "aws:secretsmanager/secret:Secret":
-            state.arn = `arn:aws:secretsmanager:eu-west-1:123456789012:secret:${String(inputs.name)}-AbCdEf`;
-            break;
-          case "aws:secretsmanager/secretVersion:SecretVersion":
-            state.versionId = `version-${createHash("sha256").update(JSON.stringify(inputs)).digest("hex").slice(0, 8)}`;
-            break;
-        }
+        const computed = opts.computedOutputs?.(args.type, args.name, inputs);
+        if (computed) Object.assign(state, computed);
+        else
+          switch (args.type) {
+            case "random:index/randomPassword:RandomPassword":
+              state.result = mockPassword(args.name, inputs, opts.randomSeed);
+              break;
+            case "aws:secretsmanager/secret:Secret":
+              state.arn = `arn:aws:secretsmanager:eu-west-1:123456789012:secret:${String(inputs.name)}-AbCdEf`;
+              break;
+            case "aws:secretsmanager/secretVersion:SecretVersion":
+              state.versionId = `version-${createHash("sha256").update(JSON.stringify(inputs)).digest("hex").slice(0, 8)}`;
+              break;
+          }
         const secretPaths: string[] = [];
         secretPathsOf(args.inputs, "", secretPaths);
         const urn = `urn:pulumi:${opts.stack}::${PROJECT}::${args.type}::${args.name}`;
@@ -211,7 +223,8 @@ export async function runProgram(opts: RunOptions): Promise<RunResult & { secret
     }
     const find = (type: string, name: string): RecordedResource => {
       const r = resources.find((x) => x.type === type && x.name === name);
-      if (!r) throw new Error(`no ${type} named ${name}; have: ${resources.map((x) => `${x.type}/${x.name}`).join(", ")}`);
+      if (!r)
+        throw new Error(`no ${type} named ${name}; have: ${resources.map((x) => `${x.type}/${x.name}`).join(", ")}`);
       return r;
     };
     return {
