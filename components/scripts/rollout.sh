@@ -362,8 +362,10 @@ main() {
   log "rollout of $ENV_FILE to ${SERVICES[*]}"
 
   mkdir -p -- "$STATE_DIR" /run/lock
-  exec 9>/run/lock/pms-secrets.lock
-  flock -w "$LOCK_TIMEOUT" 9 || fail_untouched - lock "another rollout held the host lock for ${LOCK_TIMEOUT}s"
+  exec 9<>/run/lock/pms-secrets.lock
+  flock -w "$LOCK_TIMEOUT" 9 || fail_untouched - lock "another rollout (PID $(head -c 20 /run/lock/pms-secrets.lock)) held the host lock for ${LOCK_TIMEOUT}s"
+  # The holder's PID, for operators (and tests) who need to find a rollout in progress.
+  printf '%s\n' "$$" >/run/lock/pms-secrets.lock
   WORK_DIR=$(mktemp -d "$STATE_DIR/rollout.XXXXXX")
 
   for svc in "${SERVICES[@]}"; do

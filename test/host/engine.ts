@@ -147,25 +147,22 @@ export class EngineModel {
         steps.push({ name: r.name, type: r.type, op, ok: true, ms: 0 });
         continue;
       }
-      const script = op === "update" ? (r.inputs.update ?? r.inputs.create) : r.inputs.create;
-      const conn = r.inputs.connection as unknown as CommandConnection;
+      const script = String(op === "update" ? (r.inputs.update ?? r.inputs.create) : r.inputs.create);
+      const conn = r.inputs.connection as CommandConnection;
       const target = `${conn.host}:${conn.port ?? 22}`;
       sshSessions[target] = (sshSessions[target] ?? 0) + 1;
       this.log(`${op} ${r.name} on ${target}`);
-      const res = await this.runRemote(conn, String(script), r.inputs.stdin as string | undefined);
+      const res = await this.runRemote(conn, script, r.inputs.stdin as string | undefined);
       let ok = res.code === 0;
-      let error = ok ? undefined : providerError(res, String(script));
-      if (ok && op === "replace" && prior?.inputs.delete !== undefined) {
+      let error = ok ? undefined : providerError(res, script);
+      const oldDelete = prior?.inputs.delete;
+      if (ok && op === "replace" && prior && typeof oldDelete === "string") {
         // create-before-delete: the old resource's delete runs after the new create.
         sshSessions[target] += 1;
-        const del = await this.runRemote(
-          prior.inputs.connection as unknown as CommandConnection,
-          String(prior.inputs.delete),
-          undefined,
-        );
+        const del = await this.runRemote(prior.inputs.connection as CommandConnection, oldDelete, undefined);
         if (del.code !== 0) {
           ok = false;
-          error = providerError(del, String(prior.inputs.delete));
+          error = providerError(del, oldDelete);
         }
       }
       if (!ok) failed.add(r.name);
@@ -182,19 +179,16 @@ export class EngineModel {
     }
     for (const [name, prior] of previous) {
       if (next.has(name)) continue;
-      if (prior.type === TYPES.command && prior.inputs.delete !== undefined) {
-        const res = await this.runRemote(
-          prior.inputs.connection as unknown as CommandConnection,
-          String(prior.inputs.delete),
-          undefined,
-        );
+      const del = prior.inputs.delete;
+      if (prior.type === TYPES.command && typeof del === "string") {
+        const res = await this.runRemote(prior.inputs.connection as CommandConnection, del, undefined);
         steps.push({
           name,
           type: prior.type,
           op: "delete",
           ok: res.code === 0,
           ms: 0,
-          error: res.code === 0 ? undefined : providerError(res, String(prior.inputs.delete)),
+          error: res.code === 0 ? undefined : providerError(res, del),
         });
       } else {
         steps.push({ name, type: prior.type, op: "delete", ok: true, ms: 0 });
