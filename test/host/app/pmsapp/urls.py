@@ -1,0 +1,15 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("health/", views.health),
+    path("key-fingerprint/", views.key_fingerprint),
+    path("login/", views.login_view),
+    path("me/", views.me),
+    path("token/issue/", views.token_issue),
+    path("token/verify/", views.token_verify),
+    path("task/", views.task_enqueue),
+    path("slow-task/", views.slow_task_enqueue),
+    path("task/<str:task_id>/", views.task_status),
+]

@@ -1,0 +1,303 @@
+#!/usr/bin/env bash
+# Boots and tears down one disposable test host: systemd-nspawn --boot on an overlay of the
+# image built by image/build.sh, in a private network namespace, with sshd and the app's HTTP
+# port forwarded to 127.0.0.1.
+#
+# Usage:
+#   host.sh boot ID RUNDIR --image DIR --ssh-port PORT --http-port PORT --client-key KEYFILE
+#               [--hostname NAME] [--timeout SECONDS]
+#   host.sh teardown ID RUNDIR
+#   host.sh ssh ID RUNDIR [--user USER] [--] COMMAND...     (debugging aid)
+#
+# ID names the netns (th-ID), the cgroups (testhost-ID) and the nspawn machine; RUNDIR holds the
+# overlay, saved PIDs and logs of this host and nothing else. Teardown only acts on what RUNDIR
+# records (saved PIDs, the cgroups and netns it created), is idempotent and safe after a failed
+# boot. Needs root.
+set -euo pipefail
+
+START_US=${EPOCHREALTIME/./}
+ID="" RUNDIR=""
+log() {
+  local ms=$(((${EPOCHREALTIME/./} - START_US) / 1000))
+  printf '[host %s %3d.%01ds] %s\n' "$ID" $((ms / 1000)) $((ms % 1000 / 100)) "$*" >&2
+}
+die() { log "ERROR: $*"; exit 1; }
+
+usage() { sed -n '2,16p' "$0" >&2; exit 2; }
+
+[ $# -ge 3 ] || usage
+CMD="$1" ID="$2" RUNDIR="$3"
+shift 3
+case "$ID" in
+  *[!A-Za-z0-9_-]* | "") die "host id '$ID' may only contain letters, digits, '-' and '_'" ;;
+esac
+[ "${#ID}" -le 40 ] || die "host id '$ID' is longer than 40 characters"
+case "$RUNDIR" in /*) ;; *) die "RUNDIR must be an absolute path, got '$RUNDIR'" ;; esac
+
+NETNS="th-$ID"
+ROOT="$RUNDIR/root"
+PIDS="$RUNDIR/pids"
+
+ssh_opts() { # ssh_opts PORT KEY KNOWN_HOSTS
+  printf '%s\n' -F /dev/null -p "$1" -i "$2" -o IdentitiesOnly=yes -o BatchMode=yes \
+    -o StrictHostKeyChecking=yes -o "UserKnownHostsFile=$3" -o GlobalKnownHostsFile=/dev/null \
+    -o ConnectTimeout=5 -o LogLevel=ERROR
+}
+
+# cgroup directories for this host: one per hierarchy that nspawn and the container's systemd use.
+cgroup_dirs() {
+  if [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then
+    echo "/sys/fs/cgroup/testhost-$ID"
+  elif [ -d /sys/fs/cgroup/unified ] && [ "$(stat -fc %T /sys/fs/cgroup/unified)" = cgroup2fs ]; then
+    echo "/sys/fs/cgroup/unified/testhost-$ID"
+    echo "/sys/fs/cgroup/systemd/testhost-$ID"
+  else
+    die "no cgroup v2 hierarchy: the trixie systemd in the test host needs cgroup v2 (pure or hybrid)"
+  fi
+}
+
+pid_alive() { [ -n "${1:-}" ] && [ -d "/proc/$1" ]; }
+
+# Reads a saved PID and prints it only if that process still runs the expected program, so a
+# recycled PID is never signalled.
+saved_pid() { # saved_pid NAME EXPECTED_SUBSTRING_OF_CMDLINE
+  local file="$PIDS/$1.pid" pid cmdline
+  [ -f "$file" ] || file="$file.tmp" # boot was interrupted between writing and renaming
+  [ -f "$file" ] || return 0
+  pid=$(cat "$file")
+  pid_alive "$pid" || return 0
+  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)
+  case "$cmdline" in *"$2"*) echo "$pid" ;; esac
+}
+
+wait_gone() { # wait_gone PID TIMEOUT_TENTHS
+  local i=0
+  while pid_alive "$1" && [ "$i" -lt "$2" ]; do sleep 0.1; i=$((i + 1)); done
+  ! pid_alive "$1"
+}
+
+start_forward() { # start_forward NAME OUTER_PORT INNER_PORT
+  local name="$1" outer="$2" inner="$3"
+  # Each connection to 127.0.0.1:OUTER runs a socat inside the netns that connects to the
+  # host's own 127.0.0.1:INNER. setsid: the forwarder and its per-connection children form one
+  # process group that teardown signals as a whole.
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  setsid bash -c 'echo $$ >"$1.tmp" && mv "$1.tmp" "$1" && exec socat "TCP-LISTEN:$2,bind=127.0.0.1,reuseaddr,fork" "EXEC:ip netns exec $3 socat STDIO TCP\:127.0.0.1\:$4"' \
+    _ "$PIDS/$name.pid" "$outer" "$NETNS" "$inner" </dev/null >>"$RUNDIR/$name.log" 2>&1 &
+}
+
+boot() {
+  local image="" ssh_port="" http_port="" client_key="" hostname="" timeout=120
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --image) image="$2"; shift 2 ;;
+      --ssh-port) ssh_port="$2"; shift 2 ;;
+      --http-port) http_port="$2"; shift 2 ;;
+      --client-key) client_key="$2"; shift 2 ;;
+      --hostname) hostname="$2"; shift 2 ;;
+      --timeout) timeout="$2"; shift 2 ;;
+      *) die "boot: unknown option '$1'" ;;
+    esac
+  done
+  [ -f "$image/.pms-testhost-image" ] || die "--image '$image' is not a finished image (run image/build.sh)"
+  if [ -z "$ssh_port" ] || [ -z "$http_port" ]; then die "--ssh-port and --http-port are required"; fi
+  if [ ! -f "$client_key" ] || [ ! -f "$client_key.pub" ]; then
+    die "--client-key '$client_key' (and .pub) must exist"
+  fi
+  hostname="${hostname:-$ID}"
+  [ "$(id -u)" = 0 ] || die "must run as root"
+  for tool in systemd-nspawn socat ip ssh ssh-keygen setsid mount; do
+    command -v "$tool" >/dev/null || die "missing tool '$tool' (image/build.sh installs the host tools)"
+  done
+  [ ! -e "/run/netns/$NETNS" ] || die "netns $NETNS already exists: another host with id '$ID' is running?"
+  if [ -e "$RUNDIR/state" ]; then die "RUNDIR $RUNDIR was already used; tear it down first"; fi
+
+  mkdir -p "$RUNDIR/upper" "$RUNDIR/work" "$ROOT" "$PIDS"
+  echo booting >"$RUNDIR/state"
+  printf '%s\n' "$ID" >"$RUNDIR/id"
+
+  log "overlay on $image"
+  mount -t overlay overlay -o "lowerdir=$image,upperdir=$RUNDIR/upper,workdir=$RUNDIR/work" "$ROOT"
+
+  # Per-host identity: host keys, machine id, hostname.
+  ssh-keygen -A -f "$ROOT" >/dev/null
+  od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$ROOT/etc/machine-id"
+  echo >>"$ROOT/etc/machine-id"
+  echo "$hostname" >"$ROOT/etc/hostname"
+  printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n' "$hostname" >"$ROOT/etc/hosts"
+
+  local pub deploy_uid deploy_gid deploy_home
+  pub=$(cat "$client_key.pub")
+  echo "$client_key" >"$RUNDIR/client_key"
+  install -d -m 0700 -o 0 -g 0 "$ROOT/root/.ssh"
+  printf '%s\n' "$pub" >"$ROOT/root/.ssh/authorized_keys"
+  chmod 0600 "$ROOT/root/.ssh/authorized_keys"
+  IFS=: read -r _ _ deploy_uid deploy_gid _ deploy_home _ < <(grep '^deploy:' "$ROOT/etc/passwd")
+  install -d -m 0700 -o "$deploy_uid" -g "$deploy_gid" "$ROOT$deploy_home/.ssh"
+  printf '%s\n' "$pub" >"$ROOT$deploy_home/.ssh/authorized_keys"
+  chown "$deploy_uid:$deploy_gid" "$ROOT$deploy_home/.ssh/authorized_keys"
+  chmod 0600 "$ROOT$deploy_home/.ssh/authorized_keys"
+
+  local hostkey
+  hostkey=$(cut -d' ' -f1,2 "$ROOT/etc/ssh/ssh_host_ed25519_key.pub")
+  echo "$hostkey" >"$RUNDIR/host_ed25519.pub"
+  echo "[127.0.0.1]:$ssh_port $hostkey" >"$RUNDIR/known_hosts"
+
+  log "netns $NETNS"
+  # Record before acting, so a boot interrupted right here is still torn down completely.
+  echo "$NETNS" >"$RUNDIR/netns"
+  ip netns add "$NETNS"
+  ip -n "$NETNS" link set lo up
+
+  local cgs=() cg
+  mapfile -t cgs < <(cgroup_dirs)
+  : >"$RUNDIR/cgroups"
+  for cg in "${cgs[@]}"; do
+    echo "$cg" >>"$RUNDIR/cgroups"
+    mkdir -p "$cg"
+  done
+
+  log "systemd-nspawn --boot"
+  # The launcher moves itself into this host's own cgroups before exec: with --keep-unit nspawn
+  # builds payload/ and supervisor/ inside the launcher's cgroup, which must not be shared.
+  # SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1: trixie's systemd refuses cgroup v1, and on a hybrid host
+  # nspawn would otherwise hand the container the legacy layout.
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  setsid bash -c '
+    pidfile="$1"; shift
+    while [ "$1" != -- ]; do echo $$ >"$1/cgroup.procs"; shift; done; shift
+    echo $$ >"$pidfile.tmp" && mv "$pidfile.tmp" "$pidfile"
+    exec env SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 "$@"' _ "$PIDS/nspawn.pid" "${cgs[@]}" -- \
+    systemd-nspawn --boot --directory="$ROOT" --machine="$ID" --hostname="$hostname" \
+    --register=no --keep-unit --link-journal=no --resolv-conf=off --timezone=off \
+    --console=pipe --network-namespace-path="/run/netns/$NETNS" \
+    </dev/null >"$RUNDIR/console.log" 2>&1 &
+
+  start_forward socat-ssh "$ssh_port" 22
+  start_forward socat-http "$http_port" 8000
+
+  # Ready = sshd answers with the pinned key, the boot finished, and PostgreSQL + Redis serve.
+  # (The app itself is not expected to run before the first deploy gives it a SECRET_KEY.)
+  local opts=() deadline state out
+  mapfile -t opts < <(ssh_opts "$ssh_port" "$client_key" "$RUNDIR/known_hosts")
+  deadline=$((SECONDS + timeout))
+  while :; do
+    for name in nspawn socat-ssh socat-http; do
+      # PID files are written with a rename, so one that exists is complete.
+      [ -f "$PIDS/$name.pid" ] || continue # not written yet
+      if ! pid_alive "$(cat "$PIDS/$name.pid")"; then
+        tail -n 20 "$RUNDIR/console.log" "$RUNDIR/$name.log" >&2 2>/dev/null || true
+        die "$name exited during boot (logs in $RUNDIR)"
+      fi
+    done
+    if out=$(ssh "${opts[@]}" root@127.0.0.1 '
+        state=$(systemctl is-system-running --wait 2>/dev/null || true)
+        systemctl is-active --quiet ssh postgresql redis-server &&
+          pg_isready -q -h 127.0.0.1 -p 5432 &&
+          [ "$(redis-cli -h 127.0.0.1 ping 2>/dev/null)" = PONG ] &&
+          echo "ready:$state"' 2>>"$RUNDIR/boot-ssh.log"); then
+      case "$out" in ready:*) state="${out#ready:}"; break ;; esac
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      tail -n 40 "$RUNDIR/console.log" >&2 || true
+      ssh "${opts[@]}" root@127.0.0.1 'systemctl --failed --no-pager; systemctl is-system-running' >&2 2>&1 || true
+      die "not ready after ${timeout}s (console log: $RUNDIR/console.log)"
+    fi
+    sleep 0.3
+  done
+  echo ready >"$RUNDIR/state"
+  log "ready (system state: $state)"
+}
+
+teardown() {
+  [ "$(id -u)" = 0 ] || die "must run as root"
+  [ -d "$RUNDIR" ] || { log "nothing to tear down ($RUNDIR is gone)"; return 0; }
+  local id_saved
+  id_saved=$(cat "$RUNDIR/id" 2>/dev/null || echo "$ID")
+  [ "$id_saved" = "$ID" ] || die "RUNDIR $RUNDIR belongs to host '$id_saved', not '$ID'"
+  echo stopping >"$RUNDIR/state" 2>/dev/null || true
+
+  local pid name
+  for name in socat-ssh socat-http; do
+    pid=$(saved_pid "$name" socat)
+    # The forwarder was started with setsid: its PID is also its process group id.
+    if [ -n "$pid" ]; then kill -TERM -- "-$pid" 2>/dev/null || true; fi
+  done
+
+  pid=$(saved_pid nspawn "$ROOT")
+  if [ -n "$pid" ]; then
+    log "stopping nspawn $pid (clean halt)"
+    kill -TERM "$pid" 2>/dev/null || true
+    wait_gone "$pid" 150 || log "nspawn $pid did not halt in 15s; killing the host's cgroups"
+  fi
+
+  # Whatever is left in this host's cgroups (nspawn included, if it hung) is killed, then the
+  # cgroups are removed deepest first.
+  local cg cgs=() pass procs
+  [ -f "$RUNDIR/cgroups" ] && mapfile -t cgs <"$RUNDIR/cgroups"
+  for pass in $(seq 1 50); do
+    procs=""
+    for cg in "${cgs[@]}"; do
+      [ -d "$cg" ] || continue
+      procs+=$(find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null | tr '\n' ' ')
+    done
+    [ -z "${procs// /}" ] && break
+    [ "$pass" = 1 ] && log "killing leftover processes: $procs"
+    # shellcheck disable=SC2086 # one PID per word
+    kill -KILL $procs 2>/dev/null || true
+    sleep 0.1
+  done
+  for cg in "${cgs[@]}"; do
+    [ -d "$cg" ] || continue
+    for pass in $(seq 1 30); do
+      find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
+      [ -d "$cg" ] || break
+      sleep 0.1
+    done
+    [ ! -d "$cg" ] || log "WARNING: could not remove cgroup $cg"
+  done
+
+  # Forwarders that did not die on TERM.
+  for name in socat-ssh socat-http; do
+    pid=$(saved_pid "$name" socat)
+    if [ -n "$pid" ] && ! wait_gone "$pid" 20; then kill -KILL -- "-$pid" 2>/dev/null || true; fi
+  done
+
+  if [ -f "$RUNDIR/netns" ] && [ -e "/run/netns/$NETNS" ]; then
+    for pass in $(seq 1 50); do
+      ip netns del "$NETNS" 2>/dev/null && break
+      sleep 0.1
+    done
+    [ ! -e "/run/netns/$NETNS" ] || log "WARNING: could not delete netns $NETNS"
+  fi
+
+  if mountpoint -q "$ROOT" 2>/dev/null; then
+    for pass in $(seq 1 50); do
+      umount "$ROOT" 2>/dev/null && break
+      sleep 0.1
+    done
+    mountpoint -q "$ROOT" && die "overlay $ROOT is still mounted (busy); not removing $RUNDIR"
+  fi
+  # Never recurse into a mount point: stay on this file system.
+  if grep -qF " $RUNDIR/" /proc/self/mounts; then die "mounts remain under $RUNDIR; not removing it"; fi
+  rm -rf --one-file-system "$RUNDIR"
+  log "torn down"
+}
+
+ssh_cmd() {
+  local user=root
+  if [ "${1:-}" = --user ]; then user="$2"; shift 2; fi
+  [ "${1:-}" = -- ] && shift
+  local port key opts=()
+  port=$(cut -d' ' -f1 "$RUNDIR/known_hosts" | sed 's/^\[127.0.0.1\]://')
+  key=$(cat "$RUNDIR/client_key")
+  mapfile -t opts < <(ssh_opts "$port" "$key" "$RUNDIR/known_hosts")
+  exec ssh "${opts[@]}" "$user@127.0.0.1" "$@"
+}
+
+case "$CMD" in
+  boot) boot "$@" ;;
+  teardown) teardown ;;
+  ssh) ssh_cmd "$@" ;;
+  *) usage ;;
+esac
