@@ -31,13 +31,15 @@ export function shellQuote(word: string): string {
  * parameters appear here; a change to any of them is an in-place update that
  * re-runs the rollout (which restarts nothing if the host already has it all).
  */
-export function rolloutCommand(host: HostSpec, app: AppSpec): string {
+export function rolloutCommand(host: HostSpec, app: AppSpec, secretKeys: readonly string[] = []): string {
   const args: string[] = ["--host", host.name, "--env-file", app.envFile, "--app-dir", app.dir];
   for (const s of app.services) args.push("--service", s);
   if (app.envFileGroup) args.push("--group", app.envFileGroup);
   if (app.checkCommand) args.push("--check", app.checkCommand);
   if (app.healthUrl) args.push("--health-url", app.healthUrl);
   args.push("--stable-seconds", String(app.stableSeconds), "--health-timeout", String(app.healthTimeoutSeconds));
+  // Names (never values) of the secret keys: the script redacts their values from anything it relays.
+  for (const k of secretKeys) args.push("--redact", k);
   // sudo -n fails at once instead of hanging on a password prompt (pulumi-command has no become).
   const runner = host.user === "root" ? "/bin/bash -s --" : "sudo -n /bin/bash -s --";
   return `${runner} ${args.map(shellQuote).join(" ")}`;
@@ -65,6 +67,8 @@ export interface HostRolloutArgs {
   envFile: pulumi.Input<string>;
   /** Fingerprint of envFile (safe to show; see env-file.ts). */
   envFingerprint: pulumi.Input<string>;
+  /** Env keys whose values are secret (names only), redacted from relayed output. */
+  secretKeys: readonly string[];
   /** SSH private key (secret). */
   sshPrivateKey: pulumi.Input<string>;
   /** Seconds per connection attempt and attempts before giving up. */
@@ -94,7 +98,7 @@ export class HostRollout extends pulumi.ComponentResource {
       `${name}-rollout`,
       {
         connection,
-        create: rolloutCommand(host, app),
+        create: rolloutCommand(host, app, args.secretKeys),
         stdin: pulumi.secret(pulumi.output(args.envFile).apply(rolloutStdin)),
         triggers: this.envFingerprint.apply(rolloutTriggers),
         addPreviousOutputInEnv: false,

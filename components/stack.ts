@@ -66,12 +66,21 @@ export function deployPmsSecrets(parsed: ParsedConfig = loadStackConfig()): PmsS
 
   // Hosts roll one at a time, in config order, and only after the new version is
   // stored: a failure stops at the first broken host and leaves the rest untouched.
+  const secretKeys = [...settings.suppliedSecretKeys, ...settings.generated.map((g) => g.key)].sort();
   const hosts: PmsSecretsOutputs["hosts"] = {};
   let previous: pulumi.Resource = store.version;
   for (const host of settings.hosts) {
     const rollout: HostRollout = new HostRollout(
       host.name,
-      { host, app: settings.app, envFile, envFingerprint, sshPrivateKey: parsed.sshPrivateKey.reveal(), ssh: settings.ssh },
+      {
+        host,
+        app: settings.app,
+        envFile,
+        envFingerprint,
+        secretKeys,
+        sshPrivateKey: parsed.sshPrivateKey.reveal(),
+        ssh: settings.ssh,
+      },
       { dependsOn: [store.version, previous] },
     );
     hosts[host.name] = { address: host.address, envFingerprint: rollout.envFingerprint };

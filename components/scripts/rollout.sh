@@ -42,6 +42,7 @@ ENV_REPLACED=0
 DROPINS_CHANGED=()
 RESTARTED=()
 SECRET_VALUES=()
+REDACT_KEYS=" "
 ROLLBACK_OUTCOME=""
 
 log() {
@@ -60,15 +61,17 @@ redact() {
   printf '%s' "$text"
 }
 
-# Collects every value of an env file (ours, or a hand-written previous one) for redact.
+# Collects the values of the secret keys (--redact) of an env file, ours or a
+# hand-written previous one, for redact. Plain settings (hosts, ports) stay readable.
 collect_values() {
-  local line
+  local line key
   while IFS= read -r line || [ -n "$line" ]; do
     case $line in
       '#'* | '') continue ;;
-      *=*) line=${line#*=} ;;
+      *=*) key=${line%%=*}; key=${key#export }; line=${line#*=} ;;
       *) continue ;;
     esac
+    case $REDACT_KEYS in *" $key "*) ;; *) continue ;; esac
     case $line in
       \'*\') line=${line#\'}; line=${line%\'} ;;
       \"*\") line=${line#\"}; line=${line%\"} ;;
@@ -108,6 +111,7 @@ parse_args() {
       --health-url) HEALTH_URL=$2; shift 2 ;;
       --stable-seconds) STABLE_SECONDS=$2; shift 2 ;;
       --health-timeout) HEALTH_TIMEOUT=$2; shift 2 ;;
+      --redact) REDACT_KEYS="$REDACT_KEYS$2 "; shift 2 ;;
       *) usage_error "unknown argument $1" ;;
     esac
   done
@@ -260,9 +264,13 @@ verify_stable() { # service; prints the failed check and detail on failure
   done
 }
 
-verify_journal() { # service since-epoch
-  local line
-  line=$(journalctl -u "$1.service" --since "@$2" -o cat --no-pager -q 2>/dev/null | grep -m 1 -F SECRET_KEY || true)
+# Reads only this start of the unit (its InvocationID), so lines from the previous
+# process, e.g. a crash loop before the first deploy, never count against it.
+verify_journal() { # service
+  local id line
+  id=$(unit_prop "$1" InvocationID)
+  [ -n "$id" ] || return 0
+  line=$(journalctl "_SYSTEMD_INVOCATION_ID=$id" -o cat --no-pager -q 2>/dev/null | grep -m 1 -F SECRET_KEY || true)
   if [ -n "$line" ]; then
     printf 'journal|journal shows a SECRET_KEY error since the restart: %s' "$(redact "$line" | cut -c 1-200)"
     return 1
@@ -300,15 +308,14 @@ verify_health() {
 
 # Restarts one service and runs every check on it. Prints "check|detail" on failure.
 restart_and_verify() { # service
-  local svc=$1 since rc=0
-  since=$(date +%s)
+  local svc=$1 rc=0
   timeout "$RESTART_TIMEOUT" systemctl restart -- "$svc.service" 2>/dev/null || rc=$?
   if [ "$rc" -ne 0 ]; then
     printf 'restart|systemctl restart exited %s' "$rc"
     return 1
   fi
   verify_stable "$svc" || return 1
-  verify_journal "$svc" "$since" || return 1
+  verify_journal "$svc" || return 1
   if [ "$svc" = "${SERVICES[0]}" ]; then verify_health || return 1; fi
 }
 
@@ -335,6 +342,12 @@ rollback() {
   done
   if [ "${#DROPINS_CHANGED[@]}" -gt 0 ]; then systemctl daemon-reload; fi
   for svc in "${RESTARTED[@]+"${RESTARTED[@]}"}"; do
+    if [ "$HAD_PREVIOUS_ENV" = 0 ]; then
+      # Nothing worked before either: put the unit back as it was, without judging it.
+      log "rollback: restarting $svc without an env file, as before the rollout"
+      timeout "$RESTART_TIMEOUT" systemctl restart -- "$svc.service" 2>/dev/null || true
+      continue
+    fi
     log "rollback: restarting $svc on the previous env"
     if ! result=$(restart_and_verify "$svc"); then
       problems="$problems $svc (${result%%|*}: $(redact "${result#*|}"))"
@@ -345,7 +358,7 @@ rollback() {
   elif [ "$HAD_PREVIOUS_ENV" = 1 ]; then
     ROLLBACK_OUTCOME="previous env restored and services healthy on it"
   else
-    ROLLBACK_OUTCOME="there was no previous env; the new one was removed again"
+    ROLLBACK_OUTCOME="there was no previous env file: the new one and the drop-ins were removed again, services are as before the rollout"
   fi
   log "rollback: $ROLLBACK_OUTCOME"
 }

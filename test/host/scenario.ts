@@ -1,0 +1,182 @@
+/**
+ * What the host tests, the rehearsal and the benchmark share: a stack config
+ * pointing the real program at booted test hosts, and readers of a host's real
+ * state (file bytes, unit state, the running app's key fingerprint).
+ */
+import { createHash } from "node:crypto";
+import { ROLLOUT_SCRIPT } from "../../components/host-rollout";
+import { EngineModel } from "./engine";
+import { APP, TEST_DB, TestFleet, TestHost } from "./testhost";
+
+export const ENV_FILE = `${APP.dir}/.env.production`;
+export const HEALTH_URL = "http://127.0.0.1:8000/health/";
+
+export interface FleetConfigOptions {
+  /** Login user for every host (root or deploy, which uses sudo -n). */
+  user?: string;
+  /** Seconds each unit must stay up after a restart. */
+  stableSeconds?: number;
+  /** Override any top-level config key. */
+  overrides?: Record<string, unknown>;
+  /** Override single env settings. */
+  env?: Record<string, unknown>;
+  /** Replace a host's port, e.g. to make it unreachable. */
+  portOf?: (host: TestHost) => number;
+}
+
+/** The stack config an operator would write for these hosts. */
+export function fleetConfig(
+  fleet: TestFleet,
+  hosts: TestHost[],
+  opts: FleetConfigOptions = {},
+): Record<string, unknown> {
+  return {
+    hosts: hosts.map((h) => ({
+      name: h.name,
+      address: h.address,
+      port: opts.portOf ? opts.portOf(h) : h.sshPort,
+      user: opts.user ?? "root",
+      hostKey: h.hostKey,
+    })),
+    sshPrivateKey: fleet.privateKey,
+    app: {
+      dir: APP.dir,
+      services: [...APP.services],
+      healthUrl: HEALTH_URL,
+      checkCommand: "/usr/bin/python3 manage.py check --deploy",
+      stableSeconds: opts.stableSeconds ?? 3,
+      healthTimeoutSeconds: 20,
+    },
+    env: {
+      DEBUG: "False",
+      ALLOWED_HOSTS: "127.0.0.1,localhost",
+      DB_NAME: TEST_DB.name,
+      DB_USER: TEST_DB.user,
+      DB_HOST: TEST_DB.host,
+      DB_PORT: String(TEST_DB.port),
+      CELERY_BROKER_URL: "redis://127.0.0.1:6379/0",
+      ...opts.env,
+    },
+    secrets: {
+      DB_PASSWORD: TEST_DB.password,
+      PAYSTACK_SECRET_KEY: "sk_test_host_fixture",
+      HUBTEL_CLIENT_ID: "hubtel-id",
+      HUBTEL_CLIENT_SECRET: "hubtel-secret",
+    },
+    generated: { SECRET_KEY: {}, JWT_SIGNING_KEY: {} },
+    rotation: "2026-11-01",
+    ...opts.overrides,
+  };
+}
+
+/** The fingerprint the stand-in app reports for a key: sha256 hex, first 16 digits. */
+export function keyFingerprint(key: string): string {
+  return createHash("sha256").update(key).digest("hex").slice(0, 16);
+}
+
+/** The value the engine model holds for a generated secret. */
+export function generatedValue(engine: EngineModel, key: string): string {
+  const v = engine.state.get(`generated-${key}`)?.outputs.result;
+  if (typeof v !== "string") throw new Error(`no generated value for ${key}`);
+  return v;
+}
+
+/** The env file the program sends to `host` (from the last run's inputs). */
+export function sentEnvFile(engine: EngineModel, host: TestHost): string {
+  const stdin = engine.state.get(`${host.name}-rollout`)?.inputs.stdin;
+  if (typeof stdin !== "string") throw new Error(`no rollout recorded for ${host.name}`);
+  return stdin.slice(ROLLOUT_SCRIPT.length);
+}
+
+export interface UnitState {
+  mainPid: number;
+  nRestarts: number;
+  activeState: string;
+  environmentFiles: string;
+}
+
+export async function unitState(fleet: TestFleet, host: TestHost, service: string): Promise<UnitState> {
+  const r = await fleet.exec(
+    host,
+    `systemctl show -p MainPID,NRestarts,ActiveState,EnvironmentFiles ${service}.service`,
+  );
+  if (r.code !== 0) throw new Error(`systemctl show on ${host.name} failed: ${r.stderr}`);
+  const props = Object.fromEntries(
+    r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+  );
+  return {
+    mainPid: Number(props.MainPID),
+    nRestarts: Number(props.NRestarts),
+    activeState: props.ActiveState,
+    environmentFiles: props.EnvironmentFiles ?? "",
+  };
+}
+
+export async function servicesState(fleet: TestFleet, host: TestHost): Promise<Record<string, UnitState>> {
+  const out: Record<string, UnitState> = {};
+  for (const s of APP.services) out[s] = await unitState(fleet, host, s);
+  return out;
+}
+
+/** File bytes plus mode and owner, read on the host. */
+export async function hostFile(
+  fleet: TestFleet,
+  host: TestHost,
+  file: string,
+): Promise<{ exists: boolean; content: string; mode: string; owner: string }> {
+  const r = await fleet.exec(
+    host,
+    `if [ -e '${file}' ]; then stat -c '%a %U:%G' '${file}'; cat '${file}'; else echo MISSING; fi`,
+  );
+  if (r.stdout.startsWith("MISSING")) return { exists: false, content: "", mode: "", owner: "" };
+  const nl = r.stdout.indexOf("\n");
+  const [mode, owner] = r.stdout.slice(0, nl).split(" ");
+  return { exists: true, content: r.stdout.slice(nl + 1), mode, owner };
+}
+
+/** What the running app reports about its signing key. */
+export async function appKeyFingerprint(
+  fleet: TestFleet,
+  host: TestHost,
+): Promise<{ secret_key: string; fallbacks: string[] }> {
+  const r = await fleet.http(host, "/key-fingerprint/");
+  if (r.status !== 200) throw new Error(`/key-fingerprint/ on ${host.name} answered ${r.status}`);
+  return JSON.parse(r.body) as { secret_key: string; fallbacks: string[] };
+}
+
+/** Enqueues a Celery task that writes a row to PostgreSQL and waits until the row exists. */
+export async function celeryRoundTrip(
+  fleet: TestFleet,
+  host: TestHost,
+  id: string,
+  timeoutMs = 30000,
+): Promise<boolean> {
+  const post = await fleet.http(host, `/task/?id=${encodeURIComponent(id)}`, { method: "POST" });
+  if (post.status >= 300) throw new Error(`enqueue on ${host.name} answered ${post.status}: ${post.body}`);
+  return waitForTaskRow(fleet, host, id, timeoutMs);
+}
+
+export async function waitForTaskRow(
+  fleet: TestFleet,
+  host: TestHost,
+  id: string,
+  timeoutMs: number,
+): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const r = await fleet.http(host, `/task/${encodeURIComponent(id)}/`);
+    if (r.status === 200) return true;
+    await new Promise((res) => setTimeout(res, 500));
+  }
+  return false;
+}
+
+/** Fails (in CI) or skips (locally) when host tests cannot run here. */
+export function unavailable(reason: string | undefined): string | undefined {
+  if (!reason) return undefined;
+  if (process.env.CI) throw new Error(`host tests cannot run in CI: ${reason}`);
+  return reason;
+}
