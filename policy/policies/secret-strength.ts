@@ -1,15 +1,14 @@
 import type { ResourceValidationArgs, ResourceValidationPolicy, ReportViolation } from "@pulumi/policy";
 import { readPath, readString, UNKNOWN } from "../props";
+import { SAFE_SPECIALS } from "../../components/alphabet";
 import { generatedEnvKey, RANDOM_PASSWORD, SM_SECRET_VERSION } from "./types";
 
 /**
- * Specials a generated value may contain (issue 4's safe set). None of them is a quote, escape,
- * whitespace, comment or expansion character in an env file read by systemd, python-dotenv or
- * django-environ. Excluded: quotes, backslash, whitespace, `#`, `$`, `%`, backtick, `/`, `&`, `;`,
- * `|`, `<`, `>`, `(`, `)`. (`*` `?` `!` `~` still glob or expand in an UNQUOTED shell word, and
- * `:` `@` `?` need percent-encoding in a URL; components/alphabet.ts picks a stricter subset.)
+ * Specials a generated value may contain: the program's own safe set, so the policy and the
+ * generator cannot drift apart. None of them is a quote, escape, whitespace, comment, glob or
+ * expansion character in an env file, a shell word or the userinfo of a PostgreSQL URL.
  */
-export const SAFE_SPECIALS = "!*+,-.:=?@^_~";
+export { SAFE_SPECIALS };
 /** What @pulumi/random uses when `special` is on and `overrideSpecial` is not set. */
 export const RANDOM_DEFAULT_SPECIALS = "!@#$%&*()-_=+[]{}<>:?";
 

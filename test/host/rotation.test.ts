@@ -354,7 +354,7 @@ describe("three hosts", { skip }, () => {
     // web2's sshd is "down": its address points at a loopback port nothing listens on.
     const down = fleetConfig(fleet, fleet.hosts, {
       portOf: (h) => (h === web2 ? 1 : h.sshPort),
-      overrides: { rotate: config.rotate, sshAttempts: "2", sshTimeoutSeconds: "3" },
+      overrides: { rotate: config.rotate },
     });
     const r = await engine.up(down);
     assert.equal(r.ok, false);
