@@ -13,7 +13,11 @@ export const PROJECT = "pms-secrets";
 
 /** Secrets the operator supplies. DB_PASSWORD is required; the rest are recommended. */
 export const REQUIRED_SUPPLIED_SECRETS = ["DB_PASSWORD"] as const;
-export const RECOMMENDED_SUPPLIED_SECRETS = ["HUBTEL_CLIENT_ID", "HUBTEL_CLIENT_SECRET", "PAYSTACK_SECRET_KEY"] as const;
+export const RECOMMENDED_SUPPLIED_SECRETS = [
+  "HUBTEL_CLIENT_ID",
+  "HUBTEL_CLIENT_SECRET",
+  "PAYSTACK_SECRET_KEY",
+] as const;
 
 export const DEFAULT_SERVICES = ["pms-backend", "celery-pms"] as const;
 export const DEFAULT_GENERATED_LENGTH = 64;
@@ -267,37 +271,61 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
       "add at least one, e.g. `pulumi config set --path 'hosts[0].name' web1` and `--path 'hosts[0].address' 203.0.113.10`",
     );
   } else if (!Array.isArray(rawHosts)) {
-    problem("hosts", "must be a list of {name, address, port?, user?, hostKey?}", "set it with --path 'hosts[0].name' ...");
+    problem(
+      "hosts",
+      "must be a list of {name, address, port?, user?, hostKey?}",
+      "set it with --path 'hosts[0].name' ...",
+    );
   } else {
     const seenNames = new Set<string>();
     const seenTargets = new Set<string>();
     rawHosts.forEach((h: unknown, i: number) => {
       const at = `hosts[${i}]`;
       if (!isObject(h)) {
-        problem(at, "must be an object {name, address, port?, user?, hostKey?}", `set --path '${at}.name' and '${at}.address'`);
+        problem(
+          at,
+          "must be an object {name, address, port?, user?, hostKey?}",
+          `set --path '${at}.name' and '${at}.address'`,
+        );
         return;
       }
       const name = typeof h.name === "string" ? h.name : "";
       if (!HOST_NAME.test(name)) {
-        problem(`${at}.name`, name === "" ? "is missing" : `${JSON.stringify(name)} is not a valid host name`, "use 1-40 lower-case letters, digits and dashes, e.g. web1");
+        problem(
+          `${at}.name`,
+          name === "" ? "is missing" : `${JSON.stringify(name)} is not a valid host name`,
+          "use 1-40 lower-case letters, digits and dashes, e.g. web1",
+        );
       } else if (seenNames.has(name)) {
         problem(`${at}.name`, `duplicate host name ${JSON.stringify(name)}`, "give every host a unique name");
       }
       seenNames.add(name);
       const address = typeof h.address === "string" ? h.address.trim() : "";
       if (address === "" || /\s/.test(address)) {
-        problem(`${at}.address`, address === "" ? "is empty" : "contains whitespace", "set the DNS name or IP address the host's sshd listens on");
+        problem(
+          `${at}.address`,
+          address === "" ? "is empty" : "contains whitespace",
+          "set the DNS name or IP address the host's sshd listens on",
+        );
       }
       let port = 22;
       if (h.port !== undefined) {
         const p = Number(h.port);
         if (!Number.isInteger(p) || p < 1 || p > 65535) {
-          problem(`${at}.port`, `${JSON.stringify(h.port)} is not a TCP port`, "use a number from 1 to 65535 (default 22)");
+          problem(
+            `${at}.port`,
+            `${JSON.stringify(h.port)} is not a TCP port`,
+            "use a number from 1 to 65535 (default 22)",
+          );
         } else port = p;
       }
       const user = h.user === undefined ? "root" : scalar(h.user);
       if (!UNIX_NAME.test(user)) {
-        problem(`${at}.user`, `${JSON.stringify(user)} is not a valid login name`, "use the SSH login user (default root)");
+        problem(
+          `${at}.user`,
+          `${JSON.stringify(user)} is not a valid login name`,
+          "use the SSH login user (default root)",
+        );
       }
       const target = `${address}:${port}`;
       if (address !== "" && seenTargets.has(target)) {
@@ -308,7 +336,12 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
       if (h.hostKey !== undefined && h.hostKey !== "") {
         const hk = scalar(h.hostKey).trim();
         const why = hostKeyProblem(hk);
-        if (why) problem(`${at}.hostKey`, why, `run \`ssh-keyscan -t ed25519 ${address || "<address>"}\`, verify the key out of band, and paste "ssh-ed25519 AAAA..."`);
+        if (why)
+          problem(
+            `${at}.hostKey`,
+            why,
+            `run \`ssh-keyscan -t ed25519 ${address || "<address>"}\`, verify the key out of band, and paste "ssh-ed25519 AAAA..."`,
+          );
         hostKey = hk.split(/\s+/).slice(0, 2).join(" ");
       } else if (requireHostKeys) {
         problem(
@@ -317,7 +350,9 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
           `run \`ssh-keyscan -t ed25519 ${address || "<address>"}\`, verify the fingerprint out of band, then \`pulumi config set --path '${at}.hostKey' 'ssh-ed25519 AAAA...'\``,
         );
       } else {
-        warnings.push(`${full(`${at}.hostKey`)} is not set: the SSH server key of ${name || at} is not checked. Pin it before going to production.`);
+        warnings.push(
+          `${full(`${at}.hostKey`)} is not set: the SSH server key of ${name || at} is not checked. Pin it before going to production.`,
+        );
       }
       hosts.push({ name, address, port, user, hostKey });
     });
@@ -328,7 +363,11 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
   if (sshKeyText === undefined || sshKeyText.trim() === "") {
     problem("sshPrivateKey", "is missing", "`pulumi config set --secret sshPrivateKey < ~/.ssh/pms_deploy_ed25519`");
   } else if (!/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(sshKeyText)) {
-    problem("sshPrivateKey", "is not a PEM/OpenSSH private key", "set the private key file's full contents: `pulumi config set --secret sshPrivateKey < KEYFILE`");
+    problem(
+      "sshPrivateKey",
+      "is not a PEM/OpenSSH private key",
+      "set the private key file's full contents: `pulumi config set --secret sshPrivateKey < KEYFILE`",
+    );
   }
   const ssh = {
     timeoutSeconds: int("sshTimeoutSeconds", 10, 1, 300, "seconds per SSH connection attempt, 1-300 (default 10)"),
@@ -339,7 +378,11 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
   const rawApp = json("app");
   const appObj = isObject(rawApp) ? rawApp : {};
   if (!isObject(rawApp)) {
-    problem("app", rawApp === undefined ? "is missing" : "must be an object", "set at least `pulumi config set --path 'app.dir' /srv/pms-backend`");
+    problem(
+      "app",
+      rawApp === undefined ? "is missing" : "must be an object",
+      "set at least `pulumi config set --path 'app.dir' /srv/pms-backend`",
+    );
   }
   const absPath = (key: string, v: unknown, fallback: string): string => {
     if (typeof v !== "string" || v === "") {
@@ -347,22 +390,37 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
       return fallback;
     }
     if (!path.posix.isAbsolute(v) || path.posix.normalize(v) !== v.replace(/\/+$/, "") || /[\s'"\\]/.test(v)) {
-      problem(key, `${JSON.stringify(v)} is not a normalized absolute path`, "use an absolute path without .., //, quotes or spaces, e.g. /srv/pms-backend");
+      problem(
+        key,
+        `${JSON.stringify(v)} is not a normalized absolute path`,
+        "use an absolute path without .., //, quotes or spaces, e.g. /srv/pms-backend",
+      );
       return fallback;
     }
     return v.replace(/\/+$/, "") || "/";
   };
   const dir = isObject(rawApp) ? absPath("app.dir", appObj.dir, "/invalid") : "/invalid";
-  const envFile = appObj.envFile === undefined ? path.posix.join(dir, ".env.production") : absPath("app.envFile", appObj.envFile, "/invalid");
+  const envFile =
+    appObj.envFile === undefined
+      ? path.posix.join(dir, ".env.production")
+      : absPath("app.envFile", appObj.envFile, "/invalid");
   let services: string[] = [...DEFAULT_SERVICES];
   if (appObj.services !== undefined) {
     if (!Array.isArray(appObj.services) || appObj.services.length === 0) {
-      problem("app.services", "must be a non-empty list of systemd service names", `e.g. ["${DEFAULT_SERVICES.join('", "')}"] (restarted in that order)`);
+      problem(
+        "app.services",
+        "must be a non-empty list of systemd service names",
+        `e.g. ["${DEFAULT_SERVICES.join('", "')}"] (restarted in that order)`,
+      );
     } else {
       services = appObj.services.map((s: unknown, i: number) => {
         const name = scalar(s).replace(/\.service$/, "");
         if (typeof s !== "string" || !UNIT_NAME.test(name) || name.length > 200) {
-          problem(`app.services[${i}]`, `${JSON.stringify(s)} is not a valid systemd unit name`, "use the unit name as `systemctl status` shows it, e.g. pms-backend");
+          problem(
+            `app.services[${i}]`,
+            `${JSON.stringify(s)} is not a valid systemd unit name`,
+            "use the unit name as `systemctl status` shows it, e.g. pms-backend",
+          );
         }
         return name;
       });
@@ -380,26 +438,44 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
     } catch {
       ok = false;
     }
-    if (!ok) problem("app.healthUrl", `${JSON.stringify(u)} is not an http(s) URL`, "use a URL the host itself can reach, e.g. http://127.0.0.1:8000/health/");
+    if (!ok)
+      problem(
+        "app.healthUrl",
+        `${JSON.stringify(u)} is not an http(s) URL`,
+        "use a URL the host itself can reach, e.g. http://127.0.0.1:8000/health/",
+      );
     healthUrl = u;
   }
   let checkCommand: string | undefined;
   if (appObj.checkCommand !== undefined) {
     checkCommand = scalar(appObj.checkCommand);
     if (checkCommand.trim() === "" || /[\r\n\0]/.test(checkCommand)) {
-      problem("app.checkCommand", "must be one non-empty line", "e.g. `/usr/bin/python3 manage.py check --deploy` (run in app.dir as the service user)");
+      problem(
+        "app.checkCommand",
+        "must be one non-empty line",
+        "e.g. `/usr/bin/python3 manage.py check --deploy` (run in app.dir as the service user)",
+      );
     }
   }
   let envFileGroup: string | undefined;
   if (appObj.envFileGroup !== undefined) {
     envFileGroup = scalar(appObj.envFileGroup);
-    if (!UNIX_NAME.test(envFileGroup)) problem("app.envFileGroup", `${JSON.stringify(envFileGroup)} is not a valid group name`, "use an existing group on the hosts, or remove it for 0600 root:root");
+    if (!UNIX_NAME.test(envFileGroup))
+      problem(
+        "app.envFileGroup",
+        `${JSON.stringify(envFileGroup)} is not a valid group name`,
+        "use an existing group on the hosts, or remove it for 0600 root:root",
+      );
   }
   const boundedInt = (key: string, v: unknown, def: number, min: number, max: number): number => {
     if (v === undefined) return def;
     const n = Number(v);
     if (!Number.isInteger(n) || n < min || n > max) {
-      problem(key, `${JSON.stringify(v)} is not a whole number from ${min} to ${max}`, `set seconds from ${min} to ${max} (default ${def})`);
+      problem(
+        key,
+        `${JSON.stringify(v)} is not a whole number from ${min} to ${max}`,
+        `set seconds from ${min} to ${max} (default ${def})`,
+      );
       return def;
     }
     return n;
@@ -415,8 +491,23 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
     healthTimeoutSeconds: boundedInt("app.healthTimeoutSeconds", appObj.healthTimeoutSeconds, 30, 1, 600),
   };
   for (const k of Object.keys(appObj)) {
-    if (!["dir", "envFile", "services", "healthUrl", "checkCommand", "envFileGroup", "stableSeconds", "healthTimeoutSeconds"].includes(k)) {
-      problem(`app.${k}`, "is not a setting of app", "use dir, envFile, services, healthUrl, checkCommand, envFileGroup, stableSeconds, healthTimeoutSeconds");
+    if (
+      ![
+        "dir",
+        "envFile",
+        "services",
+        "healthUrl",
+        "checkCommand",
+        "envFileGroup",
+        "stableSeconds",
+        "healthTimeoutSeconds",
+      ].includes(k)
+    ) {
+      problem(
+        `app.${k}`,
+        "is not a setting of app",
+        "use dir, envFile, services, healthUrl, checkCommand, envFileGroup, stableSeconds, healthTimeoutSeconds",
+      );
     }
   }
 
@@ -426,7 +517,11 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
   const rawRotate = json("rotate");
   const rotate: Record<string, string> = {};
   if (rawRotate !== undefined && !isObject(rawRotate)) {
-    problem("rotate", "must be a map from a generated secret's env key to its keeper", "e.g. `pulumi config set --path 'rotate.SECRET_KEY' 2026-11-25`");
+    problem(
+      "rotate",
+      "must be a map from a generated secret's env key to its keeper",
+      "e.g. `pulumi config set --path 'rotate.SECRET_KEY' 2026-11-25`",
+    );
   } else if (rawRotate) {
     for (const [k, v] of Object.entries(rawRotate)) rotate[k] = scalar(v);
   }
@@ -434,7 +529,11 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
   const generatedMap: Record<string, unknown> = { SECRET_KEY: {} };
   if (rawGenerated !== undefined) {
     if (!isObject(rawGenerated)) {
-      problem("generated", "must be a map from env key to {length?, alphabet?}", "e.g. `pulumi config set --path 'generated.JWT_SIGNING_KEY.length' 64`");
+      problem(
+        "generated",
+        "must be a map from env key to {length?, alphabet?}",
+        "e.g. `pulumi config set --path 'generated.JWT_SIGNING_KEY.length' 64`",
+      );
     } else Object.assign(generatedMap, rawGenerated);
   }
   const generated: GeneratedSecretSpec[] = [];
@@ -443,29 +542,44 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
     const kp = keyProblem(key);
     if (kp) problem(at, `the key ${kp}`, "rename it to a valid name, e.g. JWT_SIGNING_KEY");
     const spec = isObject(specRaw) ? specRaw : {};
-    if (specRaw !== null && specRaw !== undefined && !isObject(specRaw)) problem(at, "must be an object {length?, alphabet?}", "use {} for the defaults");
+    if (specRaw !== null && specRaw !== undefined && !isObject(specRaw))
+      problem(at, "must be an object {length?, alphabet?}", "use {} for the defaults");
     const min = key === "SECRET_KEY" ? MIN_SECRET_KEY_LENGTH : MIN_GENERATED_LENGTH;
     let length = DEFAULT_GENERATED_LENGTH;
     if (spec.length !== undefined) {
       const n = Number(spec.length);
       if (!Number.isInteger(n) || n < min || n > MAX_GENERATED_LENGTH) {
-        problem(`${at}.length`, `${JSON.stringify(spec.length)} is out of range`, `use ${min} to ${MAX_GENERATED_LENGTH}${key === "SECRET_KEY" ? " (Django requires at least 50)" : ""}; default ${DEFAULT_GENERATED_LENGTH}`);
+        problem(
+          `${at}.length`,
+          `${JSON.stringify(spec.length)} is out of range`,
+          `use ${min} to ${MAX_GENERATED_LENGTH}${key === "SECRET_KEY" ? " (Django requires at least 50)" : ""}; default ${DEFAULT_GENERATED_LENGTH}`,
+        );
       } else length = n;
     }
     let alphabet: AlphabetName = "safe";
     if (spec.alphabet !== undefined) {
       const a = scalar(spec.alphabet);
       if (isAlphabetName(a)) alphabet = a;
-      else problem(`${at}.alphabet`, `${JSON.stringify(a)} is not a known alphabet`, `use one of: ${Object.keys(ALPHABETS).join(", ")}`);
+      else
+        problem(
+          `${at}.alphabet`,
+          `${JSON.stringify(a)} is not a known alphabet`,
+          `use one of: ${Object.keys(ALPHABETS).join(", ")}`,
+        );
     }
     for (const k of Object.keys(spec)) {
-      if (k !== "length" && k !== "alphabet") problem(`${at}.${k}`, "is not a setting of a generated secret", "use length and alphabet");
+      if (k !== "length" && k !== "alphabet")
+        problem(`${at}.${k}`, "is not a setting of a generated secret", "use length and alphabet");
     }
     generated.push({ key, length, alphabet, keepers: { rotation, rotate: rotate[key] ?? "" } });
   }
   for (const k of Object.keys(rotate)) {
     if (!(k in generatedMap)) {
-      problem(`rotate.${k}`, `${k} is not a generated secret, so there is nothing to rotate`, `use one of: ${Object.keys(generatedMap).join(", ")}; supplied secrets are changed with \`pulumi config set --secret --path 'secrets.${k}'\``);
+      problem(
+        `rotate.${k}`,
+        `${k} is not a generated secret, so there is nothing to rotate`,
+        `use one of: ${Object.keys(generatedMap).join(", ")}; supplied secrets are changed with \`pulumi config set --secret --path 'secrets.${k}'\``,
+      );
     }
   }
 
@@ -473,7 +587,11 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
   const suppliedSecrets: Record<string, Sensitive> = {};
   const rawSecrets = json("secrets");
   if (rawSecrets !== undefined && !isObject(rawSecrets)) {
-    problem("secrets", "must be a map from env key to secret value", "`pulumi config set --secret --path 'secrets.DB_PASSWORD' ...`");
+    problem(
+      "secrets",
+      "must be a map from env key to secret value",
+      "`pulumi config set --secret --path 'secrets.DB_PASSWORD' ...`",
+    );
   } else if (rawSecrets) {
     for (const [key, v] of Object.entries(rawSecrets)) {
       const at = `secrets.${key}`;
@@ -484,19 +602,31 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
         continue;
       }
       const vp = valueProblem(v);
-      if (vp) problem(at, `the value ${vp}`, "choose a value without ' \\ newline or NUL (the value itself is not shown here)");
-      if (key in generatedMap) problem(at, `${key} is generated by the program`, `remove ${full(at)}; rotate it with the keeper instead`);
+      if (vp)
+        problem(
+          at,
+          `the value ${vp}`,
+          "choose a value without ' \\ newline or NUL (the value itself is not shown here)",
+        );
+      if (key in generatedMap)
+        problem(at, `${key} is generated by the program`, `remove ${full(at)}; rotate it with the keeper instead`);
       suppliedSecrets[key] = new Sensitive(v);
     }
   }
   for (const key of REQUIRED_SUPPLIED_SECRETS) {
     if (!(key in suppliedSecrets) && !problems.some((p) => p.startsWith(full(`secrets.${key}`)))) {
-      problem(`secrets.${key}`, "is missing (the database already has it; it is delivered, not generated)", `\`pulumi config set --secret --path 'secrets.${key}' <current password>\``);
+      problem(
+        `secrets.${key}`,
+        "is missing (the database already has it; it is delivered, not generated)",
+        `\`pulumi config set --secret --path 'secrets.${key}' <current password>\``,
+      );
     }
   }
   for (const key of RECOMMENDED_SUPPLIED_SECRETS) {
     if (!(key in suppliedSecrets)) {
-      warnings.push(`${full(`secrets.${key}`)} is not set: the app starts without it, but the features that use it will fail. Set it with \`pulumi config set --secret --path 'secrets.${key}' ...\`.`);
+      warnings.push(
+        `${full(`secrets.${key}`)} is not set: the app starts without it, but the features that use it will fail. Set it with \`pulumi config set --secret --path 'secrets.${key}' ...\`.`,
+      );
     }
   }
 
@@ -519,30 +649,60 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
       const vp = valueProblem(value);
       if (vp) problem(at, `the value ${vp}`, "remove those characters");
       if (key in generatedMap) problem(at, `${key} is generated by the program`, `remove ${full(at)}`);
-      else if (key in suppliedSecrets) problem(at, `${key} is also in ${full("secrets")}`, "keep it in one place: secrets if it is secret, env if not");
+      else if (key in suppliedSecrets)
+        problem(
+          at,
+          `${key} is also in ${full("secrets")}`,
+          "keep it in one place: secrets if it is secret, env if not",
+        );
       else if (/PASSWORD|SECRET|TOKEN|PRIVATE/i.test(key)) {
-        problem(at, `${key} looks like a secret but is stored in plaintext`, `move it: \`pulumi config rm --path '${at}'\` then \`pulumi config set --secret --path 'secrets.${key}' ...\``);
+        problem(
+          at,
+          `${key} looks like a secret but is stored in plaintext`,
+          `move it: \`pulumi config rm --path '${at}'\` then \`pulumi config set --secret --path 'secrets.${key}' ...\``,
+        );
       }
       env[key] = value;
     }
   }
   if (isProdStack) {
     if (env.DEBUG !== undefined && isTruthyFlag(env.DEBUG)) {
-      problem("env.DEBUG", "is on for prod (Django would show stack traces and settings to visitors)", "`pulumi config set --path 'env.DEBUG' False`");
+      problem(
+        "env.DEBUG",
+        "is on for prod (Django would show stack traces and settings to visitors)",
+        "`pulumi config set --path 'env.DEBUG' False`",
+      );
     }
-    const allowed = (env.ALLOWED_HOSTS ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+    const allowed = (env.ALLOWED_HOSTS ?? "")
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean);
     if (allowed.length === 0) {
-      problem("env.ALLOWED_HOSTS", "is empty for prod (Django refuses every request when DEBUG is off)", "`pulumi config set --path 'env.ALLOWED_HOSTS' api.example.com,www.example.com`");
+      problem(
+        "env.ALLOWED_HOSTS",
+        "is empty for prod (Django refuses every request when DEBUG is off)",
+        "`pulumi config set --path 'env.ALLOWED_HOSTS' api.example.com,www.example.com`",
+      );
     }
   }
 
   // --- secret store --------------------------------------------------------------------------
   const secretName = text("secretName") || `pms-backend/${stack}`;
   if (!/^[A-Za-z0-9/_+=.@-]{1,512}$/.test(secretName)) {
-    problem("secretName", `${JSON.stringify(secretName)} is not a valid Secrets Manager name`, "use letters, digits and /_+=.@- (default pms-backend/<stack>)");
+    problem(
+      "secretName",
+      `${JSON.stringify(secretName)} is not a valid Secrets Manager name`,
+      "use letters, digits and /_+=.@- (default pms-backend/<stack>)",
+    );
   }
   const kmsKeyId = text("kmsKeyId") || undefined;
-  const recoveryWindowInDays = int("recoveryWindowInDays", isProdStack ? 30 : 7, 7, 30, "use 7 to 30 days (default 30 on prod, 7 elsewhere)");
+  const recoveryWindowInDays = int(
+    "recoveryWindowInDays",
+    isProdStack ? 30 : 7,
+    7,
+    30,
+    "use 7 to 30 days (default 30 on prod, 7 elsewhere)",
+  );
 
   if (problems.length > 0) throw new ConfigError(stack, problems);
   return {

@@ -2,7 +2,7 @@
  * The env file format shared by every consumer of `.env.production`: systemd's
  * `EnvironmentFile=`, python-dotenv and django-environ. They disagree on almost
  * every escape (see docs/ENV-FILE.md), so the one form all three read back
- * byte-for-byte is `KEY='value'` with no `'`, `\`, newline or NUL in the value.
+ * byte-for-byte is `KEY='value'` with no `'`, `\`, newline, NUL or `${` in the value.
  * Anything else is refused here, before a byte leaves the machine running Pulumi.
  */
 import { createHash } from "node:crypto";
@@ -21,6 +21,8 @@ const FORBIDDEN_IN_VALUE: ReadonlyArray<[string, string]> = [
 /** Why `value` cannot be written to the env file, or undefined when it can. Never echoes the value. */
 export function valueProblem(value: string): string | undefined {
   const found = FORBIDDEN_IN_VALUE.filter(([ch]) => value.includes(ch)).map(([, what]) => what);
+  // python-dotenv expands ${NAME} even inside single quotes (measured on the Debian 13 test host).
+  if (value.includes("${")) found.push('"${" (python-dotenv expands it as a variable)');
   if (found.length === 0) return undefined;
   return `contains ${found.join(" and ")}, which systemd, python-dotenv and django-environ do not read back the same way`;
 }
@@ -78,7 +80,8 @@ export function parseEnvFile(text: string): Record<string, string> {
   for (const line of text.split("\n")) {
     if (line === "" || line.startsWith("#")) continue;
     const m = /^([A-Za-z_][A-Za-z0-9_]*)='([^'\\]*)'$/.exec(line);
-    if (!m) throw new Error(`not an env file line written by pms-secrets: line ${JSON.stringify(line.slice(0, 20))}...`);
+    if (!m)
+      throw new Error(`not an env file line written by pms-secrets: line ${JSON.stringify(line.slice(0, 20))}...`);
     out[m[1]] = m[2];
   }
   return out;

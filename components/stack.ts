@@ -52,7 +52,15 @@ export function deployPmsSecrets(parsed: ParsedConfig = loadStackConfig()): PmsS
   // Safe to show: a short hash of a document holding at least one 50+ character random value.
   const envFingerprint = pulumi.unsecret(envFile.apply(fingerprint));
   const document = pulumi.secret(
-    values.apply((v) => JSON.stringify(Object.fromEntries(Object.keys(v).sort().map((k) => [k, v[k]])))),
+    values.apply((v) =>
+      JSON.stringify(
+        Object.fromEntries(
+          Object.keys(v)
+            .sort()
+            .map((k) => [k, v[k]]),
+        ),
+      ),
+    ),
   );
 
   const store = new SecretStore("store", {
@@ -96,6 +104,10 @@ export function deployPmsSecrets(parsed: ParsedConfig = loadStackConfig()): PmsS
       rotation: settings.rotation,
       rotate: Object.fromEntries(settings.generated.map((g) => [g.key, g.keepers.rotate])),
     },
-    envKeys: { plain: Object.keys(settings.env).sort(), supplied: settings.suppliedSecretKeys, generated: generatedKeys },
+    envKeys: {
+      plain: Object.keys(settings.env).sort(),
+      supplied: settings.suppliedSecretKeys,
+      generated: generatedKeys,
+    },
   };
 }

@@ -6,7 +6,10 @@ import { runProgram, TEST_HOST_KEY } from "./harness";
 
 function raw(config: Record<string, unknown>): RawConfig {
   return Object.fromEntries(
-    Object.entries(defined(config)).map(([k, v]) => [`pms-secrets:${k}`, typeof v === "string" ? v : JSON.stringify(v)]),
+    Object.entries(defined(config)).map(([k, v]) => [
+      `pms-secrets:${k}`,
+      typeof v === "string" ? v : JSON.stringify(v),
+    ]),
   );
 }
 
@@ -40,13 +43,30 @@ const cases: Array<[string, "dev" | "prod", Record<string, unknown>, string, Reg
   [
     "duplicate host names",
     "dev",
-    { hosts: [{ name: "web1", address: "a" }, { name: "web1", address: "b" }] },
+    {
+      hosts: [
+        { name: "web1", address: "a" },
+        { name: "web1", address: "b" },
+      ],
+    },
     "hosts[1].name",
     /duplicate host name "web1"/,
   ],
-  ["port out of range", "dev", { hosts: [{ name: "web1", address: "a", port: 70000 }] }, "hosts[0].port", /70000 is not a TCP port/],
+  [
+    "port out of range",
+    "dev",
+    { hosts: [{ name: "web1", address: "a", port: 70000 }] },
+    "hosts[0].port",
+    /70000 is not a TCP port/,
+  ],
   ["port zero", "dev", { hosts: [{ name: "web1", address: "a", port: 0 }] }, "hosts[0].port", /not a TCP port/],
-  ["malformed hostKey", "dev", { hosts: [{ name: "web1", address: "a", hostKey: "ssh-ed25519 not!base64" }] }, "hosts[0].hostKey", /not base64/],
+  [
+    "malformed hostKey",
+    "dev",
+    { hosts: [{ name: "web1", address: "a", hostKey: "ssh-ed25519 not!base64" }] },
+    "hosts[0].hostKey",
+    /not base64/,
+  ],
   [
     "hostKey of the wrong type",
     "dev",
@@ -61,30 +81,103 @@ const cases: Array<[string, "dev" | "prod", Record<string, unknown>, string, Reg
     "hosts[0].hostKey",
     /known_hosts line/,
   ],
-  ["missing hostKey on prod", "prod", { hosts: [{ name: "web1", address: "a" }] }, "hosts[0].hostKey", /prod requires every host key/],
-  ["DEBUG true on prod", "prod", { env: { ...(baseConfig("prod").env as object), DEBUG: "True" } }, "env.DEBUG", /is on for prod/],
-  ["DEBUG boolean true on prod", "prod", { env: { ...(baseConfig("prod").env as object), DEBUG: true } }, "env.DEBUG", /is on for prod/],
-  ["empty ALLOWED_HOSTS on prod", "prod", { env: { ...(baseConfig("prod").env as object), ALLOWED_HOSTS: " , " } }, "env.ALLOWED_HOSTS", /empty for prod/],
+  [
+    "missing hostKey on prod",
+    "prod",
+    { hosts: [{ name: "web1", address: "a" }] },
+    "hosts[0].hostKey",
+    /prod requires every host key/,
+  ],
+  [
+    "DEBUG true on prod",
+    "prod",
+    { env: { ...(baseConfig("prod").env as object), DEBUG: "True" } },
+    "env.DEBUG",
+    /is on for prod/,
+  ],
+  [
+    "DEBUG boolean true on prod",
+    "prod",
+    { env: { ...(baseConfig("prod").env as object), DEBUG: true } },
+    "env.DEBUG",
+    /is on for prod/,
+  ],
+  [
+    "empty ALLOWED_HOSTS on prod",
+    "prod",
+    { env: { ...(baseConfig("prod").env as object), ALLOWED_HOSTS: " , " } },
+    "env.ALLOWED_HOSTS",
+    /empty for prod/,
+  ],
   ["relative app.dir", "dev", { app: { dir: "srv/pms-backend" } }, "app.dir", /not a normalized absolute path/],
-  ["relative app.envFile", "dev", { app: { dir: "/srv/pms", envFile: ".env.production" } }, "app.envFile", /not a normalized absolute path/],
+  [
+    "relative app.envFile",
+    "dev",
+    { app: { dir: "/srv/pms", envFile: ".env.production" } },
+    "app.envFile",
+    /not a normalized absolute path/,
+  ],
   ["path with ..", "dev", { app: { dir: "/srv/../etc" } }, "app.dir", /not a normalized absolute path/],
-  ["invalid service name", "dev", { app: { dir: "/srv/pms", services: ["pms-backend", "celery pms;rm"] } }, "app.services[1]", /not a valid systemd unit name/],
+  [
+    "invalid service name",
+    "dev",
+    { app: { dir: "/srv/pms", services: ["pms-backend", "celery pms;rm"] } },
+    "app.services[1]",
+    /not a valid systemd unit name/,
+  ],
   ["invalid env key", "dev", { env: { "DB-HOST": "x" } }, "env.DB-HOST", /not a valid environment variable name/],
-  ["supplied secret with a quote", "dev", { secrets: { DB_PASSWORD: "it's-SENTINEL" } }, "secrets.DB_PASSWORD", /single quote/],
+  [
+    "supplied secret with a quote",
+    "dev",
+    { secrets: { DB_PASSWORD: "it's-SENTINEL" } },
+    "secrets.DB_PASSWORD",
+    /single quote/,
+  ],
   ["supplied secret with a newline", "dev", { secrets: { DB_PASSWORD: "a\nb" } }, "secrets.DB_PASSWORD", /newline/],
+  [
+    "supplied secret with ${",
+    "dev",
+    { secrets: { DB_PASSWORD: "pa${USER}ss" } },
+    "secrets.DB_PASSWORD",
+    /python-dotenv expands/,
+  ],
   ["supplied secret with a backslash", "dev", { secrets: { DB_PASSWORD: "a\\b" } }, "secrets.DB_PASSWORD", /backslash/],
   ["missing DB_PASSWORD", "dev", { secrets: { HUBTEL_CLIENT_ID: "x" } }, "secrets.DB_PASSWORD", /is missing/],
   ["recovery window 6", "dev", { recoveryWindowInDays: "6" }, "recoveryWindowInDays", /from 7 to 30/],
   ["recovery window 31", "prod", { recoveryWindowInDays: "31" }, "recoveryWindowInDays", /from 7 to 30/],
-  ["SECRET_KEY too short", "dev", { generated: { SECRET_KEY: { length: 40 } } }, "generated.SECRET_KEY.length", /out of range.*at least 50/],
-  ["unknown alphabet", "dev", { generated: { SECRET_KEY: { alphabet: "emoji" } } }, "generated.SECRET_KEY.alphabet", /not a known alphabet/],
+  [
+    "SECRET_KEY too short",
+    "dev",
+    { generated: { SECRET_KEY: { length: 40 } } },
+    "generated.SECRET_KEY.length",
+    /out of range.*at least 50/,
+  ],
+  [
+    "unknown alphabet",
+    "dev",
+    { generated: { SECRET_KEY: { alphabet: "emoji" } } },
+    "generated.SECRET_KEY.alphabet",
+    /not a known alphabet/,
+  ],
   ["SECRET_KEY set by hand", "dev", { env: { SECRET_KEY: "x" } }, "env.SECRET_KEY", /generated by the program/],
-  ["rotating a supplied secret", "dev", { rotate: { DB_PASSWORD: "2026-11-25" } }, "rotate.DB_PASSWORD", /not a generated secret/],
+  [
+    "rotating a supplied secret",
+    "dev",
+    { rotate: { DB_PASSWORD: "2026-11-25" } },
+    "rotate.DB_PASSWORD",
+    /not a generated secret/,
+  ],
   ["secret-looking plain env", "dev", { env: { API_TOKEN: "x" } }, "env.API_TOKEN", /looks like a secret/],
   ["missing ssh key", "dev", { sshPrivateKey: undefined }, "sshPrivateKey", /is missing/],
   ["not a private key", "dev", { sshPrivateKey: "ssh-ed25519 AAAA" }, "sshPrivateKey", /not a PEM/],
   ["typo in a key", "dev", { hostz: [] }, "hostz", /not a setting of this program/],
-  ["bad health URL", "dev", { app: { dir: "/srv/pms", healthUrl: "localhost:8000/health" } }, "app.healthUrl", /not an http\(s\) URL/],
+  [
+    "bad health URL",
+    "dev",
+    { app: { dir: "/srv/pms", healthUrl: "localhost:8000/health" } },
+    "app.healthUrl",
+    /not an http\(s\) URL/,
+  ],
 ];
 
 for (const [title, stack, override, key, what] of cases) {
@@ -144,7 +237,8 @@ test("a bad config fails the program before any resource is registered", async (
 test("secret keys stored in plaintext in the stack file are refused", () => {
   assert.throws(
     () => parseStackConfig(raw(baseConfig("dev")), "dev", new Set(["pms-secrets:sshPrivateKey"])),
-    (e: unknown) => e instanceof ConfigError && e.problems.some((p) => p.startsWith("pms-secrets:secrets: is stored in plaintext")),
+    (e: unknown) =>
+      e instanceof ConfigError && e.problems.some((p) => p.startsWith("pms-secrets:secrets: is stored in plaintext")),
   );
 });
 
@@ -153,7 +247,10 @@ test("missing recommended secrets are warnings, one per key, not errors", () => 
   const w = parsed.warnings.filter((x) => /HUBTEL_CLIENT_ID|HUBTEL_CLIENT_SECRET|PAYSTACK_SECRET_KEY/.test(x));
   assert.equal(w.length, 3);
   for (const k of ["HUBTEL_CLIENT_ID", "HUBTEL_CLIENT_SECRET", "PAYSTACK_SECRET_KEY"]) {
-    assert.ok(w.some((x) => x.startsWith(`pms-secrets:secrets.${k} is not set`)), k);
+    assert.ok(
+      w.some((x) => x.startsWith(`pms-secrets:secrets.${k} is not set`)),
+      k,
+    );
   }
 });
 
@@ -170,16 +267,22 @@ test("defaults: env file path, services order, port 22, root, 30-day window on p
   assert.equal(prod.secretName, "pms-backend/prod");
   assert.equal(prod.requireHostKeys, true);
   assert.equal(dev.requireHostKeys, false);
-  assert.deepEqual(dev.generated.find((g) => g.key === "SECRET_KEY"), {
-    key: "SECRET_KEY",
-    length: 64,
-    alphabet: "safe",
-    keepers: { rotation: "2026-11-01", rotate: "" },
-  });
+  assert.deepEqual(
+    dev.generated.find((g) => g.key === "SECRET_KEY"),
+    {
+      key: "SECRET_KEY",
+      length: 64,
+      alphabet: "safe",
+      keepers: { rotation: "2026-11-01", rotate: "" },
+    },
+  );
 });
 
 test("requireHostKeys makes any stack demand pinned host keys", () => {
-  const problems = problemsOf({ ...baseConfig("dev"), requireHostKeys: "true", hosts: [{ name: "web1", address: "a" }] }, "dev");
+  const problems = problemsOf(
+    { ...baseConfig("dev"), requireHostKeys: "true", hosts: [{ name: "web1", address: "a" }] },
+    "dev",
+  );
   assertProblem(problems, "hosts[0].hostKey", /requireHostKeys/);
 });
 
@@ -198,7 +301,11 @@ test("hostKeyProblem accepts real key types and rejects truncated keys", () => {
 test("Sensitive values never print", async () => {
   const parsed = parseStackConfig(raw(baseConfig("dev")), "dev");
   const { inspect } = await import("node:util");
-  for (const s of [String(parsed.suppliedSecrets.DB_PASSWORD), JSON.stringify(parsed), inspect(parsed, { depth: 10 })]) {
+  for (const s of [
+    String(parsed.suppliedSecrets.DB_PASSWORD),
+    JSON.stringify(parsed),
+    inspect(parsed, { depth: 10 }),
+  ]) {
     assert.ok(!s.includes(SENTINEL_DB_PASSWORD), "Sensitive leaked through string conversion");
   }
   assert.equal(parsed.suppliedSecrets.DB_PASSWORD.reveal(), SENTINEL_DB_PASSWORD);

@@ -1,18 +1,14 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import {
-  djangoSecretKeyProblem,
-  EnvFileError,
-  fingerprint,
-  parseEnvFile,
-  renderEnvFile,
-} from "../components/env-file";
+import { djangoSecretKeyProblem, EnvFileError, fingerprint, parseEnvFile, renderEnvFile } from "../components/env-file";
 import { alphabetCharacters, SAFE_SPECIALS } from "../components/alphabet";
 
 const key = fc.stringMatching(/^[A-Za-z_][A-Za-z0-9_]{0,20}$/);
 /** Any value the renderer must accept: printable and non-printable, no ' \ LF CR NUL. */
-const allowedValue = fc.string({ unit: "binary", maxLength: 80 }).filter((s) => !/['\\\n\r\0]/.test(s));
+const allowedValue = fc
+  .string({ unit: "binary", maxLength: 80 })
+  .filter((s) => !/['\\\n\r\0]/.test(s) && !s.includes("${"));
 const goodKey = "k".repeat(10) + "A1-_.+=,xyz".repeat(5);
 
 test("rendering then parsing gives back every key and value (property)", () => {
@@ -59,6 +55,11 @@ test("a value with ' \\ newline CR or NUL is refused, naming the key and not the
       },
     ),
   );
+});
+
+test("a value with ${ is refused: python-dotenv would expand it even inside single quotes", () => {
+  assert.throws(() => renderEnvFile({ K: "a${HOME}b" }), /the value of K contains "\$\{" \(python-dotenv expands it/);
+  assert.doesNotThrow(() => renderEnvFile({ K: "$HOME {x} $" }));
 });
 
 test("keys must be shell-style names: export, dashes, dots and leading digits are refused", () => {

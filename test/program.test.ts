@@ -7,11 +7,21 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { ROLLOUT_SCRIPT, rolloutCommand, shellQuote } from "../components/host-rollout";
 import { parseEnvFile } from "../components/env-file";
-import { baseConfig, defined, SENTINEL_DB_PASSWORD, SENTINEL_HUBTEL, SENTINEL_PAYSTACK, SENTINEL_SSH_KEY } from "./fixtures";
+import {
+  baseConfig,
+  defined,
+  SENTINEL_DB_PASSWORD,
+  SENTINEL_HUBTEL,
+  SENTINEL_PAYSTACK,
+  SENTINEL_SSH_KEY,
+} from "./fixtures";
 import { isSecretWrapper, RecordedResource, runProgram, TYPES } from "./harness";
 
-const run = (stack: "dev" | "prod", overrides: Record<string, unknown> = {}, extra: { randomSeed?: string; preview?: boolean } = {}) =>
-  runProgram({ stack, config: defined(baseConfig(stack, overrides)), ...extra });
+const run = (
+  stack: "dev" | "prod",
+  overrides: Record<string, unknown> = {},
+  extra: { randomSeed?: string; preview?: boolean } = {},
+) => runProgram({ stack, config: defined(baseConfig(stack, overrides)), ...extra });
 
 test("resource graph: generated secrets, one store with one version, one rollout command per host", async () => {
   const r = await run("dev");
@@ -56,10 +66,14 @@ test("secret-ness: stdin, connection key, secret document and generated results 
   for (const name of ["web1-rollout", "web2-rollout"]) {
     const c = r.find(TYPES.command, name);
     assert.ok(c.secretPaths.includes("stdin"), `${name} stdin must be secret: ${c.secretPaths.join(",")}`);
-    assert.ok(c.secretPaths.some((p) => p.startsWith("connection")), `${name} connection key must be secret`);
+    assert.ok(
+      c.secretPaths.some((p) => p.startsWith("connection")),
+      `${name} connection key must be secret`,
+    );
     assert.ok(!c.secretPaths.includes("create"), "create must stay reviewable");
     assert.ok(!c.secretPaths.includes("triggers"), "triggers must stay reviewable");
-    for (const o of ["stdout", "stderr"]) assert.ok(c.options.additionalSecretOutputs.includes(o), `${o} must be a secret output`);
+    for (const o of ["stdout", "stderr"])
+      assert.ok(c.options.additionalSecretOutputs.includes(o), `${o} must be a secret output`);
   }
   assert.ok(r.find(TYPES.version, "store-version").secretPaths.includes("secretString"));
   for (const p of r.ofType(TYPES.password)) assert.ok(p.options.additionalSecretOutputs.includes("result"));
@@ -78,7 +92,10 @@ test("the secret Outputs the program builds are secret: env file, store document
 });
 
 /** Every occurrence of every secret value, outside secret wrappers, anywhere the engine or a person sees. */
-function plainLeaks(r: { resources: RecordedResource[]; outputs: unknown; warnings: string[] }, secrets: string[]): string[] {
+function plainLeaks(
+  r: { resources: RecordedResource[]; outputs: unknown; warnings: string[] },
+  secrets: string[],
+): string[] {
   const leaks: string[] = [];
   const visit = (v: unknown, at: string): void => {
     if (isSecretWrapper(v)) return; // secret: encrypted in state, masked in previews
@@ -100,7 +117,14 @@ test("sentinel scan: no secret value appears anywhere but in secret inputs (stdi
   const r = await run("dev");
   const envText = String(r.find(TYPES.command, "web1-rollout").inputs.stdin).slice(ROLLOUT_SCRIPT.length);
   const env = parseEnvFile(envText);
-  const secrets = [SENTINEL_DB_PASSWORD, SENTINEL_HUBTEL, SENTINEL_PAYSTACK, SENTINEL_SSH_KEY.split("\n")[1], env.SECRET_KEY, env.JWT_SIGNING_KEY];
+  const secrets = [
+    SENTINEL_DB_PASSWORD,
+    SENTINEL_HUBTEL,
+    SENTINEL_PAYSTACK,
+    SENTINEL_SSH_KEY.split("\n")[1],
+    env.SECRET_KEY,
+    env.JWT_SIGNING_KEY,
+  ];
   assert.deepEqual(plainLeaks(r, secrets), []);
   // ...and they do travel, inside the secret stdin and secret document:
   assert.equal(env.DB_PASSWORD, SENTINEL_DB_PASSWORD);
@@ -121,7 +145,9 @@ test("rollout command: short, reviewable create; no delete, update or environmen
     web1.create,
     "/bin/bash -s -- --host web1 --env-file /srv/pms-backend/.env.production --app-dir /srv/pms-backend " +
       "--service pms-backend --service celery-pms --check '/usr/bin/python3 manage.py check --deploy' " +
-      "--health-url http://127.0.0.1:8000/health/ --stable-seconds 5 --health-timeout 30",
+      "--health-url http://127.0.0.1:8000/health/ --stable-seconds 5 --health-timeout 30 " +
+      "--redact DB_PASSWORD --redact HUBTEL_CLIENT_ID --redact HUBTEL_CLIENT_SECRET --redact JWT_SIGNING_KEY " +
+      "--redact PAYSTACK_SECRET_KEY --redact SECRET_KEY",
   );
   assert.match(String(web2.create), /^sudo -n \/bin\/bash -s -- --host web2 /, "a non-root login goes through sudo -n");
   for (const c of [web1, web2]) {
@@ -202,15 +228,21 @@ test("a rotation reaches every host and the store: new env fingerprint, new secr
     );
   }
   assert.notEqual(after.outputs.secretVersionId, before.outputs.secretVersionId);
-  const envBefore = parseEnvFile(String(before.find(TYPES.command, "web1-rollout").inputs.stdin).slice(ROLLOUT_SCRIPT.length));
-  const envAfter = parseEnvFile(String(after.find(TYPES.command, "web1-rollout").inputs.stdin).slice(ROLLOUT_SCRIPT.length));
+  const envBefore = parseEnvFile(
+    String(before.find(TYPES.command, "web1-rollout").inputs.stdin).slice(ROLLOUT_SCRIPT.length),
+  );
+  const envAfter = parseEnvFile(
+    String(after.find(TYPES.command, "web1-rollout").inputs.stdin).slice(ROLLOUT_SCRIPT.length),
+  );
   assert.notEqual(envAfter.SECRET_KEY, envBefore.SECRET_KEY);
   assert.equal(envAfter.JWT_SIGNING_KEY, envBefore.JWT_SIGNING_KEY);
   assert.equal(envAfter.DB_PASSWORD, envBefore.DB_PASSWORD);
 });
 
 test("generated secrets: Django-safe length and the safe alphabet", async () => {
-  const r = await run("dev", { generated: { SECRET_KEY: {}, API_SIGNING_KEY: { length: 40, alphabet: "alphanumeric" } } });
+  const r = await run("dev", {
+    generated: { SECRET_KEY: {}, API_SIGNING_KEY: { length: 40, alphabet: "alphanumeric" } },
+  });
   const sk = r.find(TYPES.password, "generated-SECRET_KEY").inputs;
   assert.equal(sk.length, 64);
   assert.equal(sk.overrideSpecial, "-_.+=,");

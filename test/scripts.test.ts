@@ -7,7 +7,10 @@ import * as path from "node:path";
 import { ROLLOUT_SCRIPT, rolloutStdin } from "../components/host-rollout";
 
 const scriptsDir = path.join(__dirname, "..", "components", "scripts");
-const hostScripts = fs.readdirSync(scriptsDir).filter((f) => f.endsWith(".sh")).map((f) => path.join(scriptsDir, f));
+const hostScripts = fs
+  .readdirSync(scriptsDir)
+  .filter((f) => f.endsWith(".sh"))
+  .map((f) => path.join(scriptsDir, f));
 const testScripts = fs
   .readdirSync(path.join(__dirname, "host"), { recursive: true, encoding: "utf8" })
   .filter((f) => f.endsWith(".sh"))
@@ -19,7 +22,8 @@ function haveShellcheck(): boolean {
 
 test("every shell script (host side and test hosts) is shellcheck-clean", (t) => {
   if (!haveShellcheck()) {
-    if (process.env.CI) assert.fail("shellcheck is not installed; .ci/run must install it (apt-get install shellcheck)");
+    if (process.env.CI)
+      assert.fail("shellcheck is not installed; .ci/run must install it (apt-get install shellcheck)");
     t.skip("shellcheck not installed (apt-get install shellcheck); CI runs this");
     return;
   }

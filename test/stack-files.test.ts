@@ -40,7 +40,11 @@ const userSecrets = {
 };
 
 test("Pulumi.yaml declares project pms-secrets on nodejs with typed, described config", () => {
-  const p = load("Pulumi.yaml") as { name: string; runtime: { name: string }; config: Record<string, { type: string; description: string }> };
+  const p = load("Pulumi.yaml") as {
+    name: string;
+    runtime: { name: string };
+    config: Record<string, { type: string; description: string }>;
+  };
   assert.equal(p.name, "pms-secrets");
   assert.equal(p.runtime.name, "nodejs");
   for (const [k, d] of Object.entries(p.config)) {
