@@ -104,7 +104,12 @@ export interface RunResult {
   warnings: string[];
 }
 
+/** The SDK's marker for a value not known until the engine creates the resource (a preview's `output<T>`). */
+export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+
 async function settle<T>(o: pulumi.Output<T>): Promise<T> {
+  // In a preview, apply callbacks never run on an unknown Output: report it as UNKNOWN instead of waiting forever.
+  if (!(await (o as unknown as { isKnown: Promise<boolean> }).isKnown)) return UNKNOWN as T;
   return new Promise((resolve) => o.apply((v) => resolve(v)));
 }
 
