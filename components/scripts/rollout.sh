@@ -379,6 +379,10 @@ main() {
   flock -w "$LOCK_TIMEOUT" 9 || fail_untouched - lock "another rollout (PID $(head -c 20 /run/lock/pms-secrets.lock)) held the host lock for ${LOCK_TIMEOUT}s"
   # The holder's PID, for operators (and tests) who need to find a rollout in progress.
   printf '%s\n' "$$" >/run/lock/pms-secrets.lock
+  # Holding the lock, anything a killed earlier rollout left behind is stale: remove it
+  # (its temp env files and work dirs hold secrets, even if only root can read them).
+  find "$(dirname -- "$ENV_FILE")" -maxdepth 1 -name '.env.pms-new.*' -type f -delete
+  find "$STATE_DIR" -mindepth 1 -maxdepth 1 -name 'rollout.*' -type d -exec rm -rf -- {} +
   WORK_DIR=$(mktemp -d "$STATE_DIR/rollout.XXXXXX")
 
   for svc in "${SERVICES[@]}"; do

@@ -277,8 +277,13 @@ describe("one host", { skip }, () => {
       assert.ok(retry.ok, retry.errors.join("\n"));
       await assertDeployed(fleet, engine, host);
     }
-    const leftovers = await fleet.exec(host, `ls -a ${APP.dir} | grep -c '^\\.env\\.pms-new' || true`);
-    log(`outcomes: ${[...seen].join(", ")}; temp files left by SIGKILL: ${leftovers.stdout.trim()}`);
+    // The successful retries cleaned up whatever the killed runs left (temp env files, work dirs).
+    const leftovers = await fleet.exec(
+      host,
+      `ls -a ${APP.dir} /var/lib/pms-secrets | grep -c -e '^\\.env\\.pms-new' -e '^rollout\\.' || true`,
+    );
+    assert.equal(leftovers.stdout.trim(), "0", "stale temp files holding secrets were left behind");
+    log(`outcomes: ${[...seen].join(", ")}`);
     assert.ok(seen.size >= 2, `kills landed in only one phase: ${[...seen].join(",")}`);
   });
 
