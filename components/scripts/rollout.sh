@@ -391,9 +391,9 @@ main() {
   done
   read_new_env
 
-  # What this rollout establishes: env bytes, drop-in text and service list. When
+  # What this rollout establishes: env bytes and ownership, drop-in text and service list. When
   # it is already in place and was verified, a re-run restarts nothing.
-  desired=$({ cat -- "$TMP_ENV"; dropin_content; printf '%s\n' "${SERVICES[@]}"; } | sha256sum | cut -c 1-64)
+  desired=$({ cat -- "$TMP_ENV"; dropin_content; printf '%s\n' "${SERVICES[@]}" "group=$GROUP"; } | sha256sum | cut -c 1-64)
   marker=$STATE_DIR/$(printf '%s' "$ENV_FILE" | sha256sum | cut -c 1-16).applied
   if [ -f "$marker" ]; then applied=$(cat -- "$marker"); fi
   if [ "$applied" = "$desired" ] && cmp -s -- "$TMP_ENV" "$ENV_FILE" && [ -z "$(dropins_loaded)" ]; then

@@ -319,6 +319,20 @@ describe("one host", { skip }, () => {
     await assertDeployed(fleet, engine, host);
   });
 
+  it("app.envFileGroup makes the env file and its backup 0640 root:<group>", async () => {
+    config = { ...config, app: { ...(config.app as object), envFileGroup: "pms" } };
+    const r = await engine.up(config);
+    assert.ok(r.ok, r.errors.join("\n"));
+    const env = await hostFile(fleet, host, ENV_FILE);
+    assert.equal(env.mode, "640");
+    assert.equal(env.owner, "root:pms");
+    assert.equal(env.content, sentEnvFile(engine, host));
+    const bak = await hostFile(fleet, host, `${ENV_FILE}.bak`);
+    assert.equal(bak.mode, "600", "the backup keeps the previous file's mode");
+    const other = await fleet.exec(host, `su -s /bin/sh -c 'cat ${ENV_FILE}' nobody`);
+    assert.notEqual(other.code, 0, "a user outside the group cannot read the env file");
+  });
+
   it("the whole stdin is the script followed by the env file", () => {
     const stdin = engine.state.get("solo-rollout")?.inputs.stdin;
     assert.ok(typeof stdin === "string" && stdin.startsWith(ROLLOUT_SCRIPT));
