@@ -415,7 +415,11 @@ main() {
     if ! result=$(restart_and_verify "$svc"); then
       fail_rolled_back "$svc" "${result%%|*}" "${result#*|}"
     fi
-    log "restart: $svc active and stable for ${STABLE_SECONDS}s${HEALTH_URL:+ (health checked)}"
+    if [ "$svc" = "${SERVICES[0]}" ] && [ -n "$HEALTH_URL" ]; then
+      log "restart: $svc active and stable for ${STABLE_SECONDS}s, health URL answered 2xx"
+    else
+      log "restart: $svc active and stable for ${STABLE_SECONDS}s"
+    fi
   done
 
   printf '%s\n' "$desired" | atomic_write "$marker" 0600
