@@ -91,7 +91,7 @@ describe("one host", { skip }, () => {
     assert.ok(environ.stdout.includes(`DB_PASSWORD=pms-db-test-password\n`));
     // Progress was visible and nothing secret was printed.
     const out = r.ran[0].output ?? "";
-    assert.match(out, /pms-rollout\[solo\] \+\d+\.\d{3}s restart: pms-backend active and stable);
+    assert.match(out, /pms-rollout\[solo\] \+\d+\.\d{3}s restart: pms-backend active and stable/);
     assert.ok(!out.includes(generatedValue(engine, "SECRET_KEY")));
   });
 
