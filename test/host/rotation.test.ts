@@ -396,6 +396,23 @@ describe("three hosts", { skip }, () => {
     for (const h of fleet.hosts) await assertDeployed(fleet, engine, h);
   });
 
+  it("a host presenting a different key than the pinned hostKey is refused before anything runs", async () => {
+    const [web1, web2] = fleet.hosts;
+    const before = await servicesState(fleet, web1);
+    const envBefore = (await hostFile(fleet, web1, ENV_FILE)).content;
+    // web1's pinned key is (wrongly) web2's: the connection must fail the host key check.
+    const spoofed = fleetConfig(fleet, fleet.hosts, { overrides: { rotate: config.rotate } });
+    (spoofed.hosts as Array<{ hostKey: string }>)[0].hostKey = web2.hostKey;
+    const r = await engine.up(spoofed);
+    assert.equal(r.ok, false);
+    assert.match(r.errors[0], /web1-rollout[\s\S]*Host key verification failed/);
+    assert.equal((await hostFile(fleet, web1, ENV_FILE)).content, envBefore);
+    assert.deepEqual(await servicesState(fleet, web1), before);
+    // The stack's real config is applied again on the next run.
+    const back = await engine.up(config);
+    assert.ok(back.ok, back.errors.join("\n"));
+  });
+
   it("re-run with nothing changed touches no host", async () => {
     const before = await Promise.all(fleet.hosts.map((h) => servicesState(fleet, h)));
     const r = await engine.up(config);
