@@ -205,7 +205,10 @@ async function main(): Promise<number> {
       ["(c) rotation of 1 host, s", median(one), "-"],
       ["(c) rotation of 3 hosts (rolling), s", median(three), "-"],
     ].map((r, i) => {
-      if (i === 0 || typeof r[1] !== "number" || typeof r[2] !== "number") return r.map(String);
+      if (i === 0) return r.map(String);
+      if (typeof r[1] === "number" && typeof r[2] !== "number")
+        return [String(r[0]), r[1].toFixed(2), String(r[2]), "-"];
+      if (typeof r[1] !== "number" || typeof r[2] !== "number") return r.map(String);
       const ratio = r[2] === 0 ? (r[1] === 0 ? "1.00" : "inf") : (r[1] / r[2]).toFixed(2);
       return [String(r[0]), r[1].toFixed(2), r[2].toFixed(2), ratio];
     });
