@@ -8,7 +8,8 @@ import { PolicyPack } from "@pulumi/policy";
 import { policies } from "./policies";
 
 new PolicyPack("pms-secrets", {
-  description: "Guards the pms-secrets stacks: host key pinning, no secrets in command text, secret strength, KMS on prod, keeper age.",
+  description:
+    "Guards the pms-secrets stacks: host key pinning, no secrets in command text, secret strength, KMS on prod, keeper age.",
   enforcementLevel: "mandatory",
   policies,
 });

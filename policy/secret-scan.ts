@@ -87,7 +87,8 @@ function isLiteralValue(value: string): boolean {
 export function findSecretMaterial(text: string): Finding[] {
   const findings: Finding[] = [];
   for (const m of text.matchAll(PEM_PRIVATE_KEY)) findings.push({ what: "a PEM private key", index: m.index ?? 0 });
-  for (const m of text.matchAll(AWS_ACCESS_KEY_ID)) findings.push({ what: "an AWS access key id", index: m.index ?? 0 });
+  for (const m of text.matchAll(AWS_ACCESS_KEY_ID))
+    findings.push({ what: "an AWS access key id", index: m.index ?? 0 });
   for (const m of text.matchAll(ASSIGNMENT)) {
     const [, name, value] = m;
     if (isSecretName(name) && isLiteralValue(value)) {

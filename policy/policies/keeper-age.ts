@@ -70,7 +70,8 @@ interface KeeperAgeConfig {
 /** Advisory: a generated secret whose rotation keepers say it is older than `maxKeeperAgeDays`. */
 export const rotationKeeperAge: ResourceValidationPolicy = {
   name: "rotation-keeper-age",
-  description: "Warns when a generated secret's rotation keeper (an ISO date) is older than maxKeeperAgeDays (default 90).",
+  description:
+    "Warns when a generated secret's rotation keeper (an ISO date) is older than maxKeeperAgeDays (default 90).",
   enforcementLevel: "advisory",
   severity: "medium",
   configSchema: {
@@ -92,7 +93,13 @@ export const rotationKeeperAge: ResourceValidationPolicy = {
       }
     }
     const envKey = generatedEnvKey(args.name);
-    const finding = keeperAgeFinding(`generated secret ${envKey} (${args.name})`, envKey, plain, maxAgeDays, Date.now());
+    const finding = keeperAgeFinding(
+      `generated secret ${envKey} (${args.name})`,
+      envKey,
+      plain,
+      maxAgeDays,
+      Date.now(),
+    );
     if (finding) reportViolation(finding);
   },
 };

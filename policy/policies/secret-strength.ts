@@ -77,8 +77,10 @@ type Unknown = typeof UNKNOWN;
 
 /** Django's own rules for SECRET_KEY, judged on the value that is delivered (covers a supplied SECRET_KEY). */
 export function djangoSecretKeyProblem(value: string): string | undefined {
-  if (value.startsWith("django-insecure-")) return "starts with django-insecure-, the prefix of keys made by startproject";
-  if (value.length < MIN_LENGTH_SECRET_KEY) return `is ${value.length} characters long; Django requires at least ${MIN_LENGTH_SECRET_KEY}`;
+  if (value.startsWith("django-insecure-"))
+    return "starts with django-insecure-, the prefix of keys made by startproject";
+  if (value.length < MIN_LENGTH_SECRET_KEY)
+    return `is ${value.length} characters long; Django requires at least ${MIN_LENGTH_SECRET_KEY}`;
   if (new Set(value).size < 5) return "has fewer than 5 distinct characters";
   return undefined;
 }
@@ -102,7 +104,9 @@ function checkSecretDocument(args: ResourceValidationArgs, reportViolation: Repo
   if (secretKey === undefined) return;
   const problem = typeof secretKey === "string" ? djangoSecretKeyProblem(secretKey) : "is not a string";
   if (problem) {
-    reportViolation(`SECRET_KEY in ${args.name}.secretString ${problem}. Let the program generate it (generated.SECRET_KEY).`);
+    reportViolation(
+      `SECRET_KEY in ${args.name}.secretString ${problem}. Let the program generate it (generated.SECRET_KEY).`,
+    );
   }
 }
 

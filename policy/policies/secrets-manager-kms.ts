@@ -55,7 +55,9 @@ export const secretsManagerProductionKms: ResourceValidationPolicy = {
     }
 
     const minimum =
-      typeof config.minRecoveryWindowDays === "number" ? config.minRecoveryWindowDays : DEFAULT_MIN_RECOVERY_WINDOW_DAYS;
+      typeof config.minRecoveryWindowDays === "number"
+        ? config.minRecoveryWindowDays
+        : DEFAULT_MIN_RECOVERY_WINDOW_DAYS;
     const window = readPath(args.props, "recoveryWindowInDays");
     // Not set: AWS applies its default of 30 days.
     if (window === UNKNOWN || window === undefined) return;

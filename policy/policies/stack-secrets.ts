@@ -1,7 +1,12 @@
 import type { PolicyResource, StackValidationPolicy } from "@pulumi/policy";
 import { readString } from "../props";
 import { isSecretName, MIN_KNOWN_SECRET_LENGTH } from "../secret-scan";
-import { commandTextLeaves, knownSecretLeaks, secretsCarriedByCommand, type KnownSecret } from "./command-secret-material";
+import {
+  commandTextLeaves,
+  knownSecretLeaks,
+  secretsCarriedByCommand,
+  type KnownSecret,
+} from "./command-secret-material";
 import { COMMAND_TYPES, generatedEnvKey, RANDOM_PASSWORD, SM_SECRET_VERSION } from "./types";
 
 /**
@@ -11,7 +16,9 @@ import { COMMAND_TYPES, generatedEnvKey, RANDOM_PASSWORD, SM_SECRET_VERSION } fr
  * skipped; the stack check that runs after `pulumi up` sees them.
  */
 export function collectStackSecrets(resources: PolicyResource[]): KnownSecret[] {
-  const generatedKeys = new Set(resources.filter((r) => r.type === RANDOM_PASSWORD).map((r) => generatedEnvKey(r.name)));
+  const generatedKeys = new Set(
+    resources.filter((r) => r.type === RANDOM_PASSWORD).map((r) => generatedEnvKey(r.name)),
+  );
   const secrets: KnownSecret[] = [];
   for (const r of resources) {
     if (r.type === RANDOM_PASSWORD) {
