@@ -7,7 +7,7 @@
  */
 import { createHash } from "node:crypto";
 
-export const ENV_KEY_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const ENV_KEY_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** Characters a value may not contain, each with the reason shown to the operator. */
 const FORBIDDEN_IN_VALUE: ReadonlyArray<[string, string]> = [

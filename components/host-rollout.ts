@@ -15,7 +15,7 @@ import * as command from "@pulumi/command";
 import { AppSpec, HostSpec } from "./config";
 import { fingerprint } from "./env-file";
 
-export const ROLLOUT_SCRIPT_PATH = path.join(__dirname, "scripts", "rollout.sh");
+const ROLLOUT_SCRIPT_PATH = path.join(__dirname, "scripts", "rollout.sh");
 /** The rollout script, loaded as text: the exact bytes a host receives. */
 export const ROLLOUT_SCRIPT = fs.readFileSync(ROLLOUT_SCRIPT_PATH, "utf8");
 export const ROLLOUT_SCRIPT_FINGERPRINT = fingerprint(ROLLOUT_SCRIPT);

@@ -7,6 +7,7 @@
 import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { alphabetCharacters } from "../components/alphabet";
+import { PROJECT } from "../components/config";
 
 /** Marker the SDK uses for a secret value in serialized properties. */
 const SIG_KEY = "4dabf18193072939515e22adb298388d";
@@ -127,8 +128,6 @@ async function resolveTree(v: unknown, secrets: string[], at: string): Promise<u
   }
   return v;
 }
-
-export const PROJECT = "pms-secrets";
 
 export async function runProgram(opts: RunOptions): Promise<RunResult & { secretOutputs: string[] }> {
   const resources: RecordedResource[] = [];

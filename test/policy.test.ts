@@ -54,6 +54,17 @@ interface ArgOptions {
   parentType?: string;
 }
 
+/** Resource options as the engine sends them for a resource declared without any. */
+function defaultOptions(): ResourceValidationArgs["opts"] {
+  return {
+    protect: false,
+    ignoreChanges: [],
+    aliases: [],
+    customTimeouts: { createSeconds: 0, updateSeconds: 0, deleteSeconds: 0 },
+    additionalSecretOutputs: [],
+  };
+}
+
 function resourceArgs(
   type: string,
   name: string,
@@ -66,13 +77,7 @@ function resourceArgs(
     name,
     urn: urnOf(stack, type, name, parentType),
     props: proxied,
-    opts: {
-      protect: false,
-      ignoreChanges: [],
-      aliases: [],
-      customTimeouts: { createSeconds: 0, updateSeconds: 0, deleteSeconds: 0 },
-      additionalSecretOutputs: [],
-    },
+    opts: defaultOptions(),
     stackTags: new Map<string, string>(),
     isType: () => false,
     asType: () => undefined,
@@ -104,13 +109,7 @@ function stackResource(type: string, name: string, props: Record<string, unknown
     name,
     urn: urnOf(stack, type, name),
     props: proxied,
-    opts: {
-      protect: false,
-      ignoreChanges: [],
-      aliases: [],
-      customTimeouts: { createSeconds: 0, updateSeconds: 0, deleteSeconds: 0 },
-      additionalSecretOutputs: [],
-    },
+    opts: defaultOptions(),
     dependencies: [],
     propertyDependencies: {},
     isType: () => false,

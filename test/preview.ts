@@ -9,16 +9,8 @@
  * are left out: under mocks they are made up.
  */
 import * as pulumi from "@pulumi/pulumi";
-import {
-  isSecretWrapper,
-  PROJECT,
-  RecordedResource,
-  RunOptions,
-  runProgram,
-  RunResult,
-  TYPES,
-  unwrap,
-} from "./harness";
+import { PROJECT } from "../components/config";
+import { isSecretWrapper, RecordedResource, RunOptions, runProgram, RunResult, TYPES, unwrap } from "./harness";
 
 type Op = "same" | "create" | "update" | "replace";
 const SYMBOL: Record<Op, string> = { same: "  ", create: "+ ", update: "~ ", replace: "+-" };

@@ -3,7 +3,7 @@
  * pointing the real program at booted test hosts, and readers of a host's real
  * state (file bytes, unit state, the running app's key fingerprint).
  */
-import { createHash } from "node:crypto";
+import { fingerprint } from "../../components/env-file";
 import { ROLLOUT_SCRIPT } from "../../components/host-rollout";
 import { EngineModel } from "./engine";
 import { APP, TEST_DB, TestFleet, TestHost } from "./testhost";
@@ -69,10 +69,8 @@ export function fleetConfig(
   };
 }
 
-/** The fingerprint the stand-in app reports for a key: sha256 hex, first 16 digits. */
-export function keyFingerprint(key: string): string {
-  return createHash("sha256").update(key).digest("hex").slice(0, 16);
-}
+/** The stand-in app reports its key by the program's own fingerprint: sha256 hex, first 16 digits. */
+export const keyFingerprint = fingerprint;
 
 /** The value the engine model holds for a generated secret. */
 export function generatedValue(engine: EngineModel, key: string): string {

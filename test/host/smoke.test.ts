@@ -7,7 +7,8 @@
  * Without root/Linux it is skipped locally with the reason, and fails under CI=true.
  */
 import assert from "node:assert/strict";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
+import { fingerprint } from "../../components/env-file";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -22,10 +23,6 @@ if (unavailable && process.env.CI) {
 const log = (line: string): void => {
   if (process.env.PMS_TESTHOST_VERBOSE) process.stderr.write(`${line}\n`);
 };
-
-function fingerprint(value: string): string {
-  return createHash("sha256").update(value).digest("hex").slice(0, 16);
-}
 
 /** Django-style secret: 64 chars from an alphabet that is safe in every parser and shell. */
 function newSecretKey(): string {
