@@ -3,427 +3,1100 @@
 #
 # Runs as root on the target host (through `sudo -n` for a non-root login) as
 #   bash -s -- --host NAME --env-file PATH --service UNIT [--service UNIT ...] [options]
-# with stdin = this script followed by the new env file. bash reads a script on
-# a pipe one byte at a time, so when `main` runs, the rest of stdin is exactly
-# the env file: the secret never appears in argv, the environment or a log.
+# with stdin = this script followed by the new env file (and, from newer programs, an end
+# marker line `# pms-secrets-end sha256=HEX`). bash reads a script on a pipe one byte at a time,
+# so when `main` runs the rest of stdin is exactly the env file: no secret in argv, environment
+# or log.
 #
-# Steps: validate input -> check command under the new env -> back up the old
-# env -> atomic replace -> drop-ins + daemon-reload -> restart each service in
-# order and verify it (stable, journal, health URL). Any failed check restores
-# the previous env and drop-ins, restarts what was restarted, and exits non-zero
-# with one line naming host, service and check.
+# Options: --app-dir PATH, --group G (env file 0640 root:G, else 0600 root:root), --check CMD,
+#   --health-url URL (repeatable), --health-host NAME, --health-ca PATH, --health-insecure,
+#   --stable-seconds N, --health-timeout N, --redact KEY (repeatable),
+#   --unmanaged-keys refuse|keep|drop (default refuse), --backups N (1..20, default 3),
+#   --purge-old-copies (emergency: delete every backup once the new env is proven),
+#   --verify-only (change nothing: exit 0 in sync, 3 drift, other error).
 #
-# Nothing printed here may contain a value of the env file: output that comes
-# from elsewhere (the check command, the journal) is redacted first.
+# Steps (main/worker below read like this list):
+#   1. front end (the SSH session): parse arguments, read ALL of stdin into a root-only run dir,
+#      validate it, then start the worker as a transient systemd unit and relay its log. An SSH
+#      drop kills only the front end: the worker finishes or rolls back on its own.
+#   2. worker: take the host lock, sweep what killed runs left, check every unit (unknown ->
+#      error before any change), open the env directory safely, read the current env file,
+#      compose the new one (unmanaged keys: refuse / keep / drop), stop here when everything is
+#      already in place and proven, run the check command as the first unit runs, back up the
+#      current file, install the new file, install drop-ins, restart each service in order and
+#      prove it (stable, process environment hash, health URLs), purge old copies if asked.
+#   Any failure after the first change rolls back every step (each attempted, each failure
+#   reported) and ends with one `pms-rollout FAILED host= service= check=` line.
+#
+# Safety rules:
+#   - Root never writes through a path a non-root user controls. Every ancestor of the env
+#     directory (given and physical path) must be root-owned and not group/other-writable. The env
+#     directory itself may belong to the app user: there the script only (a) creates a fresh
+#     directory with an unpredictable name (mkdir fails on anything already there) and works
+#     inside it, root 0700, by relative paths from its own working directory, (b) rename(2)s the
+#     finished file onto the env file name (rename replaces a link, never follows it) and
+#     (c) reads the current file through one descriptor after checking it is a regular file with
+#     one link. A symlinked env file is refused. State, lock and backups live in /var/lib/pms-secrets
+#     (root 0700); drop-ins in /etc/systemd/system/UNIT.service.d (must be root-owned).
+#   - Backups: root-only, one file per generation, the newest --backups kept.
+#   - Proof: each restarted service's main process and every process in its cgroup must hold
+#     exactly the delivered values (sha256 over KEY=value of every delivered key). The journal is
+#     read only to explain a failure already found, never to decide one.
+#   - Redaction of relayed output: every value of a --redact key (new and previous file) and every
+#     value of a key only the host file had, longest first, whatever its length.
+#
+# Time bounds (every wait has one; worst case of a run, S services, U health URLs):
+#   lock 300 + check 300 + S*(restart 120 + stable + U*health-timeout + 4*30 systemctl)
+#   + rollback S*(120 + stable + U*health-timeout + 4*30) + 6*30 daemon-reload/misc.
+#   Two services, one URL, stable 5, health 30: 300+300+2*275+2*275+180 = 1880 s worst case,
+#   typically under 30 s. The front end relays for at most that plus 60 s, then says the worker
+#   is still running (it continues on its own). Pulumi's rollout timeout is 30 min.
+# shellcheck disable=SC2317 # worker() and what it calls run in the generated worker script
 set -euo pipefail
 umask 077
 
-PROG=pms-rollout
+readonly PROG=pms-rollout
+readonly STATE_DIR=/var/lib/pms-secrets
+readonly RUNS_DIR=$STATE_DIR/runs
+readonly BACKUP_ROOT=$STATE_DIR/backups
+readonly LOCK_FILE=$STATE_DIR/lock
+readonly PID_FILE=$STATE_DIR/rollout.pid
+readonly DROPIN_NAME=50-pms-secrets.conf
+readonly PRIVATE_PREFIX=.pms-secrets.
+readonly END_MARKER='# pms-secrets-end sha256='
+readonly LOCK_TIMEOUT=300
+readonly CHECK_TIMEOUT=300
+readonly RESTART_TIMEOUT=120
+readonly SYSTEMCTL_TIMEOUT=30
+readonly HTTP_TIMEOUT=5
+readonly HANDOFF_TIMEOUT=30
+readonly EXIT_DRIFT=3
+# The two errors the old guide names for a missing key, as a Python traceback's last line.
+readonly KEY_ERROR_PATTERN='^([A-Za-z_][A-Za-z0-9_.]*\.)?(ValueError: SECRET_KEY environment variable must be set|ImproperlyConfigured: The SECRET_KEY setting must not be empty)'
+
+# Arguments (parse_args sets them once; the worker gets them as declarations).
 HOST=""
 ENV_FILE=""
 APP_DIR=""
 GROUP=""
 CHECK=""
-HEALTH_URL=""
+HEALTH_URLS=()
+HEALTH_HOST=""
+HEALTH_CA=""
+HEALTH_INSECURE=0
 STABLE_SECONDS=5
 HEALTH_TIMEOUT=30
-RESTART_TIMEOUT=300
-CHECK_TIMEOUT=300
-LOCK_TIMEOUT=600
-DROPIN_NAME=50-pms-secrets.conf
-STATE_DIR=/var/lib/pms-secrets
+REDACT_KEYS=()
 SERVICES=()
+UNMANAGED=refuse
+BACKUPS=3
+PURGE_OLD=0
+VERIFY_ONLY=0
 
-STARTED_AT=$(date +%s%N)
-TMP_ENV=""
-WORK_DIR=""
-HAD_PREVIOUS_ENV=0
-ENV_REPLACED=0
+# Run state.
+STARTED_AT=${EPOCHREALTIME/./}
+RUN_DIR=""
+RUN_ID=""
+ENV_DIR=""
+ENV_NAME=""
+PRIVATE_NAME=""
+HAD_PREVIOUS=0
+ENV_INSTALLED=0
+INSTALLED_ID=""
+CHANGED=0
+FAILED_PRINTED=0
+ROLLED_BACK=0
+LAST_ERR=""
+DELIVERED_HASH=""
+DELIVERED_KEYS=()
+REDACT_VALUES=()
+UNMANAGED_KEYS=()
 DROPINS_CHANGED=()
 RESTARTED=()
-SECRET_VALUES=()
-REDACT_KEYS=" "
-ROLLBACK_OUTCOME=""
+declare -A ACTION=()
 
+# --- output -------------------------------------------------------------------------------
+
+# One progress line. The worker also keeps it in the run log, which the front end relays.
 log() {
-  local now ms
-  now=$(date +%s%N)
-  ms=$(((now - STARTED_AT) / 1000000))
-  printf '%s[%s] +%d.%03ds %s\n' "$PROG" "$HOST" $((ms / 1000)) $((ms % 1000)) "$*"
+  local ms=$(((${EPOCHREALTIME/./} - STARTED_AT) / 1000))
+  emit O "$(printf '%s[%s] +%d.%03ds %s' "$PROG" "$HOST" $((ms / 1000)) $((ms % 1000)) "$*")"
 }
 
-# Replaces every env value (4+ chars) in $1 by [redacted].
+# emit CHANNEL LINE: O = stdout, E = stderr. The worker writes both to the run log, which the
+# front end relays, and to stderr (its journal): never to stdout, which callers may capture.
+emit() {
+  if [ "${IN_WORKER:-0}" = 1 ]; then
+    printf '%s %s\n' "$1" "$2" >>"$RUN_DIR/log"
+    printf '%s\n' "$2" >&2
+  elif [ "$1" = E ]; then
+    printf '%s\n' "$2" >&2
+  else
+    printf '%s\n' "$2"
+  fi
+}
+
+# Replaces every collected value in $1 by [redacted], longest first so a secret that contains
+# another one is never left half visible.
 redact() {
   local text=$1 v
-  for v in "${SECRET_VALUES[@]+"${SECRET_VALUES[@]}"}"; do
-    if [ "${#v}" -ge 4 ]; then text=${text//"$v"/[redacted]}; fi
+  for v in "${REDACT_VALUES[@]+"${REDACT_VALUES[@]}"}"; do
+    text=${text//"$v"/[redacted]}
   done
   printf '%s' "$text"
 }
 
-# Collects the values of the secret keys (--redact) of an env file, ours or a
-# hand-written previous one, for redact. Plain settings (hosts, ports) stay readable.
-collect_values() {
-  local line key
-  while IFS= read -r line || [ -n "$line" ]; do
-    case $line in
-      '#'* | '') continue ;;
-      *=*) key=${line%%=*}; key=${key#export }; line=${line#*=} ;;
-      *) continue ;;
-    esac
-    case $REDACT_KEYS in *" $key "*) ;; *) continue ;; esac
-    case $line in
-      \'*\') line=${line#\'}; line=${line%\'} ;;
-      \"*\") line=${line#\"}; line=${line%\"} ;;
-    esac
-    SECRET_VALUES+=("$line")
-  done <"$1"
+add_redactions() { # value...
+  local v
+  for v in "$@"; do
+    if [ -n "$v" ]; then REDACT_VALUES+=("$v"); fi
+  done
+  [ "${#REDACT_VALUES[@]}" -gt 0 ] || return 0
+  # Values go through a pipe, never argv. Longest first.
+  mapfile -t REDACT_VALUES < <(printf '%s\n' "${REDACT_VALUES[@]}" |
+    awk '{ print length($0) "\t" $0 }' | sort -rn -k1,1 | cut -f 2- | awk '!seen[$0]++')
+}
+
+failed_line() { # service check detail outcome
+  FAILED_PRINTED=1
+  emit E "$(printf '%s FAILED host=%s service=%s check=%s: %s; %s' "$PROG" "${HOST:-?}" "$1" "$2" "$(redact "$3")" "$4")"
 }
 
 usage_error() {
-  printf '%s FAILED host=%s service=- check=arguments: %s\n' "$PROG" "${HOST:-?}" "$*" >&2
+  failed_line - arguments "$*" "nothing on the host was changed"
   exit 2
 }
 
 # Failure before anything on the host changed.
 fail_untouched() { # service check detail
-  printf '%s FAILED host=%s service=%s check=%s: %s; nothing on the host was changed\n' \
-    "$PROG" "$HOST" "$1" "$2" "$(redact "$3")" >&2
+  failed_line "$1" "$2" "$3" "nothing on the host was changed"
   exit 1
 }
 
-# shellcheck disable=SC2317 # invoked by the EXIT trap
-cleanup() {
-  if [ -n "$TMP_ENV" ] && [ -e "$TMP_ENV" ]; then rm -f -- "$TMP_ENV"; fi
-  if [ -n "$WORK_DIR" ] && [ -d "$WORK_DIR" ]; then rm -rf -- "$WORK_DIR"; fi
+fail_rolled_back() { # service check detail
+  local outcome
+  outcome=$(rollback)
+  ROLLED_BACK=1
+  failed_line "$1" "$2" "$3" "$outcome"
+  exit 1
 }
-trap cleanup EXIT
+
+# --- arguments ----------------------------------------------------------------------------
 
 parse_args() {
   while [ $# -gt 0 ]; do
     case $1 in
-      --host) HOST=$2; shift 2 ;;
-      --env-file) ENV_FILE=$2; shift 2 ;;
-      --app-dir) APP_DIR=$2; shift 2 ;;
-      --group) GROUP=$2; shift 2 ;;
-      --service) SERVICES+=("$2"); shift 2 ;;
-      --check) CHECK=$2; shift 2 ;;
-      --health-url) HEALTH_URL=$2; shift 2 ;;
-      --stable-seconds) STABLE_SECONDS=$2; shift 2 ;;
-      --health-timeout) HEALTH_TIMEOUT=$2; shift 2 ;;
-      --redact) REDACT_KEYS="$REDACT_KEYS$2 "; shift 2 ;;
+      --health-insecure) HEALTH_INSECURE=1; shift; continue ;;
+      --purge-old-copies) PURGE_OLD=1; shift; continue ;;
+      --verify-only) VERIFY_ONLY=1; shift; continue ;;
+    esac
+    [ $# -ge 2 ] || usage_error "$1 needs a value"
+    case $1 in
+      --host) HOST=$2 ;;
+      --env-file) ENV_FILE=$2 ;;
+      --app-dir) APP_DIR=$2 ;;
+      --group) GROUP=$2 ;;
+      --service) SERVICES+=("${2%.service}") ;;
+      --check) CHECK=$2 ;;
+      --health-url) HEALTH_URLS+=("$2") ;;
+      --health-host) HEALTH_HOST=$2 ;;
+      --health-ca) HEALTH_CA=$2 ;;
+      --stable-seconds) STABLE_SECONDS=$2 ;;
+      --health-timeout) HEALTH_TIMEOUT=$2 ;;
+      --redact) REDACT_KEYS+=("$2") ;;
+      --unmanaged-keys) UNMANAGED=$2 ;;
+      --backups) BACKUPS=$2 ;;
+      --check-fail-level) ;; # the program appends --fail-level to the check command itself
       *) usage_error "unknown argument $1" ;;
     esac
+    shift 2
   done
   [ -n "$HOST" ] || usage_error "--host is required"
-  case $ENV_FILE in /*) ;; *) usage_error "--env-file must be an absolute path" ;; esac
+  case $ENV_FILE in
+    */ | *//* | */./* | */../* | */. | */..) usage_error "--env-file $ENV_FILE must be a plain absolute file path" ;;
+    /?*) ;;
+    *) usage_error "--env-file must be an absolute path" ;;
+  esac
   [ "${#SERVICES[@]}" -gt 0 ] || usage_error "at least one --service is required"
-  [ -n "$APP_DIR" ] || APP_DIR=$(dirname -- "$ENV_FILE")
+  local svc
+  for svc in "${SERVICES[@]}"; do
+    case $svc in
+      '' | *@ | */* | -*) usage_error "--service '$svc' is not a unit name (a template needs an instance: name@instance)" ;;
+    esac
+  done
+  case $UNMANAGED in refuse | keep | drop) ;; *) usage_error "--unmanaged-keys must be refuse, keep or drop" ;; esac
+  is_count "$BACKUPS" 1 20 || usage_error "--backups must be 1..20"
+  is_count "$STABLE_SECONDS" 0 600 || usage_error "--stable-seconds must be 0..600"
+  is_count "$HEALTH_TIMEOUT" 1 600 || usage_error "--health-timeout must be 1..600"
+  if [ -n "$HEALTH_CA" ] && [ "$HEALTH_INSECURE" = 1 ]; then usage_error "--health-ca and --health-insecure exclude each other"; fi
+  [ -n "$APP_DIR" ] || APP_DIR=${ENV_FILE%/*}
+  ENV_DIR=${ENV_FILE%/*}
+  ENV_DIR=${ENV_DIR:-/}
+  ENV_NAME=${ENV_FILE##*/}
 }
+
+is_count() { # value min max
+  case $1 in '' | *[!0-9]*) return 1 ;; esac
+  [ "${#1}" -le 4 ] && [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]
+}
+
+is_health_service() { [ "$1" = "${SERVICES[0]}" ] && [ "${#HEALTH_URLS[@]}" -gt 0 ]; }
+
+# --- systemd ------------------------------------------------------------------------------
 
 unit_prop() { # unit property
-  systemctl show -p "$2" --value -- "$1.service"
+  timeout "$SYSTEMCTL_TIMEOUT" systemctl show -p "$2" --value -- "$1.service"
 }
 
-dropin_path() { printf '/etc/systemd/system/%s.service.d/%s' "$1" "$DROPIN_NAME"; }
+dropin_dir() { printf '/etc/systemd/system/%s.service.d' "$1"; }
 
 dropin_content() {
   printf '# Managed by pms-secrets: the service reads its secrets from this file.\n'
   printf '# Do not edit; the next rollout rewrites it.\n[Service]\nEnvironmentFile=%s\n' "$ENV_FILE"
 }
 
-# Writes stdin to $1 atomically: same-directory temp file, fsync, rename, fsync dir.
-atomic_write() { # path mode
-  local dest=$1 mode=$2 dir tmp
-  dir=$(dirname -- "$dest")
-  mkdir -p -- "$dir"
-  tmp=$(mktemp "$dir/.pms-secrets.XXXXXX")
-  cat >"$tmp"
-  chmod "$mode" -- "$tmp"
-  sync -- "$tmp"
-  mv -f -- "$tmp" "$dest"
-  sync -- "$dir"
+# The unit's env files in load order, one path per line ("-" prefix when errors are ignored).
+unit_env_files() { # unit
+  local line
+  while IFS= read -r line; do
+    [ -n "$line" ] || continue
+    case $line in
+      *' (ignore_errors=yes)') printf -- '-%s\n' "${line% (ignore_errors=yes)}" ;;
+      *) printf '%s\n' "${line% (ignore_errors=no)}" ;;
+    esac
+  done < <(unit_prop "$1" EnvironmentFiles)
 }
 
-read_new_env() {
-  local dir
-  dir=$(dirname -- "$ENV_FILE")
-  [ -d "$dir" ] || fail_untouched - env-file "directory $dir does not exist (is app.dir right?)"
-  TMP_ENV=$(mktemp "$dir/.env.pms-new.XXXXXX")
-  cat >"$TMP_ENV"
-  [ -s "$TMP_ENV" ] || fail_untouched - env-file "received an empty env file"
-  [ "$(tail -c 1 -- "$TMP_ENV" | od -An -c | tr -d ' ')" = '\n' ] || fail_untouched - env-file "env file does not end with a newline (truncated transfer?)"
-  if grep -v -E -e '^#' -e "^[A-Za-z_][A-Za-z0-9_]*='[^'\\\\]*'\$" -- "$TMP_ENV" >/dev/null; then
+# Our env file is the last one systemd loads for the unit, so its values win.
+ours_loads_last() { # unit
+  [ "$(unit_env_files "$1" | tail -n 1)" = "$ENV_FILE" ]
+}
+
+# The drop-ins that sort after ours and set environment: what beats our EnvironmentFile=.
+later_dropins() { # unit
+  local f
+  for f in $(unit_prop "$1" DropInPaths); do
+    [ "${f##*/}" \> "$DROPIN_NAME" ] || continue
+    if grep -q -E '^[[:space:]]*(EnvironmentFile|UnsetEnvironment)[[:space:]]*=' -- "$f" 2>/dev/null; then
+      printf '%s ' "$f"
+    fi
+  done
+}
+
+# Pids of the unit: its main process, then every process in its cgroup (workers, pool children).
+unit_pids() { # unit
+  local main cg base
+  main=$(unit_prop "$1" MainPID)
+  if [ -n "$main" ] && [ "$main" != 0 ]; then printf '%s\n' "$main"; fi
+  cg=$(unit_prop "$1" ControlGroup)
+  [ -n "$cg" ] || return 0
+  for base in /sys/fs/cgroup /sys/fs/cgroup/unified /sys/fs/cgroup/systemd; do
+    if [ -r "$base$cg/cgroup.procs" ]; then
+      grep -v -x -F -e "$main" -- "$base$cg/cgroup.procs" || true
+      return 0
+    fi
+  done
+}
+
+# sha256 over "KEY=value\n" of the delivered keys as a process sees them ("KEY\n" when unset).
+# Reads NUL-separated /proc/PID/environ, so a newline inside some other variable cannot fake a key.
+process_env_hash() { # pid
+  local entry key
+  declare -A seen=()
+  while IFS= read -r -d '' entry; do
+    key=${entry%%=*}
+    [[ $key =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || continue
+    if [[ -v DELIVERED_SET[$key] ]] && [[ ! -v seen[$key] ]]; then seen[$key]=${entry#*=}; fi
+  done <"/proc/$1/environ" || return 1
+  for key in "${DELIVERED_KEYS[@]}"; do
+    if [[ -v seen[$key] ]]; then printf '%s=%s\n' "$key" "${seen[$key]}"; else printf '%s\n' "$key"; fi
+  done | sha256sum | cut -c 1-64
+}
+
+# Proof: every process of the unit holds the delivered values. Prints "proof|detail" on failure.
+prove_env() { # unit expected-hash (empty: all processes agree with the first one)
+  local pid hash n=0 bad="" expected=$2
+  while IFS= read -r pid; do
+    [ -n "$pid" ] || continue
+    hash=$(process_env_hash "$pid" 2>/dev/null) || continue # exited meanwhile
+    n=$((n + 1))
+    expected=${expected:-$hash}
+    if [ "$hash" != "$expected" ]; then bad="$bad $pid($(head -c 40 "/proc/$pid/comm" 2>/dev/null || printf '?'))"; fi
+  done < <(unit_pids "$1")
+  if [ -n "$bad" ]; then
+    printf 'proof|processes%s do not hold the delivered env (an override, a wrapper or UnsetEnvironment= wins over %s)' "$bad" "$ENV_FILE"
+    return 1
+  fi
+  if [ "$n" = 0 ]; then
+    PROOF_NOTE="no running process to read (MainPID=0, empty cgroup): state checked only"
+  else
+    PROOF_NOTE="$n processes hold the delivered env"
+  fi
+}
+
+# --- paths --------------------------------------------------------------------------------
+
+# Every ancestor of $1 (not $1 itself) must be root-owned and not group/other-writable, and a
+# symlink on the way must belong to root: then no other user can swap the directory under us.
+check_ancestors() { # absolute-dir what
+  local p="" part info parts=()
+  IFS=/ read -r -a parts <<<"${1#/}"
+  if [ "${#parts[@]}" -gt 0 ]; then unset 'parts[${#parts[@]}-1]'; fi
+  check_owner_root / "$2" || return 1
+  for part in "${parts[@]+"${parts[@]}"}"; do
+    p=$p/$part
+    check_owner_root "$p" "$2" || return 1
+  done
+  info=$(realpath -e -- "$1" 2>/dev/null) || return 0
+  if [ "$info" != "$1" ] && [ "$3" != physical ]; then check_ancestors "$info" "$2 (physical path $info)" physical; fi
+}
+
+check_owner_root() { # path what
+  local info uid mode type
+  info=$(stat -c '%u %a %F' -- "$1" 2>/dev/null) || return 0 # missing: the next step says so
+  uid=${info%% *}; info=${info#* }; mode=${info%% *}; type=${info#* }
+  if [ "$uid" != 0 ]; then
+    REFUSAL="$1 belongs to uid $uid, so that user could swap $2; make every directory above it root-owned"
+    return 1
+  fi
+  if [ "$type" = directory ] && (((8#$mode & 8#022) != 0)); then
+    REFUSAL="$1 is writable by group or others (mode $mode), so they could swap $2; chmod go-w $1"
+    return 1
+  fi
+}
+
+# Opens the env directory: working directory = a fresh root-only directory inside it, so every
+# name written afterwards is ours. Sets PRIVATE_NAME.
+open_env_dir() {
+  local id
+  check_ancestors "$ENV_DIR" "the env directory" logical || fail_untouched - env-dir "$REFUSAL"
+  [ -d "$ENV_DIR" ] || fail_untouched - env-dir "directory $ENV_DIR does not exist (is app.dir / app.envFile right?)"
+  cd -P -- "$ENV_DIR" || fail_untouched - env-dir "cannot enter $ENV_DIR"
+  id=$(stat -c '%d:%i' .)
+  sweep_env_dir
+  PRIVATE_NAME=$(mktemp -d "./${PRIVATE_PREFIX}XXXXXXXXXX" 2>&1) ||
+    fail_untouched - env-dir "cannot create a private directory in $ENV_DIR ($PRIVATE_NAME)"
+  PRIVATE_NAME=${PRIVATE_NAME#./}
+  cd -P -- "./$PRIVATE_NAME" || fail_untouched - env-dir "cannot enter our private directory in $ENV_DIR"
+  # Swapped for someone else's directory or a link between mkdir and cd: refuse.
+  if [ "$(stat -c '%u %a %h' .)" != "0 700 2" ] || [ "$(stat -c '%d:%i' ..)" != "$id" ] || [ -n "$(ls -A .)" ]; then
+    fail_untouched - env-dir "the private directory $ENV_DIR/$PRIVATE_NAME changed under us (another user races this rollout)"
+  fi
+}
+
+# Opens ../NAME (relative to the private dir) for reading if it is a regular file with one link,
+# checked on the descriptor itself. Sets SAFE_FD. Returns 1 when missing, 2 when unsafe (REFUSAL).
+open_regular() { # name what
+  local type a b
+  type=$(stat -c '%F' -- "../$1" 2>/dev/null) || return 1
+  case $type in
+    'regular file' | 'regular empty file') ;;
+    'symbolic link')
+      REFUSAL="$2 $ENV_DIR/$1 is a symbolic link; root does not read or replace a file through a link another user may have planted: put the real file there (e.g. cp --remove-destination \"\$(readlink -f $ENV_DIR/$1)\" $ENV_DIR/$1)"
+      return 2 ;;
+    *) REFUSAL="$2 $ENV_DIR/$1 is a $type, not a regular file"; return 2 ;;
+  esac
+  exec {SAFE_FD}<"../$1" || return 1
+  a=$(stat -L -c '%d:%i %h %F' "/dev/fd/$SAFE_FD")
+  b=$(stat -c '%d:%i %h %F' -- "../$1" 2>/dev/null || true)
+  if [ "$a" != "$b" ] || [ "${a#* }" != "1 ${type}" ]; then
+    exec {SAFE_FD}<&-
+    REFUSAL="$2 $ENV_DIR/$1 changed while it was opened or has other hard links ($a); refusing to read it as root"
+    return 2
+  fi
+}
+
+# --- env content --------------------------------------------------------------------------
+
+# Reads the rest of stdin into the run dir and checks it is a whole file the program sent.
+receive_env() {
+  local file=$RUN_DIR/received.env last sum
+  cat >"$file"
+  [ -s "$file" ] || fail_untouched - env-file "received an empty env file"
+  [ "$(tail -c 1 -- "$file" | od -An -c | tr -d ' ')" = '\n' ] ||
+    fail_untouched - env-file "env file does not end with a newline (truncated transfer?)"
+  last=$(tail -n 1 -- "$file")
+  if [ "${last#"$END_MARKER"}" != "$last" ]; then
+    sum=$(head -n -1 -- "$file" | sha256sum | cut -c 1-64)
+    [ "$sum" = "${last#"$END_MARKER"}" ] || fail_untouched - env-file "env file does not match its end marker (truncated or damaged transfer)"
+    head -n -1 -- "$file" >"$file.tmp" && mv -f -- "$file.tmp" "$file"
+  fi
+  if grep -v -E -e '^#' -e "^[A-Za-z_][A-Za-z0-9_]*='[^'\\\\]*'\$" -- "$file" >/dev/null; then
     fail_untouched - env-file "env file has a line that is not KEY='value' (the program never sends one; refusing)"
   fi
-  grep -q -E "^SECRET_KEY='.+'\$" -- "$TMP_ENV" || fail_untouched - env-file "env file has no SECRET_KEY"
-  collect_values "$TMP_ENV"
-  if [ -n "$GROUP" ]; then
-    getent group "$GROUP" >/dev/null || fail_untouched - env-file "group $GROUP does not exist on the host (app.envFileGroup)"
-    chgrp -- "$GROUP" "$TMP_ENV"
-    chmod 0640 -- "$TMP_ENV"
-  else
-    chmod 0600 -- "$TMP_ENV"
-  fi
+  grep -q -E "^SECRET_KEY='.+'\$" -- "$file" || fail_untouched - env-file "env file has no SECRET_KEY"
 }
 
-# The check command runs under the new env exactly as systemd would load it:
-# a transient unit with EnvironmentFile= pointing at the new file, as the first
-# service's user, in its working directory.
-run_check() {
-  local svc=${SERVICES[0]} user wd out rc=0 props=()
-  [ -n "$CHECK" ] || return 0
-  user=$(unit_prop "$svc" User)
-  wd=$(unit_prop "$svc" WorkingDirectory)
-  [ -n "$wd" ] && [ "$wd" != "!" ] || wd=$APP_DIR
-  props=(-p "EnvironmentFile=$TMP_ENV" -p "WorkingDirectory=$wd" -p "RuntimeMaxSec=$CHECK_TIMEOUT")
-  if [ -n "$user" ]; then props+=(-p "User=$user"); fi
-  log "check: running the check command under the new env (as ${user:-root} in $wd)"
-  out=$(systemd-run --quiet --wait --pipe --collect --service-type=exec "${props[@]}" -- /bin/sh -c "$CHECK" </dev/null 2>&1) || rc=$?
-  if [ "$rc" -ne 0 ]; then
-    fail_untouched "$svc" check-command "\`$CHECK\` exited $rc under the new env: $(redact "$(printf '%s' "$out" | tail -n 5 | tr '\n' ' ')")"
-  fi
-  log "check: passed"
+# Delivered keys and values (all KEY='value'), their hash, and the values to redact.
+load_delivered() {
+  local line key value
+  declare -g -A DELIVERED_SET=()
+  while IFS= read -r line; do
+    case $line in '#'* | '') continue ;; esac
+    key=${line%%=*}; value=${line#*=\'}; value=${value%\'}
+    DELIVERED_SET[$key]=$value
+    if is_redacted_key "$key"; then add_redactions "$value"; fi
+  done <"$RUN_DIR/received.env"
+  mapfile -t DELIVERED_KEYS < <(printf '%s\n' "${!DELIVERED_SET[@]}" | LC_ALL=C sort)
+  DELIVERED_HASH=$(for key in "${DELIVERED_KEYS[@]}"; do printf '%s=%s\n' "$key" "${DELIVERED_SET[$key]}"; done | sha256sum | cut -c 1-64)
 }
 
-backup_previous() {
-  local bak=$ENV_FILE.bak
-  if [ -e "$ENV_FILE" ]; then
-    HAD_PREVIOUS_ENV=1
-    collect_values "$ENV_FILE"
-    # The backup keeps the previous file's mode and owner, so it is as private as the original.
-    cp -p -- "$ENV_FILE" "$bak.tmp"
-    sync -- "$bak.tmp"
-    mv -f -- "$bak.tmp" "$bak"
-    cp -p -- "$ENV_FILE" "$WORK_DIR/env.previous"
-    log "env: previous file kept as $bak"
-  else
-    log "env: no previous $ENV_FILE (first deploy)"
-  fi
+is_redacted_key() { # key
+  local k
+  for k in "${REDACT_KEYS[@]+"${REDACT_KEYS[@]}"}"; do [ "$k" != "$1" ] || return 0; done
+  return 1
 }
 
-install_env() {
-  local dir
-  dir=$(dirname -- "$ENV_FILE")
-  sync -- "$TMP_ENV"
-  mv -f -- "$TMP_ENV" "$ENV_FILE"
-  TMP_ENV=""
-  sync -- "$dir"
-  ENV_REPLACED=1
-  log "env: new $ENV_FILE in place ($(stat -c '%a %U:%G' -- "$ENV_FILE"))"
+# The key of one line of a hand-written env file as systemd reads it, or nothing.
+line_key() { # line
+  local l=$1
+  l=${l#"${l%%[![:space:]]*}"}
+  case $l in '#'* | ';'* | '') return 0 ;; esac
+  l=${l#export }
+  case $l in *=*) ;; *) return 0 ;; esac
+  l=${l%%=*}
+  l=${l%"${l##*[![:space:]]}"}
+  [[ $l =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] && printf '%s' "$l"
 }
 
-install_dropins() {
-  local svc path
-  for svc in "${SERVICES[@]}"; do
-    path=$(dropin_path "$svc")
-    if [ -f "$path" ] && [ "$(cat -- "$path")" = "$(dropin_content)" ]; then continue; fi
-    if [ -f "$path" ]; then cp -p -- "$path" "$WORK_DIR/dropin.$svc"; fi
-    DROPINS_CHANGED+=("$svc")
-    dropin_content | atomic_write "$path" 0644
-    log "drop-in: wrote $path"
-  done
-  if [ "${#DROPINS_CHANGED[@]}" -gt 0 ]; then
-    systemctl daemon-reload
-    log "systemd: daemon-reload"
-  fi
+# A value on one line that systemd, python-dotenv and django-environ read the same: unquoted
+# without a trailing backslash or quote, or wholly inside one pair of quotes.
+line_value() { # line
+  local v=${1#*=}
+  v=${v#"${v%%[![:space:]]*}"}
+  v=${v%"${v##*[![:space:]]}"}
+  case $v in
+    \'*\' | \"*\") v=${v:1:${#v}-2}; case $v in *[\'\"\\]*) return 1 ;; esac ;;
+    *[\'\"\\]*) return 1 ;;
+  esac
+  printf '%s' "$v"
 }
 
-dropins_loaded() {
+# Reads the current env file (if any) into the run dir, links it for the rollback, finds the keys
+# the config does not manage and composes the final file by the unmanaged-keys policy.
+compose_env() {
+  local rc=0 line key value final=$RUN_DIR/final.env carried=()
+  declare -A seen=()
+  open_regular "$ENV_NAME" "the env file" || rc=$?
+  [ "$rc" != 2 ] || fail_untouched - env-file "$REFUSAL"
+  cp -- "$RUN_DIR/received.env" "$final"
+  [ "$rc" = 0 ] || return 0
+  HAD_PREVIOUS=1
+  PREVIOUS_ID=$(stat -L -c '%d:%i' "/dev/fd/$SAFE_FD")
+  cat <&"$SAFE_FD" >"$RUN_DIR/previous.env"
+  exec {SAFE_FD}<&-
+  while IFS= read -r line || [ -n "$line" ]; do
+    key=$(line_key "$line")
+    [ -n "$key" ] || continue
+    if [[ -v DELIVERED_SET[$key] ]]; then
+      if is_redacted_key "$key" && value=$(line_value "$line"); then add_redactions "$value"; fi
+      continue
+    fi
+    value=$(line_value "$line") || fail_untouched - unmanaged-keys "$key in $ENV_FILE has a quoted, escaped or multi-line value that cannot be carried over safely; add $key to the stack config"
+    add_redactions "$value"
+    carried+=("$line")
+    if [[ ! -v seen[$key] ]]; then seen[$key]=1; UNMANAGED_KEYS+=("$key"); fi
+  done <"$RUN_DIR/previous.env"
+  [ "${#UNMANAGED_KEYS[@]}" -gt 0 ] || return 0
+  local names
+  names=$(printf '%s, ' "${UNMANAGED_KEYS[@]}"); names=${names%, }
+  case $UNMANAGED in
+    refuse)
+      fail_untouched - unmanaged-keys "$ENV_FILE has keys the config does not manage: $names. Fix: add them to the stack config (env or secrets), or set app.unmanagedKeys to keep (carried over on the host, values never leave it) or drop (left out; the old file stays in the root-only backups)" ;;
+    keep)
+      { printf '# Carried over from the previous file on this host (app.unmanagedKeys: keep); not managed by pms-secrets.\n'
+        printf '%s\n' "${carried[@]}"; } >>"$final"
+      log "env: carried over from the host's file (unmanagedKeys=keep): $names" ;;
+    drop)
+      log "env: left out (unmanagedKeys=drop; kept in the backup): $names" ;;
+  esac
+}
+
+# --- the no-op path -----------------------------------------------------------------------
+
+# Everything this rollout establishes is already there and the running processes prove it.
+already_in_place() {
   local svc
+  [ "$HAD_PREVIOUS" = 1 ] && cmp -s -- "$RUN_DIR/final.env" "$RUN_DIR/previous.env" || return 1
+  [ "$(stat -c '%a %U:%G' -- "../$ENV_NAME")" = "$(desired_mode_owner)" ] || return 1
   for svc in "${SERVICES[@]}"; do
-    case " $(unit_prop "$svc" EnvironmentFiles) " in
-      *" $ENV_FILE "*) ;;
-      *) printf '%s' "$svc"; return 1 ;;
+    [ "$(cat -- "$(dropin_dir "$svc")/$DROPIN_NAME" 2>/dev/null)" = "$(dropin_content)" ] || return 1
+    ours_loads_last "$svc" || return 1
+    if [ "${ACTION[$svc]}" = restart ]; then
+      [ "$(unit_prop "$svc" ActiveState)" = active ] && prove_env "$svc" "$DELIVERED_HASH" >/dev/null || return 1
+    fi
+  done
+}
+
+desired_mode_owner() {
+  if [ -n "$GROUP" ]; then printf '640 root:%s' "$GROUP"; else printf '600 root:root'; fi
+}
+
+# --- checks before any change -------------------------------------------------------------
+
+# Decides per unit: restart (running, crash-looping or failed) or leave (deliberately stopped).
+check_units() {
+  local svc load active enabled dir
+  for svc in "${SERVICES[@]}"; do
+    load=$(unit_prop "$svc" LoadState) || fail_untouched "$svc" unit "systemctl show $svc.service did not answer within ${SYSTEMCTL_TIMEOUT}s"
+    [ "$load" = loaded ] || fail_untouched "$svc" unit "systemd has no loaded unit $svc.service (LoadState=$load): is app.services right?"
+    dir=$(dropin_dir "$svc")
+    if [ -e "$dir" ] || [ -L "$dir" ]; then
+      if [ ! -d "$dir" ] || [ -L "$dir" ]; then fail_untouched "$svc" drop-in "$dir is not a directory"; fi
+      check_owner_root "$dir" "the drop-in" || fail_untouched "$svc" drop-in "$REFUSAL"
+    fi
+    active=$(unit_prop "$svc" ActiveState)
+    enabled=$(unit_prop "$svc" UnitFileState)
+    case $active in
+      inactive | deactivating)
+        ACTION[$svc]=leave
+        log "unit: $svc is stopped ($active, $enabled): left stopped; it reads the new env when next started" ;;
+      *)
+        ACTION[$svc]=restart
+        if [ "$enabled" = disabled ]; then log "unit: $svc is disabled but $active: restarted, left disabled"; fi ;;
     esac
   done
 }
 
-# Health is judged by the unit staying up and not being restarted by systemd for
-# STABLE_SECONDS, not by `systemctl restart`'s exit code: gunicorn under
-# Type=simple reports success and then crash-loops.
-verify_stable() { # service; prints the failed check and detail on failure
-  local svc=$1 n0 pid0 state n pid deadline
-  n0=$(unit_prop "$svc" NRestarts)
-  pid0=$(unit_prop "$svc" MainPID)
-  deadline=$(($(date +%s%N) + STABLE_SECONDS * 1000000000))
+# The check command runs as the first unit runs: bash, its Environment=, every EnvironmentFile=
+# in order with the new file last (in place of ours), User=, Group=, WorkingDirectory=.
+run_check() {
+  local svc=${SERVICES[0]} v f out rc=0 props=()
+  [ -n "$CHECK" ] || return 0
+  for f in User Group SupplementaryGroups; do
+    v=$(unit_prop "$svc" "$f")
+    if [ -n "$v" ]; then props+=(-p "$f=$v"); fi
+  done
+  v=$(unit_prop "$svc" WorkingDirectory)
+  if [ -z "$v" ] || [ "$v" = "!" ]; then v=$APP_DIR; fi
+  props+=(-p "WorkingDirectory=$v")
+  while IFS= read -r -d '' f; do
+    f=${f//\\/\\\\}
+    props+=(-p "Environment=\"${f//\"/\\\"}\"")
+  done < <(unit_prop "$svc" Environment | xargs -r printf '%s\0' 2>/dev/null)
+  while IFS= read -r f; do
+    if [ "$f" != "$ENV_FILE" ] && [ "$f" != "-$ENV_FILE" ]; then props+=(-p "EnvironmentFile=$f"); fi
+  done < <(unit_env_files "$svc")
+  props+=(-p "EnvironmentFile=$RUN_DIR/final.env")
+  log "check: running the check command as $svc runs, under the new env"
+  # The command goes on stdin, so systemd never expands $VARS or %specifiers in it.
+  out=$(printf '%s\n' "$CHECK" | timeout $((CHECK_TIMEOUT + 30)) systemd-run --quiet --wait --pipe --collect \
+    --service-type=exec -p "RuntimeMaxSec=$CHECK_TIMEOUT" "${props[@]}" -- /bin/bash -s 2>&1) || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    while IFS= read -r v; do log "check output: $(redact "$v")"; done < <(printf '%s\n' "$out" | tail -n 20)
+    fail_untouched "$svc" check-command "the check command exited $rc under the new env (its last lines are above, redacted)"
+  fi
+  log "check: passed"
+}
+
+# --- changes ------------------------------------------------------------------------------
+
+# Root-only generations in the state dir; the newest BACKUPS kept.
+backup_previous() {
+  [ "$HAD_PREVIOUS" = 1 ] || { log "env: no previous $ENV_FILE (first deploy)"; return 0; }
+  local dir name
+  dir=$(backup_dir)
+  name=$(date -u +%Y%m%dT%H%M%SZ)-$RUN_ID.env
+  if ! { cp -- "$RUN_DIR/previous.env" "$dir/.$name" && sync -- "$dir/.$name" && mv -f -- "$dir/.$name" "$dir/$name"; }; then
+    rm -f -- "$dir/.$name"
+    fail_untouched - backup "cannot write the backup to $dir (disk full?)"
+  fi
+  prune_backups "$dir"
+  log "env: previous file backed up as $dir/$name (root-only; newest $BACKUPS kept)"
+}
+
+backup_dir() {
+  local dir
+  dir=$BACKUP_ROOT/$(printf '%s' "$ENV_FILE" | sha256sum | cut -c 1-16)
+  mkdir -p -- "$dir"
+  chmod 0700 -- "$dir"
+  printf '%s\n' "$ENV_FILE" >"$dir/path"
+  printf '%s' "$dir"
+}
+
+prune_backups() { # dir
+  find "$1" -maxdepth 1 -type f -name '*.env' ! -name '.*' -printf '%f\n' | LC_ALL=C sort -r |
+    tail -n +$((BACKUPS + 1)) | while IFS= read -r f; do rm -f -- "${1:?}/$f"; done
+}
+
+# Keeps the current file as a hard link in our private dir (the rollback renames it back: no
+# space needed), then renames the new file over the env file name.
+install_env() {
+  local rc=0
+  if [ "$HAD_PREVIOUS" = 1 ]; then
+    ln -- "../$ENV_NAME" ./previous 2>/dev/null || cp -p -- "$RUN_DIR/previous.env" ./previous ||
+      fail_untouched - env-file "cannot keep the current file for a rollback in $ENV_DIR (disk full?)"
+    [ "$(stat -c '%d:%i' ./previous)" = "$PREVIOUS_ID" ] || cmp -s ./previous "$RUN_DIR/previous.env" ||
+      fail_untouched - env-file "$ENV_FILE changed during the rollout (someone else is writing it)"
+  fi
+  { cp -- "$RUN_DIR/final.env" ./new && sync -- ./new; } 2>/dev/null || rc=$?
+  if [ "$rc" != 0 ]; then fail_untouched - env-file "cannot write the new env file in $ENV_DIR (disk full?)"; fi
+  if [ -n "$GROUP" ]; then
+    getent group "$GROUP" >/dev/null || fail_untouched - env-file "group $GROUP does not exist on the host (app.envFileGroup)"
+    chgrp -- "$GROUP" ./new && chmod 0640 ./new
+  else
+    chmod 0600 ./new
+  fi
+  INSTALLED_ID=$(stat -c '%d:%i' ./new)
+  CHANGED=1
+  mv -f -T -- ./new "../$ENV_NAME"
+  ENV_INSTALLED=1
+  sync -- .. 2>/dev/null || true
+  log "env: new $ENV_FILE in place ($(stat -c '%a %U:%G' -- "../$ENV_NAME"))"
+}
+
+# Writes stdin to $1 (in a root-owned directory) by a temp file and rename.
+atomic_write() { # path mode
+  local tmp
+  tmp=$(mktemp "${1%/*}/.pms-secrets.XXXXXXXXXX") || return 1
+  if cat >"$tmp" && chmod "$2" -- "$tmp" && sync -- "$tmp" && mv -f -T -- "$tmp" "$1"; then return 0; fi
+  rm -f -- "$tmp"
+  return 1
+}
+
+install_dropins() {
+  local svc dir path
+  for svc in "${SERVICES[@]}"; do
+    dir=$(dropin_dir "$svc")
+    path=$dir/$DROPIN_NAME
+    if [ "$(cat -- "$path" 2>/dev/null)" = "$(dropin_content)" ]; then continue; fi
+    if [ -f "$path" ]; then cp -p -- "$path" "$RUN_DIR/dropin.$svc"; fi
+    DROPINS_CHANGED+=("$svc")
+    CHANGED=1
+    if ! { mkdir -p -- "$dir" && dropin_content | atomic_write "$path" 0644; }; then
+      fail_rolled_back "$svc" drop-in "cannot write $path (disk full?)"
+    fi
+    log "drop-in: wrote $path"
+  done
+  [ "${#DROPINS_CHANGED[@]}" -gt 0 ] || return 0
+  timeout "$SYSTEMCTL_TIMEOUT" systemctl daemon-reload || fail_rolled_back - daemon-reload "systemctl daemon-reload failed"
+  log "systemd: daemon-reload"
+  for svc in "${SERVICES[@]}"; do
+    ours_loads_last "$svc" && continue
+    fail_rolled_back "$svc" drop-in "$ENV_FILE is not the last env file $svc.service loads; drop-ins sorting after $DROPIN_NAME override it: $(later_dropins "$svc")(move their EnvironmentFile=/UnsetEnvironment= into the unit or rename them to sort before $DROPIN_NAME)"
+  done
+}
+
+# --- restart and verify -------------------------------------------------------------------
+
+# Healthy = the unit stays active without systemd restarting it for STABLE_SECONDS (gunicorn
+# under Type=simple reports a successful restart and then crash-loops).
+verify_stable() { # unit
+  local n0 pid0 state n pid deadline
+  n0=$(unit_prop "$1" NRestarts)
+  pid0=$(unit_prop "$1" MainPID)
+  deadline=$((${EPOCHREALTIME/./} + STABLE_SECONDS * 1000000))
   while :; do
-    state=$(unit_prop "$svc" ActiveState)
-    n=$(unit_prop "$svc" NRestarts)
-    pid=$(unit_prop "$svc" MainPID)
+    state=$(unit_prop "$1" ActiveState)
+    n=$(unit_prop "$1" NRestarts)
+    pid=$(unit_prop "$1" MainPID)
     if [ "$state" != active ]; then
-      printf 'stability|unit is %s/%s, not active' "$state" "$(unit_prop "$svc" SubState)"
+      printf 'stability|unit is %s/%s, not active' "$state" "$(unit_prop "$1" SubState)"
       return 1
     fi
-    if [ "$n" != "$n0" ] || [ "$pid" != "$pid0" ] || [ "$pid" = 0 ]; then
+    if [ "$n" != "$n0" ] || [ "$pid" != "$pid0" ]; then
       printf 'stability|systemd restarted it within %ss (restart loop)' "$STABLE_SECONDS"
       return 1
     fi
-    [ "$(date +%s%N)" -lt "$deadline" ] || return 0
+    [ "${EPOCHREALTIME/./}" -lt "$deadline" ] || return 0
     sleep 0.5
   done
 }
 
-# Reads only this start of the unit (its InvocationID), so lines from the previous
-# process, e.g. a crash loop before the first deploy, never count against it.
-verify_journal() { # service
-  local id line
-  id=$(unit_prop "$1" InvocationID)
-  [ -n "$id" ] || return 0
-  line=$(journalctl "_SYSTEMD_INVOCATION_ID=$id" -o cat --no-pager -q 2>/dev/null | grep -m 1 -F SECRET_KEY || true)
-  if [ -n "$line" ]; then
-    printf 'journal|journal shows a SECRET_KEY error since the restart: %s' "$(redact "$line" | cut -c 1-200)"
-    return 1
-  fi
-}
-
-http_status() {
+# Status code (and redirect target) of one URL, the same with curl or python3: no redirect
+# followed, the given Host header, the given CA or no verification when asked.
+http_status() { # url
   if command -v curl >/dev/null 2>&1; then
-    curl -sS -o /dev/null -m 5 -w '%{http_code}' -- "$1" 2>/dev/null || true
-  else
-    python3 - "$1" <<'PY' 2>/dev/null || true
-import sys, urllib.request, urllib.error
+    local args=(-sS -o /dev/null -m "$HTTP_TIMEOUT" --proto '=http,https' -w '%{http_code} %{redirect_url}')
+    if [ -n "$HEALTH_HOST" ]; then args+=(-H "Host: $HEALTH_HOST"); fi
+    if [ -n "$HEALTH_CA" ]; then args+=(--cacert "$HEALTH_CA"); fi
+    if [ "$HEALTH_INSECURE" = 1 ]; then args+=(-k); fi
+    curl "${args[@]}" -- "$1" 2>/dev/null || true
+  elif command -v python3 >/dev/null 2>&1; then
+    python3 - "$1" "$HEALTH_HOST" "$HEALTH_CA" "$HEALTH_INSECURE" "$HTTP_TIMEOUT" <<'PY' 2>/dev/null || true
+import ssl, sys, urllib.error, urllib.request
+url, host, ca, insecure, timeout = sys.argv[1:6]
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args):
+        return None
+ctx = ssl.create_default_context(cafile=ca or None)
+if insecure == "1":
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+opener = urllib.request.build_opener(NoRedirect, urllib.request.HTTPSHandler(context=ctx))
+req = urllib.request.Request(url, headers={"Host": host} if host else {})
 try:
-    print(urllib.request.urlopen(sys.argv[1], timeout=5).status, end="")
+    r = opener.open(req, timeout=float(timeout))
+    print(r.status, "", end="")
 except urllib.error.HTTPError as e:
-    print(e.code, end="")
+    print(e.code, e.headers.get("Location") or "", end="")
 PY
+  else
+    printf '000 no-client'
   fi
 }
 
 verify_health() {
-  local deadline status=""
-  [ -n "$HEALTH_URL" ] || return 0
-  deadline=$(($(date +%s) + HEALTH_TIMEOUT))
-  while :; do
-    status=$(http_status "$HEALTH_URL")
-    case $status in 2??) return 0 ;; esac
-    if [ "$(date +%s)" -ge "$deadline" ]; then
-      printf 'health-url|%s answered %s for %ss' "$HEALTH_URL" "${status:-nothing (connection failed)}" "$HEALTH_TIMEOUT"
-      return 1
-    fi
-    sleep 1
+  local url deadline answer
+  for url in "${HEALTH_URLS[@]}"; do
+    deadline=$(($(date +%s) + HEALTH_TIMEOUT))
+    while :; do
+      answer=$(http_status "$url")
+      case $answer in 2??*) break ;; esac
+      if [ "$(date +%s)" -ge "$deadline" ]; then
+        case $answer in
+          '000 no-client') printf 'health-url|neither curl nor python3 is installed on the host to check %s' "$url" ;;
+          3??' '?*) printf 'health-url|%s answered %s redirect to %s (redirects are not followed: check the final URL, or the Host header / https settings)' "$url" "${answer%% *}" "${answer#* }" ;;
+          *) printf 'health-url|%s answered %s for %ss%s' "$url" "${answer:-nothing (connection failed)}" "$HEALTH_TIMEOUT" "${HEALTH_HOST:+ (Host: $HEALTH_HOST)}" ;;
+        esac
+        return 1
+      fi
+      sleep 1
+    done
   done
 }
 
-# Restarts one service and runs every check on it. Prints "check|detail" on failure.
-restart_and_verify() { # service
-  local svc=$1 rc=0
-  timeout "$RESTART_TIMEOUT" systemctl restart -- "$svc.service" 2>/dev/null || rc=$?
-  if [ "$rc" -ne 0 ]; then
-    printf 'restart|systemctl restart exited %s' "$rc"
-    return 1
-  fi
-  verify_stable "$svc" || return 1
-  verify_journal "$svc" || return 1
-  if [ "$svc" = "${SERVICES[0]}" ]; then verify_health || return 1; fi
+# Explains a failure already found, from this start's own journal (its invocation only): the
+# first line that is the guide's SECRET_KEY error. Never decides anything by itself.
+journal_hint() { # unit
+  local id line
+  id=$(unit_prop "$1" InvocationID 2>/dev/null) || return 0
+  [ -n "$id" ] || return 0
+  line=$(timeout "$SYSTEMCTL_TIMEOUT" journalctl "_SYSTEMD_INVOCATION_ID=$id" -o cat --no-pager -q -n 500 2>/dev/null |
+    grep -m 1 -E "$KEY_ERROR_PATTERN" || true)
+  if [ -n "$line" ]; then printf '; its log says: %s' "$(redact "$line" | cut -c 1-200)"; fi
 }
 
-# Sets ROLLBACK_OUTCOME to one sentence for the failure line.
+# Restarts one unit and proves it. Prints "check|detail" on failure.
+restart_and_verify() { # unit expected-hash
+  local rc=0 result
+  timeout "$SYSTEMCTL_TIMEOUT" systemctl reset-failed -- "$1.service" 2>/dev/null || true # clears the start limit
+  timeout "$RESTART_TIMEOUT" systemctl restart -- "$1.service" 2>/dev/null || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    printf 'restart|systemctl restart exited %s%s' "$rc" "$(journal_hint "$1")"
+    return 1
+  fi
+  if ! result=$(verify_stable "$1") || ! result=$(prove_env "$1" "$2" && printf '%s' "$PROOF_NOTE"); then
+    printf '%s%s' "$result" "$(journal_hint "$1")"
+    return 1
+  fi
+  if is_health_service "$1"; then verify_health || return 1; fi
+  printf '%s' "$result"
+}
+
+restart_services() {
+  local svc result
+  for svc in "${SERVICES[@]}"; do
+    [ "${ACTION[$svc]}" = restart ] || continue
+    log "restart: $svc"
+    RESTARTED+=("$svc")
+    result=$(restart_and_verify "$svc" "$DELIVERED_HASH") || fail_rolled_back "$svc" "${result%%|*}" "${result#*|}"
+    if is_health_service "$svc"; then result="$result, health URLs answered 2xx"; fi
+    log "restart: $svc active and stable for ${STABLE_SECONDS}s, $result"
+  done
+}
+
+# Emergency rotation: once the new env is proven, no copy of a previous key stays on the host.
+purge_old_copies() {
+  local dir n
+  [ "$PURGE_OLD" = 1 ] || return 0
+  dir=$(backup_dir)
+  n=$(find "$dir" -maxdepth 1 -type f -name '*.env' | wc -l)
+  find "$dir" -maxdepth 1 -type f -name '*.env' -delete
+  rm -f -- ./previous
+  log "purge: removed $n backup generations of $ENV_FILE holding previous keys (--purge-old-copies)"
+}
+
+# --- rollback -----------------------------------------------------------------------------
+
+# Undoes every change, attempting every step whatever fails; prints one sentence for the FAILED line.
 rollback() {
-  local svc result problems=""
+  set +e
+  local svc problems="" expected=""
   log "rollback: restoring the previous env"
-  if [ "$ENV_REPLACED" = 1 ]; then
-    if [ "$HAD_PREVIOUS_ENV" = 1 ]; then
-      local mode
-      mode=$(stat -c '%a' -- "$WORK_DIR/env.previous")
-      atomic_write "$ENV_FILE" "$mode" <"$WORK_DIR/env.previous"
-      chown --reference="$WORK_DIR/env.previous" -- "$ENV_FILE"
+  if [ "$ENV_INSTALLED" = 1 ] && [ "$HAD_PREVIOUS" = 1 ]; then
+    mv -f -T -- ./previous "../$ENV_NAME" || problems="$problems; could not put the previous $ENV_FILE back (it is in $(backup_dir))"
+  elif [ "$ENV_INSTALLED" = 1 ]; then
+    if [ "$(stat -c '%d:%i' -- "../$ENV_NAME" 2>/dev/null)" = "$INSTALLED_ID" ]; then
+      rm -f -- "../$ENV_NAME" || problems="$problems; could not remove the new $ENV_FILE"
     else
-      rm -f -- "$ENV_FILE"
+      problems="$problems; $ENV_FILE was replaced by someone else during the rollout, left as it is"
     fi
   fi
   for svc in "${DROPINS_CHANGED[@]+"${DROPINS_CHANGED[@]}"}"; do
-    if [ -f "$WORK_DIR/dropin.$svc" ]; then
-      atomic_write "$(dropin_path "$svc")" 0644 <"$WORK_DIR/dropin.$svc"
+    if [ -f "$RUN_DIR/dropin.$svc" ]; then
+      atomic_write "$(dropin_dir "$svc")/$DROPIN_NAME" 0644 <"$RUN_DIR/dropin.$svc" || problems="$problems; could not restore the drop-in of $svc"
     else
-      rm -f -- "$(dropin_path "$svc")"
+      rm -f -- "$(dropin_dir "$svc")/$DROPIN_NAME" || problems="$problems; could not remove the drop-in of $svc"
     fi
   done
-  if [ "${#DROPINS_CHANGED[@]}" -gt 0 ]; then systemctl daemon-reload; fi
+  if [ "${#DROPINS_CHANGED[@]}" -gt 0 ]; then
+    timeout "$SYSTEMCTL_TIMEOUT" systemctl daemon-reload || problems="$problems; daemon-reload failed"
+  fi
   for svc in "${RESTARTED[@]+"${RESTARTED[@]}"}"; do
-    if [ "$HAD_PREVIOUS_ENV" = 0 ]; then
+    if [ "$HAD_PREVIOUS" = 0 ]; then
       # Nothing worked before either: put the unit back as it was, without judging it.
       log "rollback: restarting $svc without an env file, as before the rollout"
-      timeout "$RESTART_TIMEOUT" systemctl restart -- "$svc.service" 2>/dev/null || true
+      timeout "$SYSTEMCTL_TIMEOUT" systemctl reset-failed -- "$svc.service" 2>/dev/null
+      timeout "$RESTART_TIMEOUT" systemctl restart -- "$svc.service" 2>/dev/null
       continue
     fi
     log "rollback: restarting $svc on the previous env"
-    if ! result=$(restart_and_verify "$svc"); then
-      problems="$problems $svc (${result%%|*}: $(redact "${result#*|}"))"
+    if ! result=$(restart_and_verify "$svc" ""); then
+      problems="$problems; $svc ${result%%|*}: $(redact "${result#*|}")"
+      continue
     fi
+    # Every rolled-back unit must run what the first one runs: never two services on different envs.
+    local h
+    h=$(first_process_hash "$svc")
+    if [ -z "$expected" ]; then expected=$h; elif [ "$h" != "$expected" ]; then problems="$problems; $svc does not run the same env as ${RESTARTED[0]}"; fi
   done
   if [ -n "$problems" ]; then
-    ROLLBACK_OUTCOME="ROLLBACK INCOMPLETE, the host needs attention:$problems"
-  elif [ "$HAD_PREVIOUS_ENV" = 1 ]; then
-    ROLLBACK_OUTCOME="previous env restored and services healthy on it"
+    printf 'ROLLBACK INCOMPLETE, the host needs attention%s' "$problems"
+  elif [ "$HAD_PREVIOUS" = 1 ]; then
+    printf 'previous env restored and services healthy on it'
   else
-    ROLLBACK_OUTCOME="there was no previous env file: the new one and the drop-ins were removed again, services are as before the rollout"
+    printf 'there was no previous env file: the new one and the drop-ins were removed again, services are as before the rollout'
   fi
-  log "rollback: $ROLLBACK_OUTCOME"
+  log "rollback: done${problems:+ with problems$problems}"
 }
 
-fail_rolled_back() { # service check detail
-  rollback
-  printf '%s FAILED host=%s service=%s check=%s: %s; %s\n' "$PROG" "$HOST" "$1" "$2" "$(redact "$3")" "$ROLLBACK_OUTCOME" >&2
-  exit 1
+# Hash of the delivered keys as the unit's main process (or first cgroup process) holds them.
+first_process_hash() { # unit
+  local pid
+  pid=$(unit_pids "$1" | head -n 1)
+  [ -n "$pid" ] && process_env_hash "$pid" 2>/dev/null || printf 'none'
 }
 
-main() {
-  parse_args "$@"
-  local svc state desired applied="" marker result failed
-  log "rollout of $ENV_FILE to ${SERVICES[*]}"
+# --- leftovers ----------------------------------------------------------------------------
 
-  mkdir -p -- "$STATE_DIR" /run/lock
-  exec 9<>/run/lock/pms-secrets.lock
-  flock -w "$LOCK_TIMEOUT" 9 || fail_untouched - lock "another rollout (PID $(head -c 20 /run/lock/pms-secrets.lock)) held the host lock for ${LOCK_TIMEOUT}s"
-  # The holder's PID, for operators (and tests) who need to find a rollout in progress.
-  printf '%s\n' "$$" >/run/lock/pms-secrets.lock
-  # Holding the lock, anything a killed earlier rollout left behind is stale: remove it
-  # (its temp env files and work dirs hold secrets, even if only root can read them).
-  find "$(dirname -- "$ENV_FILE")" -maxdepth 1 -name '.env.pms-new.*' -type f -delete
-  find "$STATE_DIR" -mindepth 1 -maxdepth 1 -name 'rollout.*' -type d -exec rm -rf -- {} +
-  WORK_DIR=$(mktemp -d "$STATE_DIR/rollout.XXXXXX")
-
-  for svc in "${SERVICES[@]}"; do
-    state=$(unit_prop "$svc" LoadState)
-    [ "$state" = loaded ] || fail_untouched "$svc" unit "systemd has no loaded unit $svc.service (LoadState=$state)"
+# Holding the host lock: whatever a killed run left is stale.
+sweep_state() {
+  local d
+  for d in "$RUNS_DIR"/*/; do
+    d=${d%/}
+    if [ ! -d "$d" ] || [ "$d" = "$RUN_DIR" ]; then continue; fi
+    # A run dir is live while its front end or worker holds a shared lock on it.
+    if [ -e "$d/lock" ] && flock -n -x "$d/lock" true; then rm -rf -- "$d"
+    elif [ ! -e "$d/lock" ] && [ -n "$(find "$d" -maxdepth 0 -mmin +2)" ]; then rm -rf -- "$d"; fi
   done
-  read_new_env
+  # Left by earlier versions of this script.
+  find "$STATE_DIR" -mindepth 1 -maxdepth 1 \( -name 'rollout.*' -type d -o -name '*.applied' -type f \) -exec rm -rf -- {} +
+}
 
-  # What this rollout establishes: env bytes and ownership, drop-in text and service list. When
-  # it is already in place and was verified, a re-run restarts nothing.
-  desired=$({ cat -- "$TMP_ENV"; dropin_content; printf '%s\n' "${SERVICES[@]}" "group=$GROUP"; } | sha256sum | cut -c 1-64)
-  marker=$STATE_DIR/$(printf '%s' "$ENV_FILE" | sha256sum | cut -c 1-16).applied
-  if [ -f "$marker" ]; then applied=$(cat -- "$marker"); fi
-  if [ "$applied" = "$desired" ] && cmp -s -- "$TMP_ENV" "$ENV_FILE" && [ -z "$(dropins_loaded)" ]; then
-    log "already in place and verified; nothing to do"
+# In the env directory (working directory): our private dirs of killed runs, and the temp and
+# backup files earlier versions left next to the env file. rm never follows a link.
+sweep_env_dir() {
+  local d
+  for d in ./"$PRIVATE_PREFIX"*; do
+    if [ ! -d "$d" ] || [ -L "$d" ] || [ "$(stat -c %u -- "$d")" != 0 ]; then continue; fi
+    rm -rf -- "$d" && log "sweep: removed $ENV_DIR/${d#./} left by a killed run"
+  done
+  find . -maxdepth 1 -name '.env.pms-new.*' -type f -user 0 -delete
+  if [ -f "./$ENV_NAME.bak.tmp" ] && [ ! -L "./$ENV_NAME.bak.tmp" ]; then rm -f -- "./$ENV_NAME.bak.tmp"; fi
+}
+
+# The single .bak earlier versions kept next to the env file (often 0644 next to a 0600 file):
+# moved into the root-only backups. Runs in the private dir, like every read of the env dir.
+adopt_legacy_backup() {
+  local dir
+  open_regular "$ENV_NAME.bak" "the old backup" || return 0
+  cat <&"$SAFE_FD" >"$RUN_DIR/legacy.env"
+  exec {SAFE_FD}<&-
+  dir=$(backup_dir)
+  mv -f -- "$RUN_DIR/legacy.env" "$dir/00000000T000000Z-legacy-bak.env" && chmod 0600 "$dir/00000000T000000Z-legacy-bak.env" &&
+    rm -f -- "../$ENV_NAME.bak" && log "sweep: moved the old $ENV_FILE.bak into $dir (root-only)"
+}
+
+# --- worker lifecycle ---------------------------------------------------------------------
+
+# shellcheck disable=SC2317 # invoked by the EXIT trap
+worker_exit() {
+  local rc=$?
+  trap - EXIT TERM INT HUP
+  set +e
+  if [ "$rc" != 0 ] && [ "$CHANGED" = 1 ] && [ "$ROLLED_BACK" = 0 ]; then
+    local outcome
+    outcome=$(rollback)
+    ROLLED_BACK=1
+    failed_line - internal "stopped unexpectedly (${LAST_ERR:-signal})" "$outcome"
+  elif [ "$rc" != 0 ] && [ "$FAILED_PRINTED" = 0 ]; then
+    failed_line - internal "stopped unexpectedly (${LAST_ERR:-signal})" "nothing on the host was changed"
+  fi
+  rm -f -- ./new ./previous 2>/dev/null
+  if [ -n "$PRIVATE_NAME" ] && cd .. 2>/dev/null; then rmdir -- "./$PRIVATE_NAME" 2>/dev/null; fi
+  rm -f -- "$RUN_DIR/received.env" "$RUN_DIR/final.env" "$RUN_DIR/previous.env" "$RUN_DIR"/dropin.* "$PID_FILE"
+  printf '%s\n' "$rc" >"$RUN_DIR/result"
+  exit "$rc"
+}
+
+# Runs in the transient unit started by start_worker.
+worker() {
+  IN_WORKER=1
+  trap worker_exit EXIT
+  trap 'exit 143' TERM INT HUP
+  set -o errtrace
+  trap 'LAST_ERR="line $LINENO: $BASH_COMMAND"' ERR
+  exec {RUN_LOCK}>>"$RUN_DIR/lock"
+  flock -s "$RUN_LOCK"
+  : >"$RUN_DIR/started"
+  take_host_lock
+  sweep_state
+  check_units
+  open_env_dir
+  adopt_legacy_backup
+  load_delivered
+  compose_env
+  if already_in_place; then
+    log "already in place and proven in the running processes; nothing to do"
     return 0
   fi
-
   run_check
   backup_previous
   install_env
   install_dropins
-  if failed=$(dropins_loaded); then :; else
-    fail_rolled_back "$failed" drop-in "EnvironmentFiles of $failed.service does not list $ENV_FILE after daemon-reload (a unit override?)"
-  fi
+  restart_services
+  purge_old_copies
+  log "done: env fingerprint $(sha256sum -- "../$ENV_NAME" | cut -c 1-16)"
+}
 
-  for svc in "${SERVICES[@]}"; do
-    log "restart: $svc"
-    RESTARTED+=("$svc")
-    if ! result=$(restart_and_verify "$svc"); then
-      fail_rolled_back "$svc" "${result%%|*}" "${result#*|}"
+take_host_lock() {
+  exec {HOST_LOCK}>>"$LOCK_FILE"
+  flock -w "$LOCK_TIMEOUT" "$HOST_LOCK" ||
+    fail_untouched - lock "another rollout (PID $(cat "$PID_FILE" 2>/dev/null || printf '?')) held the host lock for ${LOCK_TIMEOUT}s"
+  printf '%s\n' "$$" >"$PID_FILE"
+}
+
+# --- front end ----------------------------------------------------------------------------
+
+prepare_state_dir() {
+  local d
+  for d in "$STATE_DIR" "$RUNS_DIR" "$BACKUP_ROOT"; do
+    [ ! -L "$d" ] || fail_untouched - state-dir "$d is a symbolic link; it must be a root-only directory"
+    mkdir -p -- "$d"
+    [ "$(stat -c %u -- "$d")" = 0 ] || fail_untouched - state-dir "$d is not owned by root"
+    chmod 0700 -- "$d"
+  done
+}
+
+# Writes the worker: the parsed arguments as declarations, every function, then `worker`.
+write_worker() {
+  {
+    printf '#!/bin/bash\n# pms-secrets rollout worker for %s (generated by the front end)\nset -euo pipefail\numask 077\n' "$ENV_FILE"
+    declare -p PROG STATE_DIR RUNS_DIR BACKUP_ROOT LOCK_FILE PID_FILE DROPIN_NAME PRIVATE_PREFIX END_MARKER \
+      LOCK_TIMEOUT CHECK_TIMEOUT RESTART_TIMEOUT SYSTEMCTL_TIMEOUT HTTP_TIMEOUT HANDOFF_TIMEOUT EXIT_DRIFT KEY_ERROR_PATTERN \
+      HOST ENV_FILE APP_DIR GROUP CHECK HEALTH_URLS HEALTH_HOST HEALTH_CA HEALTH_INSECURE STABLE_SECONDS \
+      HEALTH_TIMEOUT REDACT_KEYS SERVICES UNMANAGED BACKUPS PURGE_OLD ENV_DIR ENV_NAME RUN_DIR RUN_ID
+    printf 'STARTED_AT=%s\nPRIVATE_NAME=""\nHAD_PREVIOUS=0\nENV_INSTALLED=0\nINSTALLED_ID=""\nCHANGED=0\n' "$STARTED_AT"
+    printf 'FAILED_PRINTED=0\nROLLED_BACK=0\nLAST_ERR=""\nDELIVERED_HASH=""\nDELIVERED_KEYS=()\nREDACT_VALUES=()\n'
+    printf 'UNMANAGED_KEYS=()\nDROPINS_CHANGED=()\nRESTARTED=()\ndeclare -A ACTION=()\n'
+    declare -f
+    printf 'worker\n'
+  } >"$RUN_DIR/worker.sh"
+}
+
+worst_case_seconds() {
+  local per=$((RESTART_TIMEOUT + STABLE_SECONDS + ${#HEALTH_URLS[@]} * HEALTH_TIMEOUT + 4 * SYSTEMCTL_TIMEOUT))
+  printf '%s' $((LOCK_TIMEOUT + CHECK_TIMEOUT + 2 * ${#SERVICES[@]} * per + 6 * SYSTEMCTL_TIMEOUT))
+}
+
+# Starts the worker in its own transient unit: outside this SSH session, so a dropped connection
+# does not stop it. SIGTERM (systemctl stop) makes it roll back; KillMode=mixed lets it.
+start_worker() {
+  local unit=pms-rollout-$RUN_ID out
+  write_worker
+  out=$(timeout "$SYSTEMCTL_TIMEOUT" systemd-run --quiet --collect --unit="$unit" --service-type=exec \
+    --description="pms-secrets rollout of $ENV_FILE" -p KillMode=mixed -p "TimeoutStopSec=$(worst_case_seconds)" \
+    -- /bin/bash "$RUN_DIR/worker.sh" 2>&1) || fail_untouched - worker "could not start the rollout unit $unit: $out"
+  local deadline=$(($(date +%s) + HANDOFF_TIMEOUT))
+  until [ -e "$RUN_DIR/started" ] || [ -e "$RUN_DIR/result" ]; do
+    [ "$(date +%s)" -lt "$deadline" ] || fail_untouched - worker "the rollout unit $unit did not start within ${HANDOFF_TIMEOUT}s"
+    sleep 0.2
+  done
+  exec {RUN_LOCK}>&-
+  log "worker: $unit runs the rollout (journalctl -u $unit); it finishes or rolls back even if this session drops"
+}
+
+# Relays the worker's log until it ends (bounded), then exits with its result. Polls: tail
+# --pid cannot watch a process that is not our child inside some containers.
+follow_worker() {
+  local unit=pms-rollout-$RUN_ID log=$RUN_DIR/log off=0 size line rc last=0 deadline
+  deadline=$(($(date +%s) + $(worst_case_seconds) + 60))
+  while :; do
+    if [ -e "$RUN_DIR/result" ] || [ "$(unit_prop "$unit" ActiveState 2>/dev/null)" != active ] ||
+      [ "$(date +%s)" -ge "$deadline" ]; then last=1; fi
+    size=$(stat -c %s -- "$log" 2>/dev/null || printf 0)
+    if [ "$size" -gt "$off" ]; then
+      # The worker appends whole lines with one write each, so [off, size) holds whole lines.
+      while IFS= read -r line; do
+        emit "${line%% *}" "${line#? }"
+      done < <(tail -c +$((off + 1)) -- "$log" | head -c $((size - off)))
+      off=$size
     fi
-    if [ "$svc" = "${SERVICES[0]}" ] && [ -n "$HEALTH_URL" ]; then
-      log "restart: $svc active and stable for ${STABLE_SECONDS}s, health URL answered 2xx"
+    [ "$last" = 0 ] || break
+    sleep 0.3
+  done
+  if [ ! -e "$RUN_DIR/result" ]; then
+    if [ "$(unit_prop "$unit" ActiveState 2>/dev/null)" = active ]; then
+      failed_line - worker "the rollout unit $unit is still running after $(worst_case_seconds)s" "it finishes or rolls back on its own; see journalctl -u $unit"
     else
-      log "restart: $svc active and stable for ${STABLE_SECONDS}s"
+      failed_line - worker "the rollout unit $unit ended without a result (killed?)" "see journalctl -u $unit; the next run sweeps and converges the host"
+    fi
+    exit 1
+  fi
+  rc=$(cat -- "$RUN_DIR/result")
+  rm -rf -- "$RUN_DIR"
+  exit "$rc"
+}
+
+# --- verify-only (drift check) ------------------------------------------------------------
+
+# Compares each service's processes with the host's env file (and with the file on stdin, if
+# any). Changes nothing. One line per service; exit 0 in sync, 3 drift.
+verify_only() {
+  local svc drift=0 result file=$RUN_DIR/received.env
+  if [ ! -f "$ENV_FILE" ] || [ -L "$ENV_FILE" ]; then
+    failed_line - verify "$ENV_FILE is missing or not a regular file" "nothing was changed"
+    exit 1
+  fi
+  cat >"$file"
+  sed -i "\\|^${END_MARKER}|d" -- "$file"
+  if [ -s "$file" ]; then
+    # Every line the program would send must be in the host's file (which may also carry kept keys).
+    if grep -v '^#' -- "$file" | grep -q -v -x -F -f "$ENV_FILE"; then
+      log "verify: $ENV_FILE differs from the env file the program would send"
+      drift=1
+    fi
+  else
+    grep -E "^[A-Za-z_][A-Za-z0-9_]*='[^'\\\\]*'\$" -- "$ENV_FILE" >"$file" || true
+  fi
+  load_delivered
+  for svc in "${SERVICES[@]}"; do
+    result=$(unit_prop "$svc" ActiveState)
+    if [ "$result" != active ]; then
+      log "verify: $svc is $result: nothing running to compare"
+    elif result=$(prove_env "$svc" "$DELIVERED_HASH" && printf '%s' "$PROOF_NOTE"); then
+      log "verify: $svc in sync ($result)"
+    else
+      log "verify: $svc DRIFT: ${result#*|}"
+      drift=1
     fi
   done
+  rm -rf -- "$RUN_DIR"
+  if [ "$drift" = 1 ]; then exit "$EXIT_DRIFT"; fi
+}
 
-  printf '%s\n' "$desired" | atomic_write "$marker" 0600
-  log "done: env fingerprint $(sha256sum -- "$ENV_FILE" | cut -c 1-16)"
+main() {
+  parse_args "$@"
+  prepare_state_dir
+  RUN_DIR=$(mktemp -d "$RUNS_DIR/XXXXXXXXXX")
+  RUN_ID=${RUN_DIR##*/}
+  exec {RUN_LOCK}>>"$RUN_DIR/lock"
+  flock -s "$RUN_LOCK"
+  if [ "$VERIFY_ONLY" = 1 ]; then verify_only; exit 0; fi
+  receive_env
+  start_worker
+  follow_worker
 }
 
 # Must stay the last line, on one line: stdin after it is the env file.
