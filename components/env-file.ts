@@ -2,27 +2,38 @@
  * The env file format shared by every consumer of `.env.production`: systemd's
  * `EnvironmentFile=`, python-dotenv and django-environ. They disagree on almost
  * every escape (see docs/ENV-FILE.md), so the one form all three read back
- * byte-for-byte is `KEY='value'` with no `'`, `\`, newline, NUL or `${` in the value.
+ * byte-for-byte is `KEY='value'` with no `'`, `\`, line break, control character or `${`
+ * in the value and no leading `$`.
  * Anything else is refused here, before a byte leaves the machine running Pulumi.
  */
 import { createHash } from "node:crypto";
+import { djangoSecretKeyProblem } from "./secret-rules";
 
 const ENV_KEY_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-/** Characters a value may not contain, each with the reason shown to the operator. */
-const FORBIDDEN_IN_VALUE: ReadonlyArray<[string, string]> = [
-  ["'", "a single quote"],
-  ["\\", "a backslash"],
-  ["\n", "a newline"],
-  ["\r", "a carriage return"],
-  ["\0", "a NUL byte"],
+/**
+ * What a value may not contain, each with the reason shown to the operator (never the value).
+ * - `'` and `\`: the only quoting all three parsers share is single quotes without escapes.
+ * - line breaks as ANY of them sees one: systemd and python-dotenv break at LF and CR;
+ *   django-environ reads the file with Python's `str.splitlines()`, which also breaks at
+ *   VT, FF, the separators U+001C-U+001E, NEL (U+0085), U+2028 and U+2029.
+ * - every other control character (U+0000-U+001F except tab, U+007F-U+009F): never part of a
+ *   real setting, invisible in a review, and NUL ends the value for systemd.
+ * - `${`: python-dotenv expands it even inside single quotes (measured on the Debian 13 host).
+ * - a leading `$`: django-environ reads `$NAME` as "the value of the variable NAME" (proxy).
+ */
+const VALUE_RULES: ReadonlyArray<[RegExp, string]> = [
+  [/'/, "a single quote"],
+  [/\\/, "a backslash"],
+  [/[\n\r\v\f\x1c-\x1e\u0085\u2028\u2029]/, "a line break (LF, CR, VT, FF, U+001C-U+001E, U+0085, U+2028 or U+2029)"],
+  [/[\x00-\x08\x0e-\x1b\x1f\x7f-\x84\x86-\x9f]/, "a control character"],
+  [/\$\{/, '"${" (python-dotenv expands it as a variable)'],
+  [/^\$/, 'a leading "$" (django-environ reads $NAME as a reference to another variable)'],
 ];
 
 /** Why `value` cannot be written to the env file, or undefined when it can. Never echoes the value. */
 export function valueProblem(value: string): string | undefined {
-  const found = FORBIDDEN_IN_VALUE.filter(([ch]) => value.includes(ch)).map(([, what]) => what);
-  // python-dotenv expands ${NAME} even inside single quotes (measured on the Debian 13 test host).
-  if (value.includes("${")) found.push('"${" (python-dotenv expands it as a variable)');
+  const found = VALUE_RULES.filter(([pattern]) => pattern.test(value)).map(([, what]) => what);
   if (found.length === 0) return undefined;
   return `contains ${found.join(" and ")}, which systemd, python-dotenv and django-environ do not read back the same way`;
 }
@@ -31,17 +42,6 @@ export function valueProblem(value: string): string | undefined {
 export function keyProblem(key: string): string | undefined {
   if (ENV_KEY_PATTERN.test(key)) return undefined;
   return `is not a valid environment variable name (use letters, digits and _, not starting with a digit)`;
-}
-
-/**
- * Django's own rules for SECRET_KEY (`manage.py check --deploy`, security.W009):
- * at least 50 characters, at least 5 distinct ones, no `django-insecure-` prefix.
- */
-export function djangoSecretKeyProblem(value: string): string | undefined {
-  if (value.length < 50) return `is ${value.length} characters long; Django requires at least 50`;
-  if (new Set(value).size < 5) return "has fewer than 5 distinct characters; Django requires at least 5";
-  if (value.startsWith("django-insecure-")) return "starts with django-insecure-, which Django rejects for production";
-  return undefined;
 }
 
 export class EnvFileError extends Error {

@@ -7,7 +7,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { ALPHABETS } from "./alphabet";
-import { GeneratedSecretSpec } from "./config";
+import type { GeneratedSecretSpec } from "./config";
+import { generatedResourceName } from "./secret-rules";
 
 /** The RandomPassword arguments for one spec (pure, so the rules are tested without Pulumi). */
 export function randomPasswordArgs(spec: GeneratedSecretSpec): random.RandomPasswordArgs {
@@ -35,17 +36,16 @@ export interface GeneratedSecretsArgs {
 export class GeneratedSecrets extends pulumi.ComponentResource {
   /** Env key -> generated value. Secret. */
   readonly values: pulumi.Output<Record<string, string>>;
-  /** Env key -> the keepers in force (plain, safe to show). */
-  readonly keepers: Record<string, GeneratedSecretSpec["keepers"]>;
 
   constructor(name: string, args: GeneratedSecretsArgs, opts?: pulumi.ComponentResourceOptions) {
     super("pms:secrets:GeneratedSecrets", name, {}, opts);
     const results: Record<string, pulumi.Output<string>> = {};
-    this.keepers = {};
     for (const spec of args.secrets) {
-      const password = new random.RandomPassword(`${name}-${spec.key}`, randomPasswordArgs(spec), { parent: this });
+      // The resource name carries the env key (secret-rules.ts), which the policy pack reads back.
+      const password = new random.RandomPassword(generatedResourceName(spec.key), randomPasswordArgs(spec), {
+        parent: this,
+      });
       results[spec.key] = password.result;
-      this.keepers[spec.key] = spec.keepers;
     }
     this.values = pulumi.secret(pulumi.all(results));
     this.registerOutputs({ values: this.values });

@@ -12,7 +12,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
-import { AppSpec, HostSpec } from "./config";
+import type { AppSpec, HostSpec } from "./config";
+import { DEFAULT_BACKUP_GENERATIONS } from "./config/app";
 import { fingerprint } from "./env-file";
 
 const ROLLOUT_SCRIPT_PATH = path.join(__dirname, "scripts", "rollout.sh");
@@ -36,7 +37,13 @@ export function rolloutCommand(host: HostSpec, app: AppSpec, secretKeys: readonl
   for (const s of app.services) args.push("--service", s);
   if (app.envFileGroup) args.push("--group", app.envFileGroup);
   if (app.checkCommand) args.push("--check", app.checkCommand);
-  if (app.healthUrl) args.push("--health-url", app.healthUrl);
+  for (const url of app.healthUrls) args.push("--health-url", url);
+  // Passed only when set or not the script's default, so an unchanged stack keeps its command text.
+  if (app.healthHost) args.push("--health-host", app.healthHost);
+  if (app.healthCaFile) args.push("--health-ca", app.healthCaFile);
+  if (app.healthInsecure) args.push("--health-insecure");
+  if (app.unmanagedKeys !== "refuse") args.push("--unmanaged-keys", app.unmanagedKeys);
+  if (app.backupGenerations !== DEFAULT_BACKUP_GENERATIONS) args.push("--backups", String(app.backupGenerations));
   args.push("--stable-seconds", String(app.stableSeconds), "--health-timeout", String(app.healthTimeoutSeconds));
   // Names (never values) of the secret keys: the script redacts their values from anything it relays.
   for (const k of secretKeys) args.push("--redact", k);

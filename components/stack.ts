@@ -1,10 +1,11 @@
 /**
- * The whole program as one function, so that index.ts stays wiring and tests
- * can run it under mocks with any config. Data flows one way:
+ * The whole program as one function, so that index.ts stays wiring and tests can run it under
+ * mocks with any config. Data flows one way:
  * config -> generated secrets -> secret store -> per-host rollout -> outputs.
+ * `deployPmsSecrets` only wires; what it computes is in the plain functions below it.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { ParsedConfig, PROJECT, parseStackConfig, RawConfig } from "./config";
+import { ParsedConfig, PROJECT, parseStackConfig, RawConfig, StackSettings } from "./config";
 import { fingerprint, renderEnvFile } from "./env-file";
 import { GeneratedSecrets } from "./generated-secrets";
 import { HostRollout } from "./host-rollout";
@@ -34,38 +35,21 @@ export interface PmsSecretsOutputs {
 export function deployPmsSecrets(parsed: ParsedConfig = loadStackConfig()): PmsSecretsOutputs {
   const { settings } = parsed;
   for (const w of parsed.warnings) void pulumi.log.warn(w);
+  const keys = envKeysOf(settings);
 
   const generated = new GeneratedSecrets("generated", { secrets: settings.generated });
   const supplied = pulumi.secret(
     Object.fromEntries(Object.entries(parsed.suppliedSecrets).map(([k, v]) => [k, v.reveal()])),
   );
-
   // One set of values feeds both the store and every host, so they cannot disagree.
-  const values = pulumi
-    .all([generated.values, supplied])
-    .apply(([g, s]): Record<string, string> => ({ ...settings.env, ...s, ...g }));
-  const header = [
-    `Managed by ${settings.project} (stack ${settings.stack}). Do not edit: the next rollout overwrites this file.`,
-    "Rotate with a keeper change in the stack config; see the project README.",
-  ];
-  const envFile = pulumi.secret(values.apply((v) => renderEnvFile(v, header)));
+  const values = pulumi.all([generated.values, supplied]).apply(([g, s]) => envValues(settings.env, s, g));
+  const envFile = pulumi.secret(values.apply((v) => renderEnvFile(v, envFileHeader(settings.project, settings.stack))));
   // Safe to show: a short hash of a document holding at least one 50+ character random value.
   const envFingerprint = pulumi.unsecret(envFile.apply(fingerprint));
-  const document = pulumi.secret(
-    values.apply((v) =>
-      JSON.stringify(
-        Object.fromEntries(
-          Object.keys(v)
-            .sort()
-            .map((k) => [k, v[k]]),
-        ),
-      ),
-    ),
-  );
 
   const store = new SecretStore("store", {
     secretName: settings.secretName,
-    document,
+    document: pulumi.secret(values.apply(envDocument)),
     kmsKeyId: settings.kmsKeyId,
     recoveryWindowInDays: settings.recoveryWindowInDays,
     description: `Env of pms-backend for stack ${settings.stack}, written by ${settings.project}`,
@@ -74,7 +58,7 @@ export function deployPmsSecrets(parsed: ParsedConfig = loadStackConfig()): PmsS
 
   // Hosts roll one at a time, in config order, and only after the new version is
   // stored: a failure stops at the first broken host and leaves the rest untouched.
-  const secretKeys = [...settings.suppliedSecretKeys, ...settings.generated.map((g) => g.key)].sort();
+  const secretKeys = [...keys.supplied, ...keys.generated].sort();
   const hosts: PmsSecretsOutputs["hosts"] = {};
   let previous: pulumi.Resource = store.version;
   for (const host of settings.hosts) {
@@ -95,19 +79,56 @@ export function deployPmsSecrets(parsed: ParsedConfig = loadStackConfig()): PmsS
     previous = rollout.command;
   }
 
-  const generatedKeys = settings.generated.map((g) => g.key).sort();
   return {
     secretArn: store.arn,
     secretVersionId: store.versionId,
     hosts,
-    keepers: {
-      rotation: settings.rotation,
-      rotate: Object.fromEntries(settings.generated.map((g) => [g.key, g.keepers.rotate])),
-    },
-    envKeys: {
-      plain: Object.keys(settings.env).sort(),
-      supplied: settings.suppliedSecretKeys,
-      generated: generatedKeys,
-    },
+    keepers: keepersOf(settings),
+    envKeys: keys,
+  };
+}
+
+/** The comment lines at the top of every env file this program writes. */
+export function envFileHeader(project: string, stack: string): string[] {
+  return [
+    `Managed by ${project} (stack ${stack}). Do not edit: the next rollout overwrites this file.`,
+    "Rotate with a keeper change in the stack config; see the project README.",
+  ];
+}
+
+/** Every env value: plain settings, then supplied secrets, then generated ones (config forbids overlaps). */
+export function envValues(
+  plain: Readonly<Record<string, string>>,
+  supplied: Readonly<Record<string, string>>,
+  generated: Readonly<Record<string, string>>,
+): Record<string, string> {
+  return { ...plain, ...supplied, ...generated };
+}
+
+/** The JSON document stored in Secrets Manager: keys sorted, so equal values give equal bytes. */
+export function envDocument(values: Readonly<Record<string, string>>): string {
+  return JSON.stringify(
+    Object.fromEntries(
+      Object.keys(values)
+        .sort()
+        .map((k) => [k, values[k]]),
+    ),
+  );
+}
+
+/** The env file's keys by origin, names only, each list sorted. */
+export function envKeysOf(settings: StackSettings): PmsSecretsOutputs["envKeys"] {
+  return {
+    plain: Object.keys(settings.env).sort(),
+    supplied: [...settings.suppliedSecretKeys].sort(),
+    generated: settings.generated.map((g) => g.key).sort(),
+  };
+}
+
+/** The keepers in force: the stack-wide one and each generated secret's own. */
+export function keepersOf(settings: StackSettings): PmsSecretsOutputs["keepers"] {
+  return {
+    rotation: settings.rotation,
+    rotate: Object.fromEntries(settings.generated.map((g) => [g.key, g.keepers.rotate])),
   };
 }

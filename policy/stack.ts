@@ -6,11 +6,12 @@
  * handler keeps only the stack TAGS (`args.stackTags`), although the engine sends the name too.
  * Every URN, however, carries it: `urn:pulumi:<stack>::<project>::<type>::<name>`. So the pack
  * reads the stack from the URN of the resource being checked, and asks policy config
- * (`productionStacks`, default `["prod"]`, set with `--policy-pack-config policy/config.json`)
- * which stacks are production. No per-stack setup is needed, and a stack cannot opt out by
- * forgetting a tag.
+ * (`productionStacks`, set with `--policy-pack-config policy/config.json`) which stacks are
+ * production; without that list, the program's own name rule decides (components/config/production.ts:
+ * prod, production, prd, live, also as a part such as prod-eu), so program and pack agree.
+ * No per-stack setup is needed, and a stack cannot opt out by forgetting a tag.
  */
-export const DEFAULT_PRODUCTION_STACKS: readonly string[] = ["prod"];
+import { isProductionStackName } from "../components/config/production";
 
 /** The stack name inside a URN, or undefined when `urn` is not a Pulumi URN. */
 export function stackOfUrn(urn: string): string | undefined {
@@ -19,7 +20,7 @@ export function stackOfUrn(urn: string): string | undefined {
 }
 
 export interface ProductionConfig {
-  /** Stack names treated as production. Default ["prod"]. */
+  /** Stack names treated as production. Default: the program's name rule. */
   productionStacks?: string[];
 }
 
@@ -27,16 +28,13 @@ export interface ProductionConfig {
 export const productionStacksSchema = {
   type: "array",
   items: { type: "string" },
-  default: [...DEFAULT_PRODUCTION_STACKS],
-  description: "Stack names treated as production (compared with the stack part of each resource URN).",
+  description:
+    "Stack names treated as production (compared with the stack part of each resource URN). Default: names with a part prod, production, prd or live.",
 } as const;
-
-export function productionStacks(config: ProductionConfig): readonly string[] {
-  const configured = config.productionStacks;
-  return Array.isArray(configured) && configured.length > 0 ? configured : DEFAULT_PRODUCTION_STACKS;
-}
 
 export function isProductionUrn(urn: string, config: ProductionConfig): boolean {
   const stack = stackOfUrn(urn);
-  return stack !== undefined && productionStacks(config).includes(stack);
+  if (stack === undefined) return false;
+  const configured = config.productionStacks;
+  return Array.isArray(configured) && configured.length > 0 ? configured.includes(stack) : isProductionStackName(stack);
 }

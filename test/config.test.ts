@@ -1,8 +1,11 @@
+/** parseStackConfig as a whole: composition, every problem at once, production, plaintext secrets. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ConfigError, hostKeyProblem, parseStackConfig, RawConfig } from "../components/config";
+import * as pulumi from "@pulumi/pulumi";
+import { ConfigError, parseStackConfig, RawConfig } from "../components/config";
 import { baseConfig, defined, SENTINEL_DB_PASSWORD } from "./fixtures";
-import { runProgram, TEST_HOST_KEY } from "./harness";
+import { runProgram } from "./harness";
+import { assertProblem, keysOf } from "./config-check";
 
 function raw(config: Record<string, unknown>): RawConfig {
   return Object.fromEntries(
@@ -13,7 +16,7 @@ function raw(config: Record<string, unknown>): RawConfig {
   );
 }
 
-function problemsOf(config: Record<string, unknown>, stack: "dev" | "prod"): string[] {
+function problemsOf(config: Record<string, unknown>, stack: string): readonly string[] {
   try {
     parseStackConfig(raw(config), stack);
   } catch (e) {
@@ -23,171 +26,24 @@ function problemsOf(config: Record<string, unknown>, stack: "dev" | "prod"): str
   return [];
 }
 
-/** Asserts exactly one problem mentions `key` and that it says how to fix it. */
-function assertProblem(problems: string[], key: string, what: RegExp): void {
-  const hits = problems.filter((p) => p.startsWith(`pms-secrets:${key}:`));
-  assert.equal(hits.length, 1, `expected one problem for ${key}, got:\n${problems.join("\n")}`);
-  assert.match(hits[0], what);
-  assert.match(hits[0], /Fix: \S/);
-}
-
 test("the base dev and prod configs are valid", () => {
   assert.deepEqual(problemsOf(baseConfig("dev"), "dev"), []);
   assert.deepEqual(problemsOf(baseConfig("prod"), "prod"), []);
 });
 
-const cases: Array<[string, "dev" | "prod", Record<string, unknown>, string, RegExp]> = [
-  ["missing hosts", "dev", { hosts: undefined }, "hosts", /no hosts/],
-  ["empty host list", "dev", { hosts: [] }, "hosts", /no hosts/],
-  ["empty address", "dev", { hosts: [{ name: "web1", address: "" }] }, "hosts[0].address", /is empty/],
-  [
-    "duplicate host names",
-    "dev",
-    {
-      hosts: [
-        { name: "web1", address: "a" },
-        { name: "web1", address: "b" },
-      ],
-    },
-    "hosts[1].name",
-    /duplicate host name "web1"/,
-  ],
-  [
-    "port out of range",
-    "dev",
-    { hosts: [{ name: "web1", address: "a", port: 70000 }] },
-    "hosts[0].port",
-    /70000 is not a TCP port/,
-  ],
-  ["port zero", "dev", { hosts: [{ name: "web1", address: "a", port: 0 }] }, "hosts[0].port", /not a TCP port/],
-  [
-    "malformed hostKey",
-    "dev",
-    { hosts: [{ name: "web1", address: "a", hostKey: "ssh-ed25519 not!base64" }] },
-    "hosts[0].hostKey",
-    /not base64/,
-  ],
-  [
-    "hostKey of the wrong type",
-    "dev",
-    { hosts: [{ name: "web1", address: "a", hostKey: TEST_HOST_KEY.replace("ssh-ed25519", "ssh-rsa") }] },
-    "hosts[0].hostKey",
-    /does not encode a ssh-rsa key/,
-  ],
-  [
-    "known_hosts line pasted as hostKey",
-    "dev",
-    { hosts: [{ name: "web1", address: "a", hostKey: `web1.example.com ${TEST_HOST_KEY}` }] },
-    "hosts[0].hostKey",
-    /known_hosts line/,
-  ],
-  [
-    "missing hostKey on prod",
-    "prod",
-    { hosts: [{ name: "web1", address: "a" }] },
-    "hosts[0].hostKey",
-    /prod requires every host key/,
-  ],
-  [
-    "DEBUG true on prod",
-    "prod",
-    { env: { ...(baseConfig("prod").env as object), DEBUG: "True" } },
-    "env.DEBUG",
-    /is on for prod/,
-  ],
-  [
-    "DEBUG boolean true on prod",
-    "prod",
-    { env: { ...(baseConfig("prod").env as object), DEBUG: true } },
-    "env.DEBUG",
-    /is on for prod/,
-  ],
-  [
-    "empty ALLOWED_HOSTS on prod",
-    "prod",
-    { env: { ...(baseConfig("prod").env as object), ALLOWED_HOSTS: " , " } },
-    "env.ALLOWED_HOSTS",
-    /empty for prod/,
-  ],
-  ["relative app.dir", "dev", { app: { dir: "srv/pms-backend" } }, "app.dir", /not a normalized absolute path/],
-  [
-    "relative app.envFile",
-    "dev",
-    { app: { dir: "/srv/pms", envFile: ".env.production" } },
-    "app.envFile",
-    /not a normalized absolute path/,
-  ],
-  ["path with ..", "dev", { app: { dir: "/srv/../etc" } }, "app.dir", /not a normalized absolute path/],
-  [
-    "invalid service name",
-    "dev",
-    { app: { dir: "/srv/pms", services: ["pms-backend", "celery pms;rm"] } },
-    "app.services[1]",
-    /not a valid systemd unit name/,
-  ],
-  ["invalid env key", "dev", { env: { "DB-HOST": "x" } }, "env.DB-HOST", /not a valid environment variable name/],
-  [
-    "supplied secret with a quote",
-    "dev",
-    { secrets: { DB_PASSWORD: "it's-SENTINEL" } },
-    "secrets.DB_PASSWORD",
-    /single quote/,
-  ],
-  ["supplied secret with a newline", "dev", { secrets: { DB_PASSWORD: "a\nb" } }, "secrets.DB_PASSWORD", /newline/],
-  [
-    "supplied secret with ${",
-    "dev",
-    { secrets: { DB_PASSWORD: "pa${USER}ss" } },
-    "secrets.DB_PASSWORD",
-    /python-dotenv expands/,
-  ],
-  ["supplied secret with a backslash", "dev", { secrets: { DB_PASSWORD: "a\\b" } }, "secrets.DB_PASSWORD", /backslash/],
-  ["missing DB_PASSWORD", "dev", { secrets: { HUBTEL_CLIENT_ID: "x" } }, "secrets.DB_PASSWORD", /is missing/],
-  ["recovery window 6", "dev", { recoveryWindowInDays: "6" }, "recoveryWindowInDays", /from 7 to 30/],
-  ["recovery window 31", "prod", { recoveryWindowInDays: "31" }, "recoveryWindowInDays", /from 7 to 30/],
-  [
-    "SECRET_KEY too short",
-    "dev",
-    { generated: { SECRET_KEY: { length: 40 } } },
-    "generated.SECRET_KEY.length",
-    /out of range.*at least 50/,
-  ],
-  [
-    "unknown alphabet",
-    "dev",
-    { generated: { SECRET_KEY: { alphabet: "emoji" } } },
-    "generated.SECRET_KEY.alphabet",
-    /not a known alphabet/,
-  ],
-  ["SECRET_KEY set by hand", "dev", { env: { SECRET_KEY: "x" } }, "env.SECRET_KEY", /generated by the program/],
-  [
-    "rotating a supplied secret",
-    "dev",
-    { rotate: { DB_PASSWORD: "2026-11-25" } },
-    "rotate.DB_PASSWORD",
-    /not a generated secret/,
-  ],
-  ["secret-looking plain env", "dev", { env: { API_TOKEN: "x" } }, "env.API_TOKEN", /looks like a secret/],
-  ["missing ssh key", "dev", { sshPrivateKey: undefined }, "sshPrivateKey", /is missing/],
-  ["not a private key", "dev", { sshPrivateKey: "ssh-ed25519 AAAA" }, "sshPrivateKey", /not a PEM/],
-  ["typo in a key", "dev", { hostz: [] }, "hostz", /not a setting of this program/],
-  [
-    "bad health URL",
-    "dev",
-    { app: { dir: "/srv/pms", healthUrl: "localhost:8000/health" } },
-    "app.healthUrl",
-    /not an http\(s\) URL/,
-  ],
-];
+test("ConfigError is a pulumi.RunError, so the CLI prints the message without a stack trace", () => {
+  try {
+    parseStackConfig(raw({ ...baseConfig("dev"), hosts: [] }), "dev");
+    assert.fail("expected a ConfigError");
+  } catch (e) {
+    assert.ok(e instanceof ConfigError);
+    assert.ok(e instanceof pulumi.RunError);
+    assert.ok(pulumi.RunError.isInstance(e));
+    assert.equal(e.name, "ConfigError");
+  }
+});
 
-for (const [title, stack, override, key, what] of cases) {
-  test(`bad config: ${title} -> ${key}`, () => {
-    const problems = problemsOf({ ...baseConfig(stack), ...override }, stack);
-    assertProblem(problems, key, what);
-  });
-}
-
-test("every problem is listed in one error, before anything else happens", () => {
+test("every problem of every section is listed in one error, before anything else happens", () => {
   const config = {
     ...baseConfig("prod"),
     hosts: [
@@ -195,9 +51,12 @@ test("every problem is listed in one error, before anything else happens", () =>
       { name: "web1", address: "b", hostKey: "garbage" },
     ],
     app: { dir: "relative", services: ["bad name"] },
-    env: { DEBUG: "true", ALLOWED_HOSTS: "", "BAD-KEY": "x" },
+    env: { DEBUG: "true", ALLOWED_HOSTS: "", "BAD-KEY": "x", REDIS_URL: "redis://:pw-SENTINEL@r:6379" },
     secrets: { DB_PASSWORD: `${SENTINEL_DB_PASSWORD}'` },
+    generated: { SECRET_KEY: { length: 10 } },
     recoveryWindowInDays: "3",
+    kmsKeyId: "alias/REPLACE-me",
+    sshAttempts: "0",
   };
   let error: ConfigError | undefined;
   try {
@@ -206,25 +65,31 @@ test("every problem is listed in one error, before anything else happens", () =>
     error = e as ConfigError;
   }
   assert.ok(error instanceof ConfigError);
-  const keys = error.problems.map((p) => p.split(":")[1]);
-  for (const k of [
-    "hosts[0].address",
-    "hosts[0].port",
-    "hosts[0].hostKey",
-    "hosts[1].name",
-    "hosts[1].hostKey",
+  assert.deepEqual(keysOf(error.problems).sort(), [
     "app.dir",
     "app.services[0]",
-    "env.DEBUG",
     "env.ALLOWED_HOSTS",
     "env.BAD-KEY",
-    "secrets.DB_PASSWORD",
+    "env.DB_HOST",
+    "env.DB_NAME",
+    "env.DB_PORT",
+    "env.DB_USER",
+    "env.DEBUG",
+    "env.REDIS_URL",
+    "generated.SECRET_KEY.length",
+    "hosts[0].address",
+    "hosts[0].hostKey",
+    "hosts[0].port",
+    "hosts[1].hostKey",
+    "hosts[1].name",
+    "kmsKeyId",
     "recoveryWindowInDays",
-  ]) {
-    assert.ok(keys.includes(k), `missing problem for ${k} in:\n${error.message}`);
-  }
-  assert.match(error.message, /^Stack "prod" has \d+ configuration problems; nothing was changed:/);
+    "secrets.DB_PASSWORD",
+    "sshAttempts",
+  ]);
+  assert.match(error.message, /^Stack "prod" has 20 configuration problems; nothing was changed:/);
   assert.ok(!error.message.includes(SENTINEL_DB_PASSWORD), "a secret value leaked into the error");
+  assert.ok(!error.message.includes("pw-SENTINEL"), "a credential from env leaked into the error");
 });
 
 test("a bad config fails the program before any resource is registered", async () => {
@@ -234,68 +99,59 @@ test("a bad config fails the program before any resource is registered", async (
   );
 });
 
-test("secret keys stored in plaintext in the stack file are refused", () => {
+test("secret keys stored in plaintext in the stack file are refused, with set-again-and-rotate fixes", () => {
   assert.throws(
     () => parseStackConfig(raw(baseConfig("dev")), "dev", new Set(["pms-secrets:sshPrivateKey"])),
     (e: unknown) =>
-      e instanceof ConfigError && e.problems.some((p) => p.startsWith("pms-secrets:secrets: is stored in plaintext")),
+      e instanceof ConfigError &&
+      e.problems.length === 1 &&
+      /^pms-secrets:secrets: is stored in plaintext.*--secret --path 'secrets.DB_PASSWORD'` \(it prompts\), then rotate/.test(
+        e.problems[0],
+      ),
+  );
+  assert.throws(
+    () => parseStackConfig(raw(baseConfig("dev")), "dev", new Set(["pms-secrets:secrets"])),
+    (e: unknown) =>
+      e instanceof ConfigError && /^pms-secrets:sshPrivateKey: is stored in plaintext/.test(e.problems[0]),
   );
 });
 
-test("missing recommended secrets are warnings, one per key, not errors", () => {
-  const parsed = parseStackConfig(raw({ ...baseConfig("dev"), secrets: { DB_PASSWORD: "x-y-z" } }), "dev");
-  const w = parsed.warnings.filter((x) => /HUBTEL_CLIENT_ID|HUBTEL_CLIENT_SECRET|PAYSTACK_SECRET_KEY/.test(x));
-  assert.equal(w.length, 3);
-  for (const k of ["HUBTEL_CLIENT_ID", "HUBTEL_CLIENT_SECRET", "PAYSTACK_SECRET_KEY"]) {
-    assert.ok(
-      w.some((x) => x.startsWith(`pms-secrets:secrets.${k} is not set`)),
-      k,
-    );
+test("production rules follow the name (production, prd-eu) or production: true", () => {
+  const debugOn = { ...baseConfig("prod"), env: { ...(baseConfig("prod").env as object), DEBUG: "True" } };
+  for (const stack of ["prod", "production", "prd-eu"]) {
+    assertProblem(problemsOf(debugOn, stack), "env.DEBUG", new RegExp(`is on for production stack "${stack}"`));
   }
+  assertProblem(
+    problemsOf({ ...debugOn, production: "true" }, "staging"),
+    "env.DEBUG",
+    /is on for this stack \(production: true\)/,
+  );
+  assert.deepEqual(problemsOf(debugOn, "staging"), []);
+  const unpinned = { ...baseConfig("dev"), production: true, hosts: [{ name: "web1", address: "10.0.0.5" }] };
+  assertProblem(problemsOf(unpinned, "dev"), "hosts[0].hostKey", /this stack \(production: true\) requires/);
+  assertProblem(problemsOf({ ...baseConfig("dev"), production: "maybe" }, "dev"), "production", /not true or false/);
 });
 
-test("defaults: env file path, services order, port 22, root, 30-day window on prod and 7 elsewhere", () => {
+test("defaults: 30-day window and pinned keys on production, 7 days elsewhere", () => {
   const dev = parseStackConfig(raw(baseConfig("dev")), "dev").settings;
   const prod = parseStackConfig(raw(baseConfig("prod")), "prod").settings;
-  assert.equal(dev.app.envFile, "/srv/pms-backend/.env.production");
-  assert.deepEqual(dev.app.services, ["pms-backend", "celery-pms"]);
-  assert.equal(dev.hosts[0].port, 22);
-  assert.equal(dev.hosts[0].user, "root");
   assert.equal(dev.recoveryWindowInDays, 7);
   assert.equal(prod.recoveryWindowInDays, 30);
   assert.equal(dev.secretName, "pms-backend/dev");
-  assert.equal(prod.secretName, "pms-backend/prod");
-  assert.equal(prod.requireHostKeys, true);
-  assert.equal(dev.requireHostKeys, false);
-  assert.deepEqual(
-    dev.generated.find((g) => g.key === "SECRET_KEY"),
-    {
-      key: "SECRET_KEY",
-      length: 64,
-      alphabet: "safe",
-      keepers: { rotation: "2026-11-01", rotate: "" },
-    },
+  assert.equal(prod.app.healthHost, "api.pms.internal");
+  assertProblem(
+    problemsOf({ ...baseConfig("dev"), requireHostKeys: "true", hosts: [{ name: "web1", address: "a" }] }, "dev"),
+    "hosts[0].hostKey",
+    /requireHostKeys/,
   );
 });
 
-test("requireHostKeys makes any stack demand pinned host keys", () => {
-  const problems = problemsOf(
-    { ...baseConfig("dev"), requireHostKeys: "true", hosts: [{ name: "web1", address: "a" }] },
-    "dev",
+test("unknown keys are refused, naming the known ones", () => {
+  assertProblem(
+    problemsOf({ ...baseConfig("dev"), hostz: [] }, "dev"),
+    "hostz",
+    /not a setting of this program.*hosts, sshPrivateKey/,
   );
-  assertProblem(problems, "hosts[0].hostKey", /requireHostKeys/);
-});
-
-test("an unpinned host on dev is a warning naming the host", () => {
-  const parsed = parseStackConfig(raw({ ...baseConfig("dev"), hosts: [{ name: "web1", address: "a" }] }), "dev");
-  assert.ok(parsed.warnings.some((w) => w.includes("hosts[0].hostKey") && w.includes("web1")));
-});
-
-test("hostKeyProblem accepts real key types and rejects truncated keys", () => {
-  assert.equal(hostKeyProblem(TEST_HOST_KEY), undefined);
-  assert.equal(hostKeyProblem(`${TEST_HOST_KEY} root@web1`), undefined);
-  assert.match(hostKeyProblem(TEST_HOST_KEY.slice(0, 30)) ?? "", /does not encode/);
-  assert.match(hostKeyProblem("AAAAC3Nza") ?? "", /must start with a key type/);
 });
 
 test("Sensitive values never print", async () => {

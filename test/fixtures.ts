@@ -25,7 +25,7 @@ export function baseConfig(stack: "dev" | "prod", overrides: Record<string, unkn
     },
     env: {
       DEBUG: "False",
-      ALLOWED_HOSTS: stack === "prod" ? "api.pms.example.com" : "dev.pms.example.com",
+      ALLOWED_HOSTS: stack === "prod" ? "api.pms.internal" : "dev.pms.internal",
       DB_NAME: "poultry_db",
       DB_USER: "pms",
       DB_HOST: "127.0.0.1",

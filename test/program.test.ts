@@ -5,6 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import type { AppSpec } from "../components/config";
 import { ROLLOUT_SCRIPT, rolloutCommand, shellQuote } from "../components/host-rollout";
 import { parseEnvFile } from "../components/env-file";
 import {
@@ -145,7 +146,7 @@ test("rollout command: short, reviewable create; no delete, update or environmen
     web1.create,
     "/bin/bash -s -- --host web1 --env-file /srv/pms-backend/.env.production --app-dir /srv/pms-backend " +
       "--service pms-backend --service celery-pms --check '/usr/bin/python3 manage.py check --deploy' " +
-      "--health-url http://127.0.0.1:8000/health/ --stable-seconds 5 --health-timeout 30 " +
+      "--health-url http://127.0.0.1:8000/health/ --health-host dev.pms.internal --stable-seconds 5 --health-timeout 30 " +
       "--redact DB_PASSWORD --redact HUBTEL_CLIENT_ID --redact HUBTEL_CLIENT_SECRET --redact JWT_SIGNING_KEY " +
       "--redact PAYSTACK_SECRET_KEY --redact SECRET_KEY",
   );
@@ -296,18 +297,43 @@ test("shellQuote survives the login shell: arguments reach the script unchanged"
   assert.deepEqual(out.split("\n").slice(0, -1), words);
 });
 
+const APP: AppSpec = {
+  dir: "/srv/x",
+  envFile: "/srv/x/.env.production",
+  services: ["a"],
+  healthUrls: [],
+  healthInsecure: false,
+  unmanagedKeys: "refuse",
+  backupGenerations: 3,
+  stableSeconds: 5,
+  healthTimeoutSeconds: 30,
+};
+const HOST = { name: "h", address: "a", port: 22, user: "root" };
+
 test("rolloutCommand quotes a check command with quotes and dollars safely", () => {
-  const cmd = rolloutCommand(
-    { name: "h", address: "a", port: 22, user: "root" },
-    {
-      dir: "/srv/x",
-      envFile: "/srv/x/.env.production",
-      services: ["a"],
-      checkCommand: `sh -c 'echo "$HOME"'`,
-      stableSeconds: 5,
-      healthTimeoutSeconds: 30,
-    },
-  );
+  const cmd = rolloutCommand(HOST, { ...APP, checkCommand: `sh -c 'echo "$HOME"'` });
   const out = execFileSync("/bin/sh", ["-c", cmd.replace("/bin/bash -s --", "printf '%s\\n'")], { encoding: "utf8" });
   assert.ok(out.includes(`sh -c 'echo "$HOME"'\n`), out);
+});
+
+test("rolloutCommand passes the script's newer options only when set or not the script's default", () => {
+  assert.equal(
+    rolloutCommand(HOST, APP),
+    "/bin/bash -s -- --host h --env-file /srv/x/.env.production --app-dir /srv/x --service a --stable-seconds 5 --health-timeout 30",
+  );
+  const all = rolloutCommand(HOST, {
+    ...APP,
+    healthUrls: ["https://127.0.0.1/health/", "https://127.0.0.1/api/status/"],
+    healthHost: "api.pms.internal",
+    healthCaFile: "/etc/ssl/pms-ca.pem",
+    healthInsecure: true,
+    unmanagedKeys: "keep",
+    backupGenerations: 5,
+  });
+  assert.equal(
+    all,
+    "/bin/bash -s -- --host h --env-file /srv/x/.env.production --app-dir /srv/x --service a " +
+      "--health-url https://127.0.0.1/health/ --health-url https://127.0.0.1/api/status/ --health-host api.pms.internal " +
+      "--health-ca /etc/ssl/pms-ca.pem --health-insecure --unmanaged-keys keep --backups 5 --stable-seconds 5 --health-timeout 30",
+  );
 });

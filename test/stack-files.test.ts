@@ -39,30 +39,64 @@ const userSecrets = {
   "pms-secrets:secrets": { DB_PASSWORD: "from-the-operator" },
 };
 
-test("Pulumi.yaml declares project pms-secrets on nodejs with typed, described config", () => {
+test("Pulumi.yaml declares project pms-secrets on nodejs; every key read by the program, defaulted, untyped", () => {
   const p = load("Pulumi.yaml") as {
     name: string;
     runtime: { name: string };
-    config: Record<string, { type: string; description: string }>;
+    config: Record<string, { type?: string; secret?: boolean; default?: unknown; description: string }>;
   };
   assert.equal(p.name, "pms-secrets");
   assert.equal(p.runtime.name, "nodejs");
   for (const [k, d] of Object.entries(p.config)) {
     assert.ok((KNOWN_KEYS as readonly string[]).includes(k), `${k} is declared but not read by the program`);
-    assert.ok(["string", "integer", "boolean"].includes(d.type), k);
+    // A declared type, `secret: true` or a missing default makes the CLI stop at its first finding
+    // before the program runs; the program lists every problem at once instead (see Pulumi.yaml).
+    assert.equal(d.type, undefined, `${k} declares a type`);
+    assert.equal(d.secret, undefined, `${k} declares secret`);
+    assert.notEqual(d.default, undefined, `${k} has no default, so the CLI would require it`);
     assert.ok(d.description.length > 10, k);
   }
 });
 
-test("shipped dev stack: only the secrets the operator must add are missing", () => {
-  assert.deepEqual(problems("dev").sort(), ["pms-secrets:secrets.DB_PASSWORD", "pms-secrets:sshPrivateKey"]);
-  assert.deepEqual(problems("dev", userSecrets), []);
+test("shipped dev stack: the REPLACE address and the secrets the operator must add are all listed at once", () => {
+  assert.deepEqual(problems("dev").sort(), [
+    "pms-secrets:hosts[0].address",
+    "pms-secrets:secrets.DB_PASSWORD",
+    "pms-secrets:sshPrivateKey",
+  ]);
+  const hosts = [{ name: "dev1", address: "10.0.0.5", user: "root" }];
+  assert.deepEqual(problems("dev", { ...userSecrets, "pms-secrets:hosts": hosts }), []);
 });
 
-test("shipped prod stack: the host key placeholder is refused until replaced", () => {
-  assert.deepEqual(problems("prod", userSecrets), ["pms-secrets:hosts[0].hostKey"]);
-  const hosts = [{ name: "web1", address: "web1.pms.example.com", user: "deploy", hostKey: TEST_HOST_KEY }];
-  assert.deepEqual(problems("prod", { ...userSecrets, "pms-secrets:hosts": hosts }), []);
+test("shipped prod stack: address, host key and KMS placeholders are refused until replaced", () => {
+  assert.deepEqual(problems("prod", userSecrets).sort(), [
+    "pms-secrets:hosts[0].address",
+    "pms-secrets:hosts[0].hostKey",
+    "pms-secrets:kmsKeyId",
+  ]);
+  const hosts = [{ name: "web1", address: "10.0.0.5", user: "deploy", hostKey: TEST_HOST_KEY }];
+  const filled = { ...userSecrets, "pms-secrets:hosts": hosts, "pms-secrets:kmsKeyId": "alias/pms-secrets-prod" };
+  assert.deepEqual(problems("prod", filled), []);
+});
+
+test("shipped stacks: the health check sends the public name Django allows; the example name is a warning", () => {
+  const hosts = [{ name: "web1", address: "10.0.0.5", user: "deploy", hostKey: TEST_HOST_KEY }];
+  const parsed = parseStackConfig(
+    rawConfigOf("prod", {
+      ...userSecrets,
+      "pms-secrets:hosts": hosts,
+      "pms-secrets:kmsKeyId": "alias/pms-secrets-prod",
+    }),
+    "prod",
+  );
+  assert.equal(parsed.settings.env.ALLOWED_HOSTS, "api.pms.example.com");
+  assert.equal(parsed.settings.app.healthHost, "api.pms.example.com");
+  assert.deepEqual(parsed.settings.app.healthUrls, ["http://127.0.0.1:8000/health/"]);
+  assert.ok(
+    parsed.warnings.some((w) =>
+      /^pms-secrets:env\.ALLOWED_HOSTS names api\.pms\.example\.com is a documentation name/.test(w),
+    ),
+  );
 });
 
 test("shipped stack files hold no secret material", () => {

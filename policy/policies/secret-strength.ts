@@ -1,6 +1,7 @@
 import type { ResourceValidationArgs, ResourceValidationPolicy, ReportViolation } from "@pulumi/policy";
 import { readPath, readString, UNKNOWN } from "../props";
 import { SAFE_SPECIALS } from "../../components/alphabet";
+import { djangoSecretKeyProblem, minimumLength } from "../../components/secret-rules";
 import { generatedEnvKey, RANDOM_PASSWORD, SM_SECRET_VERSION } from "./types";
 
 /**
@@ -11,13 +12,6 @@ import { generatedEnvKey, RANDOM_PASSWORD, SM_SECRET_VERSION } from "./types";
 export { SAFE_SPECIALS };
 /** What @pulumi/random uses when `special` is on and `overrideSpecial` is not set. */
 export const RANDOM_DEFAULT_SPECIALS = "!@#$%&*()-_=+[]{}<>:?";
-
-export const MIN_LENGTH_SECRET_KEY = 50;
-export const MIN_LENGTH_OTHER = 32;
-
-export function minimumLength(envKey: string): number {
-  return envKey === "SECRET_KEY" ? MIN_LENGTH_SECRET_KEY : MIN_LENGTH_OTHER;
-}
 
 /** Shows characters so they can be read in a message, e.g. `'#', '$', ' '`. */
 function describeChars(chars: Iterable<string>): string {
@@ -74,16 +68,6 @@ function checkRandomPassword(args: ResourceValidationArgs, reportViolation: Repo
 }
 
 type Unknown = typeof UNKNOWN;
-
-/** Django's own rules for SECRET_KEY, judged on the value that is delivered (covers a supplied SECRET_KEY). */
-export function djangoSecretKeyProblem(value: string): string | undefined {
-  if (value.startsWith("django-insecure-"))
-    return "starts with django-insecure-, the prefix of keys made by startproject";
-  if (value.length < MIN_LENGTH_SECRET_KEY)
-    return `is ${value.length} characters long; Django requires at least ${MIN_LENGTH_SECRET_KEY}`;
-  if (new Set(value).size < 5) return "has fewer than 5 distinct characters";
-  return undefined;
-}
 
 function checkSecretDocument(args: ResourceValidationArgs, reportViolation: ReportViolation): void {
   if (args.type !== SM_SECRET_VERSION) return;

@@ -1,3 +1,5 @@
+import { envKeyOfGeneratedResource } from "../../components/secret-rules";
+
 /** Resource type tokens this pack looks at, as the engine reports them. */
 export const REMOTE_COMMAND = "command:remote:Command";
 export const LOCAL_COMMAND = "command:local:Command";
@@ -9,7 +11,10 @@ export const SM_SECRET_VERSION = "aws:secretsmanager/secretVersion:SecretVersion
 /** Command inputs that end up on a command line, in the engine log or in the state in clear text. */
 export const COMMAND_TEXT_FIELDS = ["create", "update", "delete", "environment", "triggers"] as const;
 
-/** The env key a generated secret is for: RandomPassword `generated-SECRET_KEY` -> `SECRET_KEY`. */
+/**
+ * The env key a generated secret is for: RandomPassword `generated-SECRET_KEY` -> `SECRET_KEY`
+ * (the program's own naming rule); any other RandomPassword is named as it is.
+ */
 export function generatedEnvKey(resourceName: string): string {
-  return resourceName.startsWith("generated-") ? resourceName.slice("generated-".length) : resourceName;
+  return envKeyOfGeneratedResource(resourceName) ?? resourceName;
 }

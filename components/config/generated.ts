@@ -1,0 +1,108 @@
+/** `generated`, `rotation`, `rotate`: the secrets the program makes, and the keepers that renew them. */
+import { AlphabetName, ALPHABETS, isAlphabetName } from "../alphabet";
+import { keyProblem } from "../env-file";
+import { DEFAULT_GENERATED_LENGTH, MAX_GENERATED_LENGTH, minimumLength } from "../secret-rules";
+import type { Problems } from "./problems";
+import { isObject, scalar, unknownKeys } from "./read";
+
+export interface RotationKeepers {
+  /** The stack-wide keeper (`pms-secrets:rotation`). */
+  rotation: string;
+  /** This secret's own keeper (`pms-secrets:rotate.<KEY>`). */
+  rotate: string;
+}
+
+export interface GeneratedSecretSpec {
+  /** Env key the value is written under. */
+  key: string;
+  length: number;
+  alphabet: AlphabetName;
+  keepers: RotationKeepers;
+}
+
+export interface GeneratedInput {
+  generated: unknown;
+  rotation?: string;
+  rotate: unknown;
+}
+
+function parseRotate(problems: Problems, value: unknown): Record<string, string> {
+  if (value === undefined) return {};
+  if (!isObject(value)) {
+    problems.add(
+      "rotate",
+      "must be a map from a generated secret's env key to its keeper",
+      "e.g. `pulumi config set --path 'rotate.SECRET_KEY' 2026-11-25`",
+    );
+    return {};
+  }
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, scalar(v)]));
+}
+
+function parseLength(problems: Problems, at: string, key: string, value: unknown): number {
+  if (value === undefined) return DEFAULT_GENERATED_LENGTH;
+  const min = minimumLength(key);
+  const n = Number(value);
+  if (Number.isInteger(n) && n >= min && n <= MAX_GENERATED_LENGTH) return n;
+  problems.add(
+    `${at}.length`,
+    `${JSON.stringify(value)} is out of range`,
+    `use ${min} to ${MAX_GENERATED_LENGTH}${key === "SECRET_KEY" ? ` (Django requires at least ${min})` : ""}; default ${DEFAULT_GENERATED_LENGTH}`,
+  );
+  return DEFAULT_GENERATED_LENGTH;
+}
+
+function parseAlphabet(problems: Problems, at: string, value: unknown): AlphabetName {
+  if (value === undefined) return "safe";
+  const a = scalar(value);
+  if (isAlphabetName(a)) return a;
+  problems.add(
+    `${at}.alphabet`,
+    `${JSON.stringify(a)} is not a known alphabet`,
+    `use one of: ${Object.keys(ALPHABETS).join(", ")}`,
+  );
+  return "safe";
+}
+
+/** Parses the generated secrets (SECRET_KEY always among them) with their keepers. */
+export function parseGenerated(problems: Problems, input: GeneratedInput): GeneratedSecretSpec[] {
+  const rotation = input.rotation ?? "";
+  if (/[\r\n]/.test(rotation))
+    problems.add("rotation", "must be one line", "use a date and a counter, e.g. 2026-11-25.1");
+  const rotate = parseRotate(problems, input.rotate);
+  const specs: Record<string, unknown> = { SECRET_KEY: {} };
+  if (input.generated !== undefined && !isObject(input.generated)) {
+    problems.add(
+      "generated",
+      "must be a map from env key to {length?, alphabet?}",
+      "e.g. `pulumi config set --path 'generated.JWT_SIGNING_KEY.length' 64`",
+    );
+  } else Object.assign(specs, input.generated);
+
+  const generated = Object.entries(specs).map(([key, raw]): GeneratedSecretSpec => {
+    const at = `generated.${key}`;
+    const kp = keyProblem(key);
+    if (kp) problems.add(at, `the key ${kp}`, "rename it to a valid name, e.g. JWT_SIGNING_KEY");
+    if (raw !== null && raw !== undefined && !isObject(raw)) {
+      problems.add(at, "must be an object {length?, alphabet?}", "use {} for the defaults");
+    }
+    const spec = isObject(raw) ? raw : {};
+    unknownKeys(problems, at, spec, ["length", "alphabet"]);
+    return {
+      key,
+      length: parseLength(problems, at, key, spec.length),
+      alphabet: parseAlphabet(problems, at, spec.alphabet),
+      keepers: { rotation, rotate: rotate[key] ?? "" },
+    };
+  });
+  for (const k of Object.keys(rotate)) {
+    if (!(k in specs)) {
+      problems.add(
+        `rotate.${k}`,
+        `${k} is not a generated secret, so there is nothing to rotate`,
+        `use one of: ${Object.keys(specs).join(", ")}; supplied secrets are changed with \`pulumi config set --secret --path 'secrets.${k}'\` (it prompts)`,
+      );
+    }
+  }
+  return generated;
+}

@@ -1,0 +1,143 @@
+/**
+ * The one typed, validated view of the stack config. Everything the operator can get wrong is
+ * checked before any resource exists: a bad config fails `pulumi preview` with every problem
+ * listed, each naming its key and how to fix it. One parser per section (./hosts, ./app, ./env,
+ * ./generated, ./secrets, ./store, ./ssh), each returning its typed piece; this file composes
+ * them. Secret values are carried in `Sensitive` boxes so they cannot end up in a message.
+ */
+import { parseApp, AppSpec } from "./app";
+import { parseEnv } from "./env";
+import { parseGenerated, GeneratedSecretSpec } from "./generated";
+import { parseHosts, HostSpec } from "./hosts";
+import { Problems } from "./problems";
+import { production } from "./production";
+import { flag, PROJECT, RawConfig, readText, readValue } from "./read";
+import { parseSuppliedSecrets } from "./secrets";
+import { Sensitive } from "./sensitive";
+import { parseSshPrivateKey, parseSshSettings, SshSettings } from "./ssh";
+import { parseStore, StoreSettings } from "./store";
+
+export { ConfigError } from "./problems";
+export { PROJECT } from "./read";
+export type { RawConfig } from "./read";
+export type { AppSpec } from "./app";
+export type { GeneratedSecretSpec } from "./generated";
+export type { HostSpec } from "./hosts";
+export { Sensitive };
+
+/** Every key of this project's namespace the program reads. Anything else is a typo. */
+export const KNOWN_KEYS = [
+  "production",
+  "hosts",
+  "sshPrivateKey",
+  "app",
+  "env",
+  "secrets",
+  "generated",
+  "rotation",
+  "rotate",
+  "secretName",
+  "kmsKeyId",
+  "recoveryWindowInDays",
+  "requireHostKeys",
+  "sshTimeoutSeconds",
+  "sshAttempts",
+] as const;
+
+export interface StackSettings extends StoreSettings {
+  project: string;
+  stack: string;
+  hosts: HostSpec[];
+  app: AppSpec;
+  /** Plain (non-secret) settings written to the env file. */
+  env: Record<string, string>;
+  /** Names (not values) of the secrets the operator supplied. */
+  suppliedSecretKeys: string[];
+  generated: GeneratedSecretSpec[];
+  rotation: string;
+  ssh: SshSettings;
+}
+
+export interface ParsedConfig {
+  settings: StackSettings;
+  sshPrivateKey: Sensitive;
+  suppliedSecrets: Record<string, Sensitive>;
+  warnings: readonly string[];
+}
+
+/** Keys that hold secrets and must have been set with --secret (the program checks, not the CLI: see Pulumi.yaml). */
+const SECRET_KEYS = ["sshPrivateKey", "secrets"] as const;
+
+function checkKnownAndEncrypted(problems: Problems, raw: RawConfig, secretKeys?: ReadonlySet<string>): void {
+  for (const k of Object.keys(raw)) {
+    const short = k.slice(PROJECT.length + 1);
+    if (k.startsWith(`${PROJECT}:`) && !(KNOWN_KEYS as readonly string[]).includes(short)) {
+      problems.add(short, "is not a setting of this program", `remove it, or use one of: ${KNOWN_KEYS.join(", ")}`);
+    }
+  }
+  for (const key of SECRET_KEYS) {
+    if (secretKeys && readText(raw, key) !== undefined && !secretKeys.has(`${PROJECT}:${key}`)) {
+      const command = key === "secrets" ? "--path 'secrets.DB_PASSWORD'` (it prompts)" : "sshPrivateKey < KEYFILE`";
+      problems.add(
+        key,
+        "is stored in plaintext in the stack file",
+        `remove it, set it again with \`pulumi config set --secret ${command}, then rotate the leaked value`,
+      );
+    }
+  }
+}
+
+/**
+ * Parses and validates the raw config of `stack`. Throws ConfigError listing every problem;
+ * returns warnings for what is allowed but unwise. `secretKeys`: the full keys set with --secret.
+ */
+export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: ReadonlySet<string>): ParsedConfig {
+  const problems = new Problems();
+  checkKnownAndEncrypted(problems, raw, secretKeys);
+  const prod = production(stack, flag(problems, "production", readText(raw, "production"), false));
+  const requireHostKeys = flag(problems, "requireHostKeys", readText(raw, "requireHostKeys"), false) || prod.production;
+  const because = prod.production ? prod.because : "this stack (requireHostKeys)";
+
+  const hosts = parseHosts(problems, readValue(raw, "hosts"), { requireHostKeys, because });
+  const sshPrivateKey = parseSshPrivateKey(problems, readText(raw, "sshPrivateKey"));
+  const ssh = parseSshSettings(problems, readText(raw, "sshTimeoutSeconds"), readText(raw, "sshAttempts"));
+  const generated = parseGenerated(problems, {
+    generated: readValue(raw, "generated"),
+    rotation: readText(raw, "rotation"),
+    rotate: readValue(raw, "rotate"),
+  });
+  const generatedKeys = new Set(generated.map((g) => g.key));
+  const suppliedSecrets = parseSuppliedSecrets(problems, readValue(raw, "secrets"), generatedKeys);
+  const suppliedKeys = new Set(Object.keys(suppliedSecrets));
+  const { env, allowedHosts } = parseEnv(problems, readValue(raw, "env"), { ...prod, generatedKeys, suppliedKeys });
+  const app = parseApp(problems, readValue(raw, "app"), { ...prod, allowedHosts });
+  const store = parseStore(
+    problems,
+    {
+      secretName: readText(raw, "secretName"),
+      kmsKeyId: readText(raw, "kmsKeyId"),
+      recoveryWindowInDays: readText(raw, "recoveryWindowInDays"),
+    },
+    stack,
+    prod.production,
+  );
+
+  problems.throwIfAny(stack);
+  return {
+    settings: {
+      project: PROJECT,
+      stack,
+      hosts,
+      app,
+      env,
+      suppliedSecretKeys: [...suppliedKeys].sort(),
+      generated,
+      rotation: readText(raw, "rotation") ?? "",
+      ...store,
+      ssh,
+    },
+    sshPrivateKey,
+    suppliedSecrets,
+    warnings: problems.warnings,
+  };
+}

@@ -1,0 +1,154 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { EnvRules, parseEnv, REQUIRED_SETTINGS } from "../components/config/env";
+import { assertProblem, check, keysOf } from "./config-check";
+
+const base = {
+  DEBUG: "False",
+  ALLOWED_HOSTS: "api.pms.internal",
+  DB_NAME: "poultry_db",
+  DB_USER: "pms",
+  DB_HOST: "127.0.0.1",
+  DB_PORT: 5432,
+};
+const dev: EnvRules = {
+  production: false,
+  because: 'stack "dev"',
+  generatedKeys: new Set(["SECRET_KEY"]),
+  suppliedKeys: new Set(["DB_PASSWORD"]),
+};
+const prod: EnvRules = { ...dev, production: true, because: 'production stack "production"' };
+const env = (extra: Record<string, unknown>, rules = dev) => check((p) => parseEnv(p, { ...base, ...extra }, rules));
+
+test("the old guide's settings are written as text; YAML booleans become True/False", () => {
+  const { result, problems } = env({ DEBUG: false, FEATURE_X: true });
+  assert.deepEqual(problems, []);
+  assert.deepEqual(result.env, { ...base, DB_PORT: "5432", DEBUG: "False", FEATURE_X: "True" });
+  assert.deepEqual(result.allowedHosts, ["api.pms.internal"]);
+});
+
+test("each required setting of the old guide is required, with an example fix", () => {
+  for (const key of REQUIRED_SETTINGS) {
+    const without: Record<string, unknown> = { ...base };
+    delete without[key];
+    const { problems } = check((p) => parseEnv(p, without, dev));
+    assert.deepEqual(keysOf(problems), [`env.${key}`]);
+    assertProblem(problems, `env.${key}`, new RegExp(`is missing.*pulumi config set --path 'env\\.${key}' \\S`));
+  }
+});
+
+const credentials: Array<[string, string, RegExp]> = [
+  ["DATABASE_URL", "postgres://pms:hunter2-pw@db.internal:5432/poultry_db", /URL with a password/],
+  ["REDIS_URL", "redis://:hunter2-pw@127.0.0.1:6379/0", /URL with a password/],
+  ["CACHE_LOCATION", "redis://default:pw-123456@cache:6379", /URL with a password/],
+  ["SENTRY_DSN", "https://0123456789abcdef0123456789abcdef@o1.ingest.sentry.io/1", /name SENTRY_DSN/],
+  ["ERROR_REPORTING", "https://0123456789abcdef0123456789abcdef@o1.ingest.sentry.io/1", /DSN with a key/],
+  ["SENDGRID_API_KEY", "SG.abcdefghijklmnopqrstuv.abcdefghijklmnopqrstuvwxyz0123", /name SENDGRID_API_KEY/],
+  ["MAIL_RELAY", "SG.abcdefghijklmnopqrstuv.abcdefghijklmnopqrstuvwxyz0123", /SendGrid API key/],
+  ["EMAIL_PASS", "mail-pw", /name EMAIL_PASS/],
+  ["SMTP_PWD", "mail-pw", /name SMTP_PWD/],
+  ["DB_PASSWD", "db-pw-value-1", /name DB_PASSWD/],
+  ["API_TOKEN", "token-value-123", /name API_TOKEN/],
+  ["AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE", /name AWS_ACCESS_KEY_ID/],
+  ["S3_ID", "AKIAIOSFODNN7EXAMPLE", /AWS access key id/],
+  ["PG", "host=db user=pms password=x", /password=/],
+  ["PAYMENTS", "sk_live_0123456789abcdef", /Stripe\/Paystack secret key/],
+];
+for (const [key, value, what] of credentials) {
+  test(`a credential in plain env is refused with move-and-rotate fix: ${key}`, () => {
+    const line = assertProblem(env({ [key]: value }).problems, `env.${key}`, what);
+    assert.match(
+      line,
+      new RegExp(
+        `pulumi config rm --path 'env\\.${key}'.*pulumi config set --secret --path 'secrets\\.${key}'.*rotate it`,
+      ),
+    );
+    assert.ok(!line.includes(value), "the credential value must not be in the message");
+  });
+}
+
+test("settings that only resemble credentials pass: URLs without a password, ports, ids", () => {
+  const { problems } = env({
+    DATABASE_URL: "postgres://db.internal:5432/poultry_db",
+    REDIS_URL: "redis://127.0.0.1:6379/0",
+    PUBLIC_URL: "https://user@api.pms.internal/",
+    HUBTEL_CLIENT_ID_HINT: "see-vault",
+    PASSPORT_ISSUER: "pms",
+    MONKEY_COUNT: "3",
+  });
+  assert.deepEqual(problems, []);
+});
+
+const cases: Array<[string, Record<string, unknown>, EnvRules, string, RegExp]> = [
+  ["DEBUG True on production", { DEBUG: "True" }, prod, "env.DEBUG", /is on for production stack "production"/],
+  ["DEBUG boolean true on production", { DEBUG: true }, prod, "env.DEBUG", /is on for/],
+  ["DEBUG not a boolean", { DEBUG: "maybe" }, dev, "env.DEBUG", /not True or False/],
+  ["DB_PORT not a port", { DB_PORT: "5432x" }, dev, "env.DB_PORT", /not a TCP port/],
+  ["ALLOWED_HOSTS empty entry", { ALLOWED_HOSTS: "a.internal,,b.internal" }, dev, "env.ALLOWED_HOSTS", /empty entry/],
+  ["ALLOWED_HOSTS blank", { ALLOWED_HOSTS: " , " }, prod, "env.ALLOWED_HOSTS", /empty entry/],
+  [
+    "ALLOWED_HOSTS with a scheme",
+    { ALLOWED_HOSTS: "https://api.pms.internal" },
+    dev,
+    "env.ALLOWED_HOSTS",
+    /not a host name Django can match/,
+  ],
+  [
+    "ALLOWED_HOSTS with a port",
+    { ALLOWED_HOSTS: "api.pms.internal:8000" },
+    dev,
+    "env.ALLOWED_HOSTS",
+    /no scheme, port/,
+  ],
+  ["ALLOWED_HOSTS * on production", { ALLOWED_HOSTS: "*" }, prod, "env.ALLOWED_HOSTS", /is \* on production/],
+  ["placeholder value", { DB_HOST: "REPLACE-db-host" }, dev, "env.DB_HOST", /placeholder/],
+  ["generated key set by hand", { SECRET_KEY: "x" }, dev, "env.SECRET_KEY", /generated by the program/],
+  ["supplied key in env too", { DB_PASSWORD: "x" }, dev, "env.DB_PASSWORD", /also a supplied secret/],
+  ["invalid key", { "DB-HOST": "x" }, dev, "env.DB-HOST", /not a valid environment variable name/],
+  ["structured value", { DB_HOST: { a: 1 } }, dev, "env.DB_HOST", /string, number or boolean/],
+];
+for (const [title, extra, rules, key, what] of cases) {
+  test(`env: ${title} -> ${key}`, () => {
+    assertProblem(env(extra, rules).problems, key, what);
+  });
+}
+
+test("values the three parsers read differently are refused (the env-file rule, applied per key)", () => {
+  for (const bad of [
+    "a'b",
+    "a\\b",
+    "a\nb",
+    "a\vb",
+    "a\fb",
+    "a\u0085b",
+    "a\u2028b",
+    "a\u2029b",
+    "a${HOME}",
+    "$OTHER_VAR",
+  ]) {
+    assertProblem(env({ DB_HOST: bad }).problems, "env.DB_HOST", /systemd, python-dotenv and django-environ/);
+  }
+});
+
+test("ALLOWED_HOSTS: spaces around commas are removed, Django patterns accepted", () => {
+  const { result, problems } = env({ ALLOWED_HOSTS: " api.pms.internal , .pms.internal,10.0.0.5 " });
+  assert.deepEqual(problems, []);
+  assert.equal(result.env.ALLOWED_HOSTS, "api.pms.internal,.pms.internal,10.0.0.5");
+  assert.deepEqual(result.allowedHosts, ["api.pms.internal", ".pms.internal", "10.0.0.5"]);
+});
+
+test("ALLOWED_HOSTS * is a warning off production; documentation names are a warning everywhere", () => {
+  const star = env({ ALLOWED_HOSTS: "*" });
+  assert.deepEqual(star.problems, []);
+  assert.match(star.warnings.join("\n"), /ALLOWED_HOSTS is \*/);
+  for (const rules of [dev, prod]) {
+    const doc = env({ ALLOWED_HOSTS: "api.pms.example.com" }, rules);
+    assert.deepEqual(doc.problems, []);
+    assert.match(doc.warnings.join("\n"), /documentation name.*refuse every real visitor/);
+  }
+});
+
+test("not a map: one problem, nothing else", () => {
+  const { problems } = check((p) => parseEnv(p, "DEBUG=False", dev));
+  assert.equal(keysOf(problems)[0], "env");
+});
