@@ -1,6 +1,6 @@
 module github.com/pms-secrets/tools/provider-command
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/pulumi/pulumi-go-provider v1.3.0
