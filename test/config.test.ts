@@ -166,3 +166,11 @@ test("Sensitive values never print", async () => {
   }
   assert.equal(parsed.suppliedSecrets.DB_PASSWORD.reveal(), SENTINEL_DB_PASSWORD);
 });
+
+test("an empty sshPrivateKey (Pulumi.yaml's default, plain) is missing, not 'stored in plaintext'", () => {
+  assert.throws(
+    () => parseStackConfig(raw({ ...baseConfig("dev"), sshPrivateKey: "" }), "dev", new Set(["pms-secrets:secrets"])),
+    (e: unknown) =>
+      e instanceof ConfigError && e.problems.length === 1 && /^pms-secrets:sshPrivateKey: is missing/.test(e.problems[0]),
+  );
+});

@@ -76,7 +76,9 @@ function checkKnownAndEncrypted(problems: Problems, raw: RawConfig, secretKeys?:
     }
   }
   for (const key of SECRET_KEYS) {
-    if (secretKeys && readText(raw, key) !== undefined && !secretKeys.has(`${PROJECT}:${key}`)) {
+    // An empty value is Pulumi.yaml's default reaching the program as plain text: missing, not leaked.
+    const value = readText(raw, key);
+    if (secretKeys && value !== undefined && value !== "" && !secretKeys.has(`${PROJECT}:${key}`)) {
       const command = key === "secrets" ? "--path 'secrets.DB_PASSWORD'` (it prompts)" : "sshPrivateKey < KEYFILE`";
       problems.add(
         key,
