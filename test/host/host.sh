@@ -5,7 +5,7 @@
 #
 # Usage:
 #   host.sh boot ID RUNDIR --image DIR --ssh-port PORT --http-port PORT --client-key KEYFILE
-#               [--hostname NAME] [--timeout SECONDS]
+#               [--hostname NAME] [--timeout SECONDS] [--variant NAME[,NAME...]]
 #   host.sh teardown ID RUNDIR
 #   host.sh ssh ID RUNDIR [--user USER] [--] COMMAND...     (debugging aid)
 #
@@ -37,6 +37,15 @@ case "$RUNDIR" in /*) ;; *) die "RUNDIR must be an absolute path, got '$RUNDIR'"
 NETNS="th-$ID"
 ROOT="$RUNDIR/root"
 PIDS="$RUNDIR/pids"
+# The name the app answers to (ALLOWED_HOSTS of the preset env files); requests for any other
+# Host get 400, as in production.
+readonly PUBLIC_HOST="api.pms.example.com"
+# Applied in this order whatever order they are given in: unit shapes first, then what refers to
+# the units' files, then the operator's state.
+readonly VARIANT_ORDER="plain notify forking template envfile-other envfile legacy-env override-envfile override-environment stopped app-root-owned"
+APP_UP=0
+CELERY_UNIT="celery-pms.service"
+CELERY_ENABLED=1
 
 ssh_opts() { # ssh_opts PORT KEY KNOWN_HOSTS
   printf '%s\n' -F /dev/null -p "$1" -i "$2" -o IdentitiesOnly=yes -o BatchMode=yes \
@@ -86,8 +95,127 @@ start_forward() { # start_forward NAME OUTER_PORT INNER_PORT
     _ "$PIDS/$name.pid" "$outer" "$NETNS" "$inner" </dev/null >>"$RUNDIR/$name.log" 2>&1 &
 }
 
+# --- variants: edit the host's overlay before it boots ----------------------------------------
+
+unit_dir() { echo "$ROOT/etc/systemd/system"; }
+share() { echo "$ROOT/usr/local/share/pms-testhost/$1"; }
+
+# Adds EnvironmentFile=SPEC to every app unit, after any it already has (before ExecStart=).
+add_environment_file() { # add_environment_file SPEC
+  local unit
+  for unit in pms-backend.service celery-pms.service celery-pms@.service; do
+    [ -f "$(unit_dir)/$unit" ] || continue
+    sed -i "/^ExecStart=/i EnvironmentFile=$1" "$(unit_dir)/$unit"
+  done
+}
+
+install_override() { # install_override SHARED_CONF
+  [ ! -e "$(unit_dir)/pms-backend.service.d/override.conf" ] ||
+    die "variants override-envfile and override-environment exclude each other"
+  install -d -m 0755 "$(unit_dir)/pms-backend.service.d"
+  install -m 0644 "$(share "env/$1")" "$(unit_dir)/pms-backend.service.d/override.conf"
+}
+
+install_app_env() { # install_app_env SHARED_FILE MODE
+  [ ! -e "$ROOT/srv/pms-backend/.env.production" ] ||
+    die "variants envfile and legacy-env exclude each other"
+  install -m "$2" -o 0 -g 0 "$(share "env/$1")" "$ROOT/srv/pms-backend/.env.production"
+  APP_UP=1
+}
+
+# Rewrites every app unit's ExecStart= to source the env file in a shell first. `;` rather than
+# `&&`: when the file is unreadable for the app user the service still starts on what systemd
+# gave it (the bash error lands in the journal).
+source_env_in_exec_start() { # source_env_in_exec_start FILE
+  local unit
+  for unit in pms-backend.service celery-pms.service celery-pms@.service; do
+    [ -f "$(unit_dir)/$unit" ] || continue
+    sed -i -E "s|^ExecStart=(.*)$|ExecStart=/bin/bash -c 'set -a; . $1; set +a; exec \\1'|" "$(unit_dir)/$unit"
+  done
+}
+
+apply_variant() { # apply_variant NAME
+  local wants
+  wants="$(unit_dir)/multi-user.target.wants"
+  case "$1" in
+    plain) ;;
+    notify) install -m 0644 "$(share units/pms-backend-notify.service)" "$(unit_dir)/pms-backend.service" ;;
+    forking) install -m 0644 "$(share units/celery-pms-forking.service)" "$(unit_dir)/celery-pms.service" ;;
+    template)
+      [ "$CELERY_UNIT" = celery-pms.service ] || die "variant template applied twice"
+      grep -q '^Type=forking' "$(unit_dir)/celery-pms.service" && die "variants forking and template exclude each other"
+      rm -f "$(unit_dir)/celery-pms.service" "$wants/celery-pms.service"
+      install -m 0644 "$(share units/celery-pms@.service)" "$(unit_dir)/celery-pms@.service"
+      ln -s /etc/systemd/system/celery-pms@.service "$wants/celery-pms@default.service"
+      CELERY_UNIT="celery-pms@default.service"
+      ;;
+    envfile-other)
+      install -m 0644 -o 0 -g 0 "$(share env/default-pms-backend)" "$ROOT/etc/default/pms-backend"
+      add_environment_file -/etc/default/pms-backend
+      ;;
+    envfile)
+      install_app_env env.production.preset 0600
+      add_environment_file /srv/pms-backend/.env.production
+      ;;
+    legacy-env)
+      install_app_env env.production.legacy 0644
+      source_env_in_exec_start /srv/pms-backend/.env.production
+      ;;
+    override-envfile)
+      install_override override-envfile.conf
+      install -d -m 0755 -o 0 -g 0 "$ROOT/etc/pms-backend"
+      install -m 0600 -o 0 -g 0 "$(share env/secret-key.env)" "$ROOT/etc/pms-backend/secret-key.env"
+      ;;
+    override-environment) install_override override-environment.conf ;;
+    stopped)
+      rm -f "$wants/$CELERY_UNIT"
+      CELERY_ENABLED=0
+      ;;
+    app-root-owned)
+      chown -R 0:0 "$ROOT/srv/pms-backend"
+      chmod -R go-w "$ROOT/srv/pms-backend"
+      ;;
+    *) die "unknown variant '$1' (known: $VARIANT_ORDER)" ;;
+  esac
+}
+
+apply_variants() { # apply_variants COMMA_SEPARATED_NAMES
+  local given=() name known
+  IFS=, read -r -a given <<<"$1"
+  for name in "${given[@]}"; do
+    case " $VARIANT_ORDER " in *" $name "*) ;; *) die "unknown variant '$name' (known: $VARIANT_ORDER)" ;; esac
+  done
+  for known in $VARIANT_ORDER; do
+    for name in "${given[@]}"; do
+      if [ "$name" = "$known" ]; then
+        apply_variant "$name"
+        break
+      fi
+    done
+  done
+  printf '%s\n' "${1:-plain}" >"$RUNDIR/variants"
+}
+
+# The remote part of the readiness probe: base services, and the app when a variant starts it.
+ready_probe() {
+  local probe
+  # shellcheck disable=SC2016 # expanded on the test host
+  probe='state=$(systemctl is-system-running --wait 2>/dev/null || true)
+    systemctl is-active --quiet ssh postgresql redis-server &&
+    pg_isready -q -h 127.0.0.1 -p 5432 &&
+    [ "$(redis-cli -h 127.0.0.1 ping 2>/dev/null)" = PONG ]'
+  if [ "$APP_UP" = 1 ]; then
+    probe+=" && systemctl is-active --quiet pms-backend.service"
+    [ "$CELERY_ENABLED" = 1 ] && probe+=" && systemctl is-active --quiet $CELERY_UNIT"
+    probe+=" && [ \"\$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: $PUBLIC_HOST' http://127.0.0.1:8000/health/)\" = 200 ]"
+  fi
+  # shellcheck disable=SC2016 # expanded on the test host
+  probe+=' && echo "ready:$state"'
+  printf '%s\n' "$probe"
+}
+
 boot() {
-  local image="" ssh_port="" http_port="" client_key="" hostname="" timeout=120
+  local image="" ssh_port="" http_port="" client_key="" hostname="" timeout=120 variants=""
   while [ $# -gt 0 ]; do
     case "$1" in
       --image) image="$2"; shift 2 ;;
@@ -96,6 +224,7 @@ boot() {
       --client-key) client_key="$2"; shift 2 ;;
       --hostname) hostname="$2"; shift 2 ;;
       --timeout) timeout="$2"; shift 2 ;;
+      --variant) variants="$2"; shift 2 ;;
       *) die "boot: unknown option '$1'" ;;
     esac
   done
@@ -126,17 +255,24 @@ boot() {
   echo "$hostname" >"$ROOT/etc/hostname"
   printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n' "$hostname" >"$ROOT/etc/hosts"
 
-  local pub deploy_uid deploy_gid deploy_home
+  local pub user uid gid home
   pub=$(cat "$client_key.pub")
   echo "$client_key" >"$RUNDIR/client_key"
   install -d -m 0700 -o 0 -g 0 "$ROOT/root/.ssh"
   printf '%s\n' "$pub" >"$ROOT/root/.ssh/authorized_keys"
   chmod 0600 "$ROOT/root/.ssh/authorized_keys"
-  IFS=: read -r _ _ deploy_uid deploy_gid _ deploy_home _ < <(grep '^deploy:' "$ROOT/etc/passwd")
-  install -d -m 0700 -o "$deploy_uid" -g "$deploy_gid" "$ROOT$deploy_home/.ssh"
-  printf '%s\n' "$pub" >"$ROOT$deploy_home/.ssh/authorized_keys"
-  chown "$deploy_uid:$deploy_gid" "$ROOT$deploy_home/.ssh/authorized_keys"
-  chmod 0600 "$ROOT$deploy_home/.ssh/authorized_keys"
+  # deploy (the rollout's sudo login) and mallory (the hostile local user) log in with the same key.
+  for user in deploy mallory; do
+    IFS=: read -r _ _ uid gid _ home _ < <(grep "^$user:" "$ROOT/etc/passwd") ||
+      die "user $user is missing from the image (rebuild it: image/build.sh)"
+    install -d -m 0700 -o "$uid" -g "$gid" "$ROOT$home/.ssh"
+    printf '%s\n' "$pub" >"$ROOT$home/.ssh/authorized_keys"
+    chown "$uid:$gid" "$ROOT$home/.ssh/authorized_keys"
+    chmod 0600 "$ROOT$home/.ssh/authorized_keys"
+  done
+
+  log "variants: ${variants:-plain}"
+  apply_variants "$variants"
 
   local hostkey
   hostkey=$(cut -d' ' -f1,2 "$ROOT/etc/ssh/ssh_host_ed25519_key.pub")
@@ -176,9 +312,11 @@ boot() {
   start_forward socat-ssh "$ssh_port" 22
   start_forward socat-http "$http_port" 8000
 
-  # Ready = sshd answers with the pinned key, the boot finished, and PostgreSQL + Redis serve.
-  # (The app itself is not expected to run before the first deploy gives it a SECRET_KEY.)
-  local opts=() deadline state out
+  # Ready = sshd answers with the pinned key, the boot finished, and PostgreSQL + Redis serve;
+  # with a variant that ships an env file, also the app units and /health/ for the public name.
+  # (Otherwise the app is not expected to run before the first deploy gives it a SECRET_KEY.)
+  local opts=() deadline state out probe
+  probe=$(ready_probe)
   mapfile -t opts < <(ssh_opts "$ssh_port" "$client_key" "$RUNDIR/known_hosts")
   deadline=$((SECONDS + timeout))
   while :; do
@@ -190,17 +328,13 @@ boot() {
         die "$name exited during boot (logs in $RUNDIR)"
       fi
     done
-    if out=$(ssh "${opts[@]}" root@127.0.0.1 '
-        state=$(systemctl is-system-running --wait 2>/dev/null || true)
-        systemctl is-active --quiet ssh postgresql redis-server &&
-          pg_isready -q -h 127.0.0.1 -p 5432 &&
-          [ "$(redis-cli -h 127.0.0.1 ping 2>/dev/null)" = PONG ] &&
-          echo "ready:$state"' 2>>"$RUNDIR/boot-ssh.log"); then
+    # shellcheck disable=SC2029 # the probe is built for the remote side on purpose
+    if out=$(ssh "${opts[@]}" root@127.0.0.1 "$probe" 2>>"$RUNDIR/boot-ssh.log"); then
       case "$out" in ready:*) state="${out#ready:}"; break ;; esac
     fi
     if [ "$SECONDS" -ge "$deadline" ]; then
       tail -n 40 "$RUNDIR/console.log" >&2 || true
-      ssh "${opts[@]}" root@127.0.0.1 'systemctl --failed --no-pager; systemctl is-system-running' >&2 2>&1 || true
+      ssh "${opts[@]}" root@127.0.0.1 'systemctl --failed --no-pager; systemctl is-system-running; journalctl -u pms-backend -u "celery-pms*" -n 20 --no-pager' >&2 2>&1 || true
       die "not ready after ${timeout}s (console log: $RUNDIR/console.log)"
     fi
     sleep 0.3

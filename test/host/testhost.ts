@@ -6,12 +6,17 @@
  *   const fleet = await bootFleet(["web1", "web2"]);
  *   try { await fleet.exec(fleet.hosts[0], "systemctl is-active ssh"); } finally { await fleet.teardown(); }
  *
+ *   // Hosts that look like particular servers in the wild (see HOST_VARIANTS):
+ *   await bootFleet(["old1"], log, { variant: ["legacy-env", "stopped"], httpHost: "public" });
+ *   await bootFleet(["a", "b"], log, { variant: { a: ["envfile"], b: ["template"] } });
+ *
  * Needs Linux and root. Hosts are also torn down when the process exits or gets SIGINT/SIGTERM,
  * and fleets left behind by a killed process are reaped by the next bootFleet().
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
+import * as http from "node:http";
 import * as net from "node:net";
 import * as path from "node:path";
 
@@ -34,7 +39,101 @@ export const TEST_DB = {
 export const APP = {
   dir: "/srv/pms-backend",
   services: ["pms-backend", "celery-pms"],
+  /** The app's venv (Debian's packages via --system-site-packages); the units run its gunicorn/celery. */
+  venv: "/srv/pms-backend/venv",
+  /** App user and group: own /srv/pms-backend (not the env file) and run both units. */
+  user: "pms",
+  /** The old guide's check step, exactly as written there (needs bash: `source`). */
+  guideCheckCommand: "cd /srv/pms-backend && source venv/bin/activate && python manage.py check --deploy",
 } as const;
+
+/**
+ * The only name the app answers to: Django's ALLOWED_HOSTS in every env file the image ships,
+ * and the settings' default when ALLOWED_HOSTS is unset. Any other Host header gets 400.
+ */
+export const PUBLIC_HOST = "api.pms.example.com";
+
+/** A local user with a shell and the fleet's ssh key, no sudo, no special group: the attacker. */
+export const HOSTILE_USER = "mallory";
+
+/**
+ * How a host's units and env files look at boot, composable (each host gets a list). Applied by
+ * host.sh before the host boots; files from units/variants/.
+ */
+export const HOST_VARIANTS = {
+  plain: "units as shipped, no EnvironmentFile=, no env file: the app exits for lack of SECRET_KEY",
+  envfile:
+    "EnvironmentFile=/srv/pms-backend/.env.production in both unit files, the file present (0600 root, PRESET_ENV): app up",
+  "legacy-env":
+    "a years-old hand-written .env.production (LEGACY_ENV: 0644, export, double quotes, unknown keys); systemd rejects export lines, so the units source it in a bash ExecStart= (no EnvironmentFile=): app up",
+  "envfile-other":
+    "EnvironmentFile=-/etc/default/pms-backend (tuning keys, OTHER_ENV) in both unit files, before any other",
+  "override-envfile":
+    "pms-backend.service.d/override.conf with EnvironmentFile=/etc/pms-backend/secret-key.env (OVERRIDE_SECRET_KEY): wins over a 50-*.conf drop-in",
+  "override-environment":
+    'pms-backend.service.d/override.conf with Environment="SECRET_KEY=..." (ENVIRONMENT_SECRET_KEY): an EnvironmentFile= value beats it',
+  template: "celery-pms@.service with celery-pms@default.service enabled; no celery-pms.service",
+  notify: "pms-backend Type=notify (gunicorn's sd_notify)",
+  forking: "celery-pms Type=forking (celery multi, PIDFile=/run/celery-pms/w1.pid)",
+  stopped: "the Celery unit stopped and disabled by the operator (not started at boot)",
+  "app-root-owned": "/srv/pms-backend owned by root instead of pms",
+} as const;
+
+export type HostVariant = keyof typeof HOST_VARIANTS;
+
+/** What the `envfile` variant's .env.production holds (as systemd reads it). */
+export const PRESET_ENV = {
+  SECRET_KEY: "preset-q7Lw2Rk9Tx4Vb8Nz1Hc6Jm3Pd5Gf0Ys7Ue2Ka9Wr4Xt8Bn",
+  DEBUG: "False",
+  ALLOWED_HOSTS: PUBLIC_HOST,
+  DB_NAME: TEST_DB.name,
+  DB_USER: TEST_DB.user,
+  DB_PASSWORD: TEST_DB.password,
+  DB_HOST: TEST_DB.host,
+  DB_PORT: String(TEST_DB.port),
+} as const;
+
+/**
+ * What the `legacy-env` variant's .env.production holds, as bash, python-dotenv and systemd (once
+ * the `export ` prefixes are gone) read it: no value has a `$`, backslash or backtick, on which
+ * they would disagree.
+ */
+export const LEGACY_ENV = {
+  SECRET_KEY: "legacy-k9#vR2!mQ7*xL4^pZ8&nW3(bT6)yH1_cJ5=fD0+gS9%aE2uK7",
+  DEBUG: "False",
+  ALLOWED_HOSTS: PUBLIC_HOST,
+  DB_NAME: TEST_DB.name,
+  DB_USER: TEST_DB.user,
+  DB_PASSWORD: TEST_DB.password,
+  DB_HOST: TEST_DB.host,
+  DB_PORT: String(TEST_DB.port),
+  EMAIL_HOST: "smtp.sendgrid.net",
+  EMAIL_HOST_USER: "apikey",
+  EMAIL_HOST_PASSWORD: "SG.legacy-fixture-pa55w0rd#2019!",
+  SENTRY_DSN: "https://0123456789abcdef0123456789abcdef@o123456.ingest.sentry.io/4504",
+  CELERY_BROKER_URL: "redis://pms:pms-redis-test-password@127.0.0.1:6379/1",
+} as const;
+
+/** Keys of LEGACY_ENV that the program's config does not manage (issue 8: must not be lost). */
+export const LEGACY_UNKNOWN_KEYS = [
+  "EMAIL_HOST",
+  "EMAIL_HOST_USER",
+  "EMAIL_HOST_PASSWORD",
+  "SENTRY_DSN",
+  "CELERY_BROKER_URL",
+] as const;
+
+/** The `envfile-other` variant's /etc/default/pms-backend. */
+export const OTHER_ENV = {
+  GUNICORN_CMD_ARGS: "--timeout 60 --graceful-timeout 20",
+  DJANGO_SETTINGS_MODULE: "pmsapp.settings",
+  PMS_UNIT_DEFAULTS: "loaded",
+} as const;
+
+/** SECRET_KEY set by the `override-envfile` variant's /etc/pms-backend/secret-key.env. */
+export const OVERRIDE_SECRET_KEY = "override-Zr8Kq2Wm5Xn1Tb7Vc4Hy9Jd3Lf6Gs0Pa2Ue8Ri5Ow1Qk7Mz";
+/** SECRET_KEY set by the `override-environment` variant's Environment= line. */
+export const ENVIRONMENT_SECRET_KEY = "environment-Hn4Wc8Rt1Yb6Kx3Mv9Pz2Jq5Ld7Gf0Sa8Ue4Ti1Ow6Qk";
 
 export interface TestHost {
   /** The name given to bootFleet (also the host's hostname). */
@@ -52,12 +151,38 @@ export interface TestHost {
   id: string;
   /** This host's run directory (overlay, logs, saved PIDs). */
   runDir: string;
+  /** The variants this host booted with (["plain"] when none was asked for). */
+  variants: HostVariant[];
+  /** The Celery unit of this host: celery-pms.service, or celery-pms@default.service (template). */
+  celeryUnit: string;
+  /** The Host header the app accepts (PUBLIC_HOST). */
+  publicHost: string;
+}
+
+export interface BootOptions {
+  /** Variants for every host (a list), or per host name (hosts not named boot plain). */
+  variant?: HostVariant[] | Record<string, HostVariant[]>;
+  /**
+   * The Host header `http()` sends when a call does not give one: "loopback" (default, what
+   * fetch sends: 127.0.0.1:PORT, which Django refuses unless ALLOWED_HOSTS lists it) or "public"
+   * (PUBLIC_HOST, as nginx forwards real traffic).
+   */
+  httpHost?: "loopback" | "public";
 }
 
 export interface ExecResult {
   code: number;
   stdout: string;
   stderr: string;
+}
+
+export interface HttpInit {
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string;
+  timeoutMs?: number;
+  /** The Host header to send, e.g. PUBLIC_HOST or "127.0.0.1". */
+  host?: string;
 }
 
 export interface HttpResult {
@@ -81,12 +206,11 @@ export interface TestFleet {
     command: string,
     opts?: { stdin?: string; user?: string; timeoutMs?: number },
   ): Promise<ExecResult>;
-  /** GET/POST against the app through the host's HTTP forward. Redirects are not followed. */
-  http(
-    host: TestHost,
-    path: string,
-    init?: { method?: string; headers?: Record<string, string>; body?: string; timeoutMs?: number },
-  ): Promise<HttpResult>;
+  /**
+   * GET/POST against the app through the host's HTTP forward. Redirects are not followed.
+   * `host` sets the Host header (default: see BootOptions.httpHost).
+   */
+  http(host: TestHost, path: string, init?: HttpInit): Promise<HttpResult>;
   /** Tear every host down (idempotent). Rejects if anything could not be removed. */
   teardown(): Promise<void>;
 }
@@ -142,8 +266,23 @@ export function ensureImage(log: Log = defaultLog): Promise<string> {
   return imagePromise;
 }
 
-/** Boot one host per name, in parallel. On any failure every host of the fleet is torn down. */
-export async function bootFleet(names: string[], log: Log = defaultLog): Promise<TestFleet> {
+/**
+ * Boot one host per name, in parallel. On any failure every host of the fleet is torn down.
+ * `bootFleet(names)`, `bootFleet(names, log)`, `bootFleet(names, opts)` and
+ * `bootFleet(names, log, opts)` all work.
+ */
+export async function bootFleet(
+  names: string[],
+  logOrOpts?: Log | BootOptions,
+  maybeOpts: BootOptions = {},
+): Promise<TestFleet> {
+  const log: Log = typeof logOrOpts === "function" ? logOrOpts : defaultLog;
+  const opts: BootOptions = typeof logOrOpts === "object" ? logOrOpts : maybeOpts;
+  const variantsOf = (name: string): HostVariant[] => {
+    const v = opts.variant;
+    const list = v === undefined ? [] : Array.isArray(v) ? v : (v[name] ?? []);
+    return list.length === 0 ? ["plain"] : [...list];
+  };
   const reason = hostTestsUnavailableReason();
   if (reason) throw new Error(`cannot boot test hosts: ${reason}`);
   if (names.length === 0) throw new Error("bootFleet needs at least one host name");
@@ -153,6 +292,20 @@ export async function bootFleet(names: string[], log: Log = defaultLog): Promise
     }
   }
   if (new Set(names).size !== names.length) throw new Error(`host names must be unique: ${names.join(", ")}`);
+  if (opts.variant !== undefined && !Array.isArray(opts.variant)) {
+    const unknownHosts = Object.keys(opts.variant).filter((n) => !names.includes(n));
+    if (unknownHosts.length > 0) {
+      throw new Error(`bootFleet variant names hosts that are not booted: ${unknownHosts.join(", ")}`);
+    }
+  }
+  for (const name of names) {
+    const unknown = variantsOf(name).filter((v) => !(v in HOST_VARIANTS));
+    if (unknown.length > 0) {
+      throw new Error(
+        `host ${name}: unknown variant ${unknown.join(", ")} (known: ${Object.keys(HOST_VARIANTS).join(", ")})`,
+      );
+    }
+  }
 
   await reapStaleFleets(log);
   const image = await ensureImage(log);
@@ -168,7 +321,7 @@ export async function bootFleet(names: string[], log: Log = defaultLog): Promise
   );
   const privateKey = fs.readFileSync(privateKeyPath, "utf8");
 
-  const fleet = new Fleet(fleetDir, privateKeyPath, privateKey, log);
+  const fleet = new Fleet(fleetDir, privateKeyPath, privateKey, log, opts.httpHost ?? "loopback");
   liveFleets.add(fleet);
   installExitHooks();
 
@@ -200,6 +353,8 @@ export async function bootFleet(names: string[], log: Log = defaultLog): Promise
               privateKeyPath,
               "--hostname",
               name,
+              "--variant",
+              variantsOf(name).join(","),
             ],
             log,
             180_000,
@@ -221,6 +376,9 @@ export async function bootFleet(names: string[], log: Log = defaultLog): Promise
           knownHostsFile: path.join(runDir, "known_hosts"),
           id,
           runDir,
+          variants: variantsOf(name),
+          celeryUnit: variantsOf(name).includes("template") ? "celery-pms@default.service" : "celery-pms.service",
+          publicHost: PUBLIC_HOST,
         };
         return host;
       }
@@ -253,6 +411,7 @@ class Fleet implements TestFleet {
     readonly privateKeyPath: string,
     readonly privateKey: string,
     private readonly log: Log,
+    private readonly httpHost: "loopback" | "public",
   ) {}
 
   async exec(
@@ -267,19 +426,36 @@ class Fleet implements TestFleet {
     );
   }
 
-  async http(
-    host: TestHost,
-    urlPath: string,
-    init: { method?: string; headers?: Record<string, string>; body?: string; timeoutMs?: number } = {},
-  ): Promise<HttpResult> {
-    const res = await fetch(`http://${host.address}:${host.httpPort}${urlPath}`, {
-      method: init.method ?? "GET",
-      headers: init.headers,
-      body: init.body,
-      redirect: "manual",
-      signal: AbortSignal.timeout(init.timeoutMs ?? 30_000),
+  http(host: TestHost, urlPath: string, init: HttpInit = {}): Promise<HttpResult> {
+    // node:http rather than fetch: fetch ignores a Host header, and Django's answer depends on it.
+    const hostHeader = init.host ?? (this.httpHost === "public" ? host.publicHost : `${host.address}:${host.httpPort}`);
+    return new Promise((resolve, reject) => {
+      const req = http.request(
+        {
+          host: host.address,
+          port: host.httpPort,
+          path: urlPath,
+          method: init.method ?? "GET",
+          headers: { ...init.headers, host: hostHeader },
+          timeout: init.timeoutMs ?? 30_000,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (d: Buffer) => chunks.push(d));
+          res.on("error", reject);
+          res.on("end", () => {
+            const headers = new Headers();
+            for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) {
+              headers.append(res.rawHeaders[i], res.rawHeaders[i + 1]);
+            }
+            resolve({ status: res.statusCode ?? 0, headers, body: Buffer.concat(chunks).toString("utf8") });
+          });
+        },
+      );
+      req.on("timeout", () => req.destroy(new Error(`HTTP ${urlPath} on ${host.name} timed out`)));
+      req.on("error", reject);
+      req.end(init.body);
     });
-    return { status: res.status, headers: res.headers, body: await res.text() };
   }
 
   teardown(): Promise<void> {
@@ -321,7 +497,7 @@ class Fleet implements TestFleet {
   }
 }
 
-function sshArgs(host: TestHost, keyPath: string, user: string, command: string): string[] {
+export function sshArgs(host: TestHost, keyPath: string, user: string, command: string): string[] {
   return [
     "-F",
     "/dev/null",

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Builds (or restores from cache) the root filesystem of the disposable test hosts:
-# Debian 13 "trixie" with systemd, sshd, PostgreSQL, Redis and the stand-in pms-backend app.
+# Debian 13 "trixie" with systemd, sshd, PostgreSQL, Redis and the stand-in pms-backend app,
+# laid out like a production server: the app user `pms` owns /srv/pms-backend, the app runs from
+# a venv there (/srv/pms-backend/venv), the units use systemd's default start limits, and a
+# hostile local user `mallory` exists. Unit and env-file variants (units/variants/) are shipped
+# in the image under /usr/local/share/pms-testhost and switched on per host at boot by host.sh.
 #
 # Usage: build.sh [--base-only] [--force]
 #   prints progress on stderr and, on success, the image directory as the last line of stdout.
@@ -10,6 +14,9 @@
 #                         so editing the app fixture does not re-run debootstrap.
 #   image-<hash>.tar.zst  the finished rootfs; <hash> covers this script, app/ and units/.
 #   image-<hash>/         the extracted finished rootfs (the overlay lower dir of every host).
+#   image-<hash>.used     touched whenever this script hands the image out.
+# Images of other hashes are kept: another checkout or test run may be booting from one right
+# now. Only those unused for PRUNE_DAYS and not mounted as an overlay lower dir are removed.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -20,13 +27,21 @@ CACHE="${PMS_TESTHOST_CACHE:-/var/cache/pms-secrets-testhost}"
 MIRROR="${PMS_TESTHOST_MIRROR:-http://deb.debian.org/debian}"
 SUITE="trixie"
 INCLUDE="systemd,systemd-sysv,dbus,openssh-server,iproute2,procps,ca-certificates,sudo,curl"
-APP_PACKAGES="python3-django gunicorn celery python3-redis python3-psycopg2 python3-dotenv python3-django-environ postgresql redis-server"
+APP_PACKAGES="python3-django gunicorn celery python3-redis python3-psycopg2 python3-dotenv python3-django-environ python3-venv postgresql redis-server"
 # Tools this machine needs to build and to run hosts (host.sh uses the same list).
 HOST_TOOLS_PACKAGES="debootstrap systemd-container socat zstd iproute2 openssh-client util-linux"
 
 DB_NAME="poultry_db"
 DB_USER="pms"
 DB_PASSWORD="pms-db-test-password"
+# A Redis ACL user, so a broker URL with a password (as old env files have) really authenticates.
+REDIS_USER="pms"
+REDIS_PASSWORD="pms-redis-test-password"
+APP_ROOT="/srv/pms-backend"
+VENV="$APP_ROOT/venv"
+# Where the variant files live inside the image (root-only: they hold fixture secrets).
+SHARE="/usr/local/share/pms-testhost"
+PRUNE_DAYS=2
 
 START_US=${EPOCHREALTIME/./}
 log() {
@@ -79,7 +94,7 @@ inputs_hash() {
 }
 
 base_hash() {
-  printf '%s\n' "$SUITE" "$MIRROR" "$INCLUDE" "$APP_PACKAGES" "base-recipe-v2" | sha256sum | cut -c1-16
+  printf '%s\n' "$SUITE" "$MIRROR" "$INCLUDE" "$APP_PACKAGES" "base-recipe-v3" | sha256sum | cut -c1-16
 }
 
 pack() { # pack DIR TARBALL
@@ -127,25 +142,61 @@ build_base() { # build_base DIR
   log "app packages installed"
 }
 
+# What pip writes into venv/bin for a package's console_scripts entry point.
+write_console_script() { # write_console_script FILE MODULE FUNCTION
+  mkdir -p "$(dirname "$1")"
+  cat >"$1" <<EOF
+#!$VENV/bin/python3
+import re
+import sys
+from $2 import $3
+if __name__ == "__main__":
+    sys.argv[0] = re.sub(r"(-script\.pyw|\.exe)?\$", "", sys.argv[0])
+    sys.exit($3())
+EOF
+}
+
 stage_app() { # stage_app DIR
   local dir="$1"
-  log "installing the stand-in app, units and accounts"
-  rm -rf "$dir/srv/pms-backend"
-  mkdir -p "$dir/srv/pms-backend"
-  cp -a "$APP_DIR/." "$dir/srv/pms-backend/"
-  find "$dir/srv/pms-backend" -name '__pycache__' -prune -exec rm -rf {} +
+  log "installing the stand-in app, venv, units, variants and accounts"
+  rm -rf "$dir$APP_ROOT"
+  mkdir -p "$dir$APP_ROOT"
+  cp -a "$APP_DIR/." "$dir$APP_ROOT/"
+  find "$dir$APP_ROOT" -name '__pycache__' -prune -exec rm -rf {} +
   install -m 0644 "$UNITS_DIR"/*.service "$dir/etc/systemd/system/"
+  rm -rf "$dir$SHARE"
+  install -d -m 0700 "$dir$SHARE" "$dir$SHARE/units" "$dir$SHARE/env"
+  install -m 0644 "$UNITS_DIR"/variants/*.service "$dir$SHARE/units/"
+  install -m 0600 "$UNITS_DIR"/variants/env/* "$dir$SHARE/env/"
+  write_console_script "$dir/tmp/pms-console-scripts/gunicorn" gunicorn.app.wsgiapp run
+  write_console_script "$dir/tmp/pms-console-scripts/celery" celery.__main__ main
   in_root "$dir" "
     groupadd --system pms
-    useradd --system --gid pms --home-dir /srv/pms-backend --no-create-home --shell /usr/sbin/nologin pms
-    chown -R root:root /srv/pms-backend
-    chmod -R u=rwX,go=rX /srv/pms-backend
+    useradd --system --gid pms --home-dir $APP_ROOT --no-create-home --shell /usr/sbin/nologin pms
+
+    # The app's own venv over Debian's packages, the way the guide's commands expect it
+    # (source venv/bin/activate; venv/bin/python manage.py ...). The console scripts are what pip
+    # writes for gunicorn's and celery's entry points, so the units run venv/bin/gunicorn|celery.
+    python3 -m venv --system-site-packages $VENV
+    install -m 0755 /tmp/pms-console-scripts/* $VENV/bin/
+    rm -rf /tmp/pms-console-scripts
+    $VENV/bin/python -c 'import django, gunicorn, celery, psycopg2, redis'
+    $VENV/bin/pip --version >/dev/null
+
+    # The common case on real servers: the app user owns the app directory (and could plant links
+    # in it); the env file the program writes there is root's.
+    chown -R pms:pms $APP_ROOT
+    chmod -R u=rwX,go=rX $APP_ROOT
 
     # A non-root login user with passwordless sudo, the way the rollout reaches real hosts.
     useradd --create-home --shell /bin/bash deploy
     usermod -p '*' deploy   # no password, but not 'locked' (sshd refuses locked accounts)
     echo 'deploy ALL=(ALL) NOPASSWD: ALL' >/etc/sudoers.d/deploy
     chmod 0440 /etc/sudoers.d/deploy
+
+    # A hostile local user: shell login, no sudo, member of nothing but its own group.
+    useradd --create-home --shell /bin/bash mallory
+    usermod -p '*' mallory
 
     # Key-only sshd; per-host keys are made at boot time by host.sh, so none ship in the image.
     mkdir -p /etc/ssh/sshd_config.d
@@ -159,25 +210,56 @@ stage_app() { # stage_app DIR
     : >/etc/machine-id
     rm -f /var/lib/dbus/machine-id
 
-    # Database: role + database owned by it, then the app's migrations.
+    # Redis: the default user stays password-less (CELERY_BROKER_URL without credentials works);
+    # an ACL user takes the password an old env file's broker URL carries.
+    echo 'user $REDIS_USER on >$REDIS_PASSWORD ~* &* +@all' >>/etc/redis/redis.conf
+
+    # Database: role + database owned by it, then the app's migrations, run from the venv as pms.
     PGVER=\$(ls /etc/postgresql | sort -V | tail -n1)
     pg_ctlcluster \"\$PGVER\" main start
     runuser -u postgres -- psql -v ON_ERROR_STOP=1 -q <<'SQL'
 CREATE ROLE $DB_USER LOGIN PASSWORD '$DB_PASSWORD';
 CREATE DATABASE $DB_NAME OWNER $DB_USER;
 SQL
-    cd /srv/pms-backend
+    cd $APP_ROOT
     runuser -u pms -- env SECRET_KEY=image-build-only-not-a-real-key-0123456789abcdefghijklmnop \
       DB_NAME=$DB_NAME DB_USER=$DB_USER DB_PASSWORD=$DB_PASSWORD DB_HOST=127.0.0.1 DB_PORT=5432 \
-      python3 manage.py migrate --noinput -v 0
+      $VENV/bin/python manage.py migrate --noinput -v 0
+    # The guide's check passes on the preset env file, warnings included: the image is production-like.
+    ( set -a && . $SHARE/env/env.production.preset && set +a &&
+      runuser -u pms -- bash -c 'source venv/bin/activate && python manage.py check --deploy --fail-level WARNING' ) </dev/null ||
+      { echo 'manage.py check --deploy failed on the preset env' >&2; exit 1; }
     pg_ctlcluster \"\$PGVER\" main stop
-    find /srv/pms-backend -name '__pycache__' -prune -exec rm -rf {} +
+    find $APP_ROOT -name '__pycache__' -prune -exec rm -rf {} +
 
     systemctl enable ssh.service postgresql.service redis-server.service pms-backend.service celery-pms.service >/dev/null 2>&1
   "
   rm -f "$dir/etc/resolv.conf"
   printf 'nameserver 127.0.0.1\n' >"$dir/etc/resolv.conf"
   log "app staged"
+}
+
+# Removes images of other hashes that nobody handed out for PRUNE_DAYS and that no host uses as
+# its overlay lower dir. Runs under the build lock, so no build of this script races it.
+prune_old_images() { # prune_old_images CURRENT_HASH
+  local keep="$1" stamp hash dir
+  for stamp in "$CACHE"/image-*.used; do
+    [ -e "$stamp" ] || continue
+    hash="${stamp##*/image-}"
+    hash="${hash%.used}"
+    [ "$hash" = "$keep" ] && continue
+    [ -z "$(find "$stamp" -mtime +"$PRUNE_DAYS")" ] && continue
+    dir="$CACHE/image-$hash"
+    if grep -qF "lowerdir=$dir" /proc/mounts; then continue; fi
+    log "pruning image $hash (unused for more than $PRUNE_DAYS days)"
+    rm -rf "$dir" "$dir.tar.zst" "$stamp"
+  done
+}
+
+# Hands the image out: marks it used now and prints its directory (last stdout line).
+hand_out() { # hand_out HASH DIR
+  touch "$CACHE/image-$1.used"
+  echo "$2"
 }
 
 main() {
@@ -196,13 +278,16 @@ main() {
   image_tar="$CACHE/image-$ihash.tar.zst"
 
   if [ "$FORCE" = 1 ]; then
+    if grep -qF "lowerdir=$image" /proc/mounts; then
+      die "--force: image $ihash is in use by a running host ($image); tear it down first"
+    fi
     rm -f "$base_tar" "$image_tar"
     rm -rf "$image"
   fi
 
   if [ "$BASE_ONLY" = 0 ] && [ -f "$image/.pms-testhost-image" ]; then
     log "image $ihash ready at $image"
-    echo "$image"
+    hand_out "$ihash" "$image"
     return
   fi
 
@@ -217,7 +302,7 @@ main() {
     rm -rf "$image"
     mv "$work" "$image"
     log "image $ihash restored at $image"
-    echo "$image"
+    hand_out "$ihash" "$image"
     return
   fi
 
@@ -243,20 +328,15 @@ main() {
   rm -rf "$image"
   mv "$work" "$image"
 
-  # Old images: drop tarballs and unused extracted dirs of other hashes (a dir still used as an
-  # overlay lower dir by a running host is kept).
+  # Bases of other recipes are only build inputs (no host boots from them); images are kept.
   local old
-  for old in "$CACHE"/image-*; do
-    case "$old" in "$image"|"$image_tar") continue ;; esac
-    if [ -d "$old" ] && grep -qF "lowerdir=$old" /proc/mounts; then continue; fi
-    rm -rf "$old"
-  done
   for old in "$CACHE"/base-*.tar.zst; do
-    [ "$old" = "$base_tar" ] || rm -f "$old"
+    [ "$old" = "$base_tar" ] || [ ! -e "$old" ] || [ -z "$(find "$old" -mtime +"$PRUNE_DAYS")" ] || rm -f "$old"
   done
+  prune_old_images "$ihash"
 
   log "image $ihash built at $image"
-  echo "$image"
+  hand_out "$ihash" "$image"
 }
 
 main

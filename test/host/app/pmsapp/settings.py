@@ -1,31 +1,40 @@
-"""Settings of the stand-in pms-backend app.
+"""Settings of the stand-in pms-backend app, written the way the old rotation guide's commit
+left the real one: every secret and host-specific value comes from the process environment,
+which systemd fills from `EnvironmentFile=`; nothing is read from a file by the app itself.
 
-Everything secret or host-specific comes from the process environment, which systemd fills from
-the EnvironmentFile= that the program under test installs. Like the real app, a missing
-SECRET_KEY stops the app from starting; unlike many apps, malformed values are rejected instead of
-being silently coerced, so a badly rendered env file shows up as a failing service.
+Production-like on purpose (the host tests must see what a real server does):
+- a missing SECRET_KEY stops the app with the guide's own error;
+- DEBUG is off unless the environment says `True`;
+- ALLOWED_HOSTS holds the public name only, so a request with `Host: 127.0.0.1` gets 400;
+- `manage.py check --deploy` passes without warnings on a proper key (and warns on a weak one).
 """
 import os
 
 from django.core.exceptions import ImproperlyConfigured
 
 
-def _list(name):
-    raw = os.environ.get(name, "")
+def _list(name, default=""):
+    raw = os.getenv(name, default)
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
-SECRET_KEY = os.environ.get("SECRET_KEY", "")
+# The lines from the guide's commit.
+SECRET_KEY = os.getenv("SECRET_KEY")
 if not SECRET_KEY:
-    raise ImproperlyConfigured("SECRET_KEY environment variable is not set")
+    raise ValueError("SECRET_KEY environment variable must be set")
+
+# Graceful rotation: keys that still verify old sessions and signatures (comma-separated).
 SECRET_KEY_FALLBACKS = _list("SECRET_KEY_FALLBACKS")
 
-_debug = os.environ.get("DEBUG", "False")
+# Only the two spellings the program writes; anything else is a rendering bug, and a service
+# that refuses to start shows it (a silently coerced value would not).
+_debug = os.getenv("DEBUG", "False")
 if _debug not in ("True", "False"):
     raise ImproperlyConfigured(f"DEBUG must be 'True' or 'False', got {_debug!r}")
 DEBUG = _debug == "True"
 
-ALLOWED_HOSTS = _list("ALLOWED_HOSTS")
+# The public name only, as in production: nginx forwards requests for it to gunicorn.
+ALLOWED_HOSTS = _list("ALLOWED_HOSTS", "api.pms.example.com")
 
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
@@ -40,6 +49,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "pmsapp.urls"
@@ -48,26 +58,46 @@ WSGI_APPLICATION = "pmsapp.wsgi.application"
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.postgresql",
-        "NAME": os.environ.get("DB_NAME"),
-        "USER": os.environ.get("DB_USER"),
-        "PASSWORD": os.environ.get("DB_PASSWORD"),
-        "HOST": os.environ.get("DB_HOST", ""),
-        "PORT": os.environ.get("DB_PORT", ""),
+        "NAME": os.getenv("DB_NAME"),
+        "USER": os.getenv("DB_USER"),
+        "PASSWORD": os.getenv("DB_PASSWORD"),
+        "HOST": os.getenv("DB_HOST", "localhost"),
+        "PORT": os.getenv("DB_PORT", "5432"),
         # A fresh connection per request, so /health/ proves the current password works.
         "CONN_MAX_AGE": 0,
         "OPTIONS": {"connect_timeout": 5},
     }
 }
 
-SESSION_ENGINE = os.environ.get("SESSION_ENGINE", "django.contrib.sessions.backends.db")
+SESSION_ENGINE = os.getenv("SESSION_ENGINE", "django.contrib.sessions.backends.db")
+
+# TLS ends at nginx in front of gunicorn, which also redirects http to https; Django trusts its
+# X-Forwarded-Proto header. Django's own redirect stays off so that a health check from the
+# host itself (plain http to 127.0.0.1:8000) is answered, hence W008 is silenced.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = False
+SILENCED_SYSTEM_CHECKS = ["security.W008"]
+SECURE_HSTS_SECONDS = 31536000
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = True
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+X_FRAME_OPTIONS = "DENY"
+
+# Mail and error reporting: read like the real app does; nothing here sends mail or events.
+EMAIL_HOST = os.getenv("EMAIL_HOST", "localhost")
+EMAIL_HOST_USER = os.getenv("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.getenv("EMAIL_HOST_PASSWORD", "")
+SENTRY_DSN = os.getenv("SENTRY_DSN", "")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"
 
-# Celery: a task in flight when the worker stops is either finished (warm shutdown, the unit's
-# TimeoutStopSec is longer than any test task) or, if the worker dies, handed back to the broker.
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+# Celery via Redis: a task in flight when the worker stops is either finished (warm shutdown,
+# the unit's TimeoutStopSec is longer than any test task) or, if the worker dies, handed back to
+# the broker.
+CELERY_BROKER_URL = os.getenv("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
