@@ -258,7 +258,9 @@ func parseConfig(news resource.PropertyMap) (*providerConfig, failures) {
 		cfg.region = os.Getenv("AWS_DEFAULT_REGION")
 	}
 	if cfg.region == "" {
-		fails.add("region", "missing required configuration key \"aws:region\": The region where AWS operations "+
+		// No property: the engine then prints upstream's familiar "resource '...' has a problem:
+		// missing required configuration key" line.
+		fails.add("", "missing required configuration key \"aws:region\": The region where AWS operations "+
 			"will take place. Examples are us-east-1, us-west-2, etc.\n"+
 			"Set a value using the command `pulumi config set aws:region <value>`.")
 	}
@@ -356,6 +358,16 @@ func (p *provider) client(region string) (*secretsmanager.Client, string, error)
 	})
 	p.clients[region] = c
 	return c, region, nil
+}
+
+// previewRegion is the region a resource without its own will get: the provider's, when known.
+func (p *provider) previewRegion() resource.PropertyValue {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cfg == nil {
+		return unknown()
+	}
+	return resource.NewStringProperty(p.cfg.region)
 }
 
 func (p *provider) defaultTags() map[string]string {

@@ -38,7 +38,7 @@ func TestConfigRequiresRegion(t *testing.T) {
 	}
 	want := "missing required configuration key \"aws:region\": The region where AWS operations will take place. " +
 		"Examples are us-east-1, us-west-2, etc.\nSet a value using the command `pulumi config set aws:region <value>`."
-	if len(resp.Failures) != 1 || resp.Failures[0].Property != "region" || resp.Failures[0].Reason != want {
+	if len(resp.Failures) != 1 || resp.Failures[0].Property != "" || resp.Failures[0].Reason != want {
 		t.Fatalf("failures:\n%s", reasons(resp.Failures))
 	}
 	t.Setenv("AWS_REGION", "eu-central-1")

@@ -225,7 +225,7 @@ func (p *provider) createSecret(ctx context.Context, req plugin.CreateRequest) (
 		st["recoveryWindowInDays"] = resource.NewNumberProperty(float64(recoveryWindow(news)))
 		st["forceOverwriteReplicaSecret"] = resource.NewBoolProperty(forceOverwrite(news))
 		if !get(news, "region").set {
-			st["region"] = unknown()
+			st["region"] = p.previewRegion()
 		}
 		return plugin.CreateResponse{Properties: st, Status: resource.StatusOK}, nil
 	}

@@ -141,6 +141,9 @@ func (p *provider) createVersion(ctx context.Context, req plugin.CreateRequest) 
 			st["versionStages"] = unknown()
 		}
 		st["hasSecretStringWo"] = resource.NewBoolProperty(get(news, "secretStringWo").set)
+		if !get(news, "region").set {
+			st["region"] = p.previewRegion()
+		}
 		return plugin.CreateResponse{Properties: st, Status: resource.StatusOK}, nil
 	}
 	client, region, err := p.client(str(news, "region"))
