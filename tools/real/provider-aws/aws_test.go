@@ -320,3 +320,25 @@ func TestPreviewCallsNoAWS(t *testing.T) {
 		t.Fatalf("preview version state = %v", vr.Properties)
 	}
 }
+
+// A resource without its own region follows aws:region; changing that replaces it.
+func TestProviderRegionChangeReplaces(t *testing.T) {
+	p := newProvider()
+	t.Setenv("AWS_ACCESS_KEY_ID", "testing")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
+	if _, err := p.Configure(bg, plugin.ConfigureRequest{Inputs: pm(map[string]any{"region": "us-east-1"})}); err != nil {
+		t.Fatal(err)
+	}
+	state := pm(map[string]any{"arn": "arn:1", "name": "pms/dev", "region": "eu-west-1", "recoveryWindowInDays": 30})
+	d, err := p.Diff(bg, plugin.DiffRequest{Type: secretType, OldOutputs: state, NewInputs: pm(map[string]any{"name": "pms/dev"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.DetailedDiff["region"]; len(d.DetailedDiff) != 1 || got.Kind != plugin.DiffUpdateReplace {
+		t.Fatalf("aws:region eu-west-1 -> us-east-1: %+v, want a region replace", d.DetailedDiff)
+	}
+	state["region"] = resource.NewStringProperty("us-east-1")
+	if d, _ := p.Diff(bg, plugin.DiffRequest{Type: secretType, OldOutputs: state, NewInputs: pm(map[string]any{"name": "pms/dev"})}); d.Changes != plugin.DiffNone {
+		t.Fatalf("same region: %+v", d.DetailedDiff)
+	}
+}

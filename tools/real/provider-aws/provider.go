@@ -390,6 +390,14 @@ func (p *provider) Check(ctx context.Context, req plugin.CheckRequest) (plugin.C
 }
 
 func (p *provider) Diff(ctx context.Context, req plugin.DiffRequest) (plugin.DiffResponse, error) {
+	// A resource without its own region lives in the provider's: when aws:region changes, its
+	// region changes, which (as in pulumi-aws 7) replaces it.
+	if !get(req.NewInputs, "region").set && str(req.OldOutputs, "region") != "" {
+		if r := p.previewRegion(); r.IsString() {
+			req.NewInputs = req.NewInputs.Copy()
+			req.NewInputs["region"] = r
+		}
+	}
 	switch string(req.Type) {
 	case secretType:
 		return diffSecret(req), nil
