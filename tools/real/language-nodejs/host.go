@@ -47,11 +47,13 @@ type host struct {
 	// cancelCtx is cancelled by the Cancel RPC: a running program gets SIGINT, like on Ctrl-C.
 	cancelCtx  context.Context
 	cancelFunc context.CancelFunc
+	// shutdown stops the gRPC server (and so the process) when the engine goes away.
+	shutdown context.CancelFunc
 }
 
-func newHost(engineAddress string) *host {
+func newHost(engineAddress string, shutdown context.CancelFunc) *host {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &host{engineAddress: engineAddress, cancelCtx: ctx, cancelFunc: cancel}
+	return &host{engineAddress: engineAddress, cancelCtx: ctx, cancelFunc: cancel, shutdown: shutdown}
 }
 
 func (h *host) engine() string {
@@ -67,7 +69,11 @@ func (h *host) Handshake(
 	h.mu.Lock()
 	h.engineAddress = req.GetEngineAddress()
 	h.mu.Unlock()
-	if err := rpcutil.Healthcheck(h.cancelCtx, req.GetEngineAddress(), 5*time.Minute, h.cancelFunc); err != nil {
+	stopAll := func() {
+		h.cancelFunc()
+		h.shutdown()
+	}
+	if err := rpcutil.Healthcheck(h.cancelCtx, req.GetEngineAddress(), 5*time.Minute, stopAll); err != nil {
 		return nil, fmt.Errorf("could not start health check of the engine at %s: %w", req.GetEngineAddress(), err)
 	}
 	return &pulumirpc.LanguageHandshakeResponse{}, nil

@@ -73,7 +73,7 @@ func main() {
 		}
 	}
 
-	host := newHost(engineAddress)
+	host := newHost(engineAddress, stop)
 	handle, err := rpcutil.ServeWithOptions(rpcutil.ServeOptions{
 		Cancel: cancelServe,
 		Init: func(srv *grpc.Server) error {
