@@ -596,7 +596,7 @@ backup_previous() {
   [ "$HAD_PREVIOUS" = 1 ] || { log "env: no previous $ENV_FILE (first deploy)"; return 0; }
   local dir name
   dir=$(backup_dir)
-  name=$(date -u +%Y%m%dT%H%M%SZ)-$RUN_ID.env
+  name=$(date -u +%Y%m%dT%H%M%S.%NZ)-$RUN_ID.env
   if ! { cp -- "$RUN_DIR/previous.env" "$dir/.$name" && sync -- "$dir/.$name" && mv -f -- "$dir/.$name" "$dir/$name"; }; then
     rm -f -- "$dir/.$name"
     fail_untouched - backup "cannot write the backup to $dir (disk full?)"
@@ -668,9 +668,10 @@ install_dropins() {
     fi
     log "drop-in: wrote $path"
   done
-  [ "${#DROPINS_CHANGED[@]}" -gt 0 ] || return 0
-  timeout "$SYSTEMCTL_TIMEOUT" systemctl daemon-reload || fail_rolled_back - daemon-reload "systemctl daemon-reload failed"
-  log "systemd: daemon-reload"
+  if [ "${#DROPINS_CHANGED[@]}" -gt 0 ]; then
+    timeout "$SYSTEMCTL_TIMEOUT" systemctl daemon-reload || fail_rolled_back - daemon-reload "systemctl daemon-reload failed"
+    log "systemd: daemon-reload"
+  fi
   for svc in "${SERVICES[@]}"; do
     ours_loads_last "$svc" && continue
     fail_rolled_back "$svc" drop-in "$ENV_FILE is not the last env file $svc.service loads; drop-ins sorting after $DROPIN_NAME override it: $(later_dropins "$svc")(move their EnvironmentFile=/UnsetEnvironment= into the unit or rename them to sort before $DROPIN_NAME)"

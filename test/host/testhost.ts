@@ -75,6 +75,8 @@ export const HOST_VARIANTS = {
   template: "celery-pms@.service with celery-pms@default.service enabled; no celery-pms.service",
   notify: "pms-backend Type=notify (gunicorn's sd_notify)",
   forking: "celery-pms Type=forking (celery multi, PIDFile=/run/celery-pms/w1.pid)",
+  oneshot:
+    "celery-pms Type=oneshot + RemainAfterExit=yes around celery multi: active (exited), MainPID=0, worker in the cgroup",
   stopped: "the Celery unit stopped and disabled by the operator (not started at boot)",
   "app-root-owned": "/srv/pms-backend owned by root instead of pms",
 } as const;
