@@ -42,7 +42,7 @@ PIDS="$RUNDIR/pids"
 readonly PUBLIC_HOST="api.pms.example.com"
 # Applied in this order whatever order they are given in: unit shapes first, then what refers to
 # the units' files, then the operator's state.
-readonly VARIANT_ORDER="plain notify forking template envfile-other envfile legacy-env override-envfile override-environment stopped app-root-owned"
+readonly VARIANT_ORDER="plain notify forking oneshot template envfile-other envfile legacy-env override-envfile override-environment stopped app-root-owned"
 APP_UP=0
 CELERY_UNIT="celery-pms.service"
 CELERY_ENABLED=1
@@ -141,9 +141,14 @@ apply_variant() { # apply_variant NAME
     plain) ;;
     notify) install -m 0644 "$(share units/pms-backend-notify.service)" "$(unit_dir)/pms-backend.service" ;;
     forking) install -m 0644 "$(share units/celery-pms-forking.service)" "$(unit_dir)/celery-pms.service" ;;
+    oneshot)
+      grep -q '^Type=forking' "$(unit_dir)/celery-pms.service" && die "variants forking and oneshot exclude each other"
+      install -m 0644 "$(share units/celery-pms-oneshot.service)" "$(unit_dir)/celery-pms.service"
+      ;;
     template)
       [ "$CELERY_UNIT" = celery-pms.service ] || die "variant template applied twice"
-      grep -q '^Type=forking' "$(unit_dir)/celery-pms.service" && die "variants forking and template exclude each other"
+      grep -qE '^Type=(forking|oneshot)' "$(unit_dir)/celery-pms.service" &&
+        die "variant template excludes forking and oneshot"
       rm -f "$(unit_dir)/celery-pms.service" "$wants/celery-pms.service"
       install -m 0644 "$(share units/celery-pms@.service)" "$(unit_dir)/celery-pms@.service"
       ln -s /etc/systemd/system/celery-pms@.service "$wants/celery-pms@default.service"

@@ -456,7 +456,7 @@ if (unavailable) {
         variant: {
           "v-units": ["envfile", "envfile-other", "notify", "forking"],
           "v-legacy": ["legacy-env", "template"],
-          "v-override": ["envfile", "override-envfile"],
+          "v-override": ["envfile", "override-envfile", "oneshot"],
           "v-environment": ["envfile", "override-environment"],
         },
         httpHost: "public",
@@ -581,6 +581,32 @@ if (unavailable) {
         (await appFingerprint(fleet, h)).secret_key,
         fingerprint(OVERRIDE_SECRET_KEY),
         "override.conf still wins",
+      );
+    });
+
+    it("oneshot: the Celery unit is active (exited) with MainPID=0, its worker running in the unit's cgroup", async () => {
+      const h = host("v-override");
+      const props = await unitProps(fleet, h, "celery-pms.service", [
+        "Type",
+        "ActiveState",
+        "SubState",
+        "MainPID",
+        "ControlGroup",
+      ]);
+      assert.deepEqual(
+        { type: props.Type, active: props.ActiveState, sub: props.SubState, mainPid: props.MainPID },
+        { type: "oneshot", active: "active", sub: "exited", mainPid: "0" },
+      );
+      const pids = (await run(fleet, h, `cat /sys/fs/cgroup${props.ControlGroup}/cgroup.procs`)).trim().split("\n");
+      assert.ok(pids.length >= 2, `worker and pool child in ${props.ControlGroup}: ${pids.join(" ")}`);
+      const worker = (await run(fleet, h, "cat /run/celery-pms/w1.pid")).trim();
+      assert.ok(pids.includes(worker), `worker ${worker} is in the unit's cgroup`);
+      const env = await run(fleet, h, `tr '\\0' '\\n' </proc/${worker}/environ | grep -c '^SECRET_KEY=' || true`);
+      assert.equal(env.trim(), "1");
+      const taskId = `oneshot-${randomBytes(4).toString("hex")}`;
+      assert.equal((await fleet.http(h, `/task/?id=${taskId}`, { method: "POST" })).status, 202);
+      await waitFor("the oneshot unit's worker task row", async () =>
+        (await fleet.http(h, `/task/${taskId}/`)).status === 200 ? true : undefined,
       );
     });
 
