@@ -8,7 +8,6 @@ const dev: AppRules = {
   because: 'stack "dev"',
   allowedHosts: ["api.pms.internal", "www.pms.internal"],
 };
-const prod: AppRules = { ...dev, production: true, because: 'production stack "prod"' };
 const app = (value: Record<string, unknown>, rules = dev) =>
   check((p) => parseApp(p, { dir: "/srv/pms-backend", ...value }, rules));
 const HEALTH = "http://127.0.0.1:8000/health/";
@@ -34,22 +33,6 @@ test("defaults: env file in the app dir, both services, script defaults, no heal
   });
 });
 
-test("the health check's Host header defaults to the first ALLOWED_HOSTS name", () => {
-  assert.equal(app({ healthUrl: HEALTH }).result.healthHost, "api.pms.internal");
-  assert.equal(
-    app({ healthUrl: HEALTH }, { ...dev, allowedHosts: [".pms.internal"] }).result.healthHost,
-    "pms.internal",
-  );
-  assert.equal(app({ healthUrl: HEALTH }, { ...dev, allowedHosts: ["*"] }).result.healthHost, undefined);
-  assert.equal(app({ healthUrl: HEALTH, healthHost: "www.pms.internal" }).result.healthHost, "www.pms.internal");
-});
-
-test("healthUrl (one) and healthUrls (list) both give the URL list", () => {
-  assert.deepEqual(app({ healthUrl: HEALTH }).result.healthUrls, [HEALTH]);
-  const urls = [HEALTH, "http://127.0.0.1:8000/api/v1/status/"];
-  assert.deepEqual(app({ healthUrls: urls }).result.healthUrls, urls);
-});
-
 test("checkFailLevel is appended to a manage.py check command", () => {
   const { result, problems } = app({
     checkCommand: "venv/bin/python manage.py check --deploy",
@@ -65,13 +48,8 @@ test("neither a health URL nor a check command gives a warning", () => {
   assert.match(warnings.join("\n"), /^pms-secrets:app has neither healthUrl\(s\) nor checkCommand/);
 });
 
-test("healthInsecure on production is a warning", () => {
-  const { problems, warnings } = app({ healthUrl: "https://127.0.0.1/health/", healthInsecure: true }, prod);
-  assert.deepEqual(problems, []);
-  assert.match(warnings.join("\n"), /healthInsecure is on for production stack "prod"/);
-});
-
 const cases: Array<[string, Record<string, unknown>, string, RegExp]> = [
+  ["typo", { healthURL: HEALTH }, "app.healthURL", /not a setting of app/],
   ["relative dir", { dir: "srv/pms-backend" }, "app.dir", /not a normalized absolute path/],
   ["dir with ..", { dir: "/srv/../etc" }, "app.dir", /not a normalized absolute path/],
   [
@@ -94,46 +72,6 @@ const cases: Array<[string, Record<string, unknown>, string, RegExp]> = [
     /not a valid systemd unit name/,
   ],
   ["service twice", { services: ["a", "a.service"] }, "app.services", /listed twice/],
-  ["bad health URL", { healthUrl: "localhost:8000/health" }, "app.healthUrl", /not an http\(s\) URL/],
-  ["health URL with credentials", { healthUrl: "http://u:p@127.0.0.1/" }, "app.healthUrl", /without credentials/],
-  ["bad URL in the list", { healthUrls: [HEALTH, "ftp://x/"] }, "app.healthUrls[1]", /not an http\(s\) URL/],
-  [
-    "both healthUrl and healthUrls",
-    { healthUrl: HEALTH, healthUrls: [HEALTH] },
-    "app.healthUrls",
-    /together with app\.healthUrl/,
-  ],
-  [
-    "healthHost not in ALLOWED_HOSTS",
-    { healthUrl: HEALTH, healthHost: "127.0.0.1" },
-    "app.healthHost",
-    /not in env\.ALLOWED_HOSTS.*400/,
-  ],
-  ["healthHost without URL", { healthHost: "api.pms.internal" }, "app.healthHost", /without a health URL/],
-  [
-    "healthCaFile without https",
-    { healthUrl: HEALTH, healthCaFile: "/etc/ssl/ca.pem" },
-    "app.healthCaFile",
-    /no health URL is https/,
-  ],
-  [
-    "healthCaFile relative",
-    { healthUrl: "https://127.0.0.1/", healthCaFile: "ca.pem" },
-    "app.healthCaFile",
-    /absolute path/,
-  ],
-  [
-    "healthInsecure with a CA file",
-    { healthUrl: "https://127.0.0.1/", healthCaFile: "/etc/ssl/ca.pem", healthInsecure: true },
-    "app.healthInsecure",
-    /together with app\.healthCaFile/,
-  ],
-  [
-    "healthInsecure not a boolean",
-    { healthUrl: "https://127.0.0.1/", healthInsecure: "yes" },
-    "app.healthInsecure",
-    /not true or false/,
-  ],
   [
     "checkFailLevel unknown",
     { checkCommand: "python manage.py check", checkFailLevel: "LOUD" },
@@ -159,7 +97,6 @@ const cases: Array<[string, Record<string, unknown>, string, RegExp]> = [
   ["backupGenerations 21", { backupGenerations: 21 }, "app.backupGenerations", /from 1 to 20/],
   ["stableSeconds 0", { stableSeconds: 0 }, "app.stableSeconds", /from 1 to 300/],
   ["bad group", { envFileGroup: "Www Data" }, "app.envFileGroup", /not a valid group name/],
-  ["typo", { healthURL: HEALTH }, "app.healthURL", /not a setting of app/],
 ];
 for (const [title, value, key, what] of cases) {
   test(`app: ${title} -> ${key}`, () => {

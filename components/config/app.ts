@@ -1,7 +1,8 @@
 /** `app`: where the Django app lives on the hosts, which services read the env file, how a rollout is checked. */
 import * as path from "node:path";
 import type { Problems } from "./problems";
-import { ConfigObject, flag, isObject, scalar, unknownKeys, wholeNumber } from "./read";
+import { HealthRules, HealthSettings, parseHealth } from "./health";
+import { absolutePath, ConfigObject, isObject, scalar, unknownKeys, wholeNumber } from "./read";
 import { UNIX_NAME } from "./hosts";
 
 export const DEFAULT_SERVICES = ["pms-backend", "celery-pms"] as const;
@@ -10,21 +11,13 @@ export type UnmanagedKeys = (typeof UNMANAGED_KEYS)[number];
 const FAIL_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
 export const DEFAULT_BACKUP_GENERATIONS = 3;
 
-export interface AppSpec {
+export interface AppSpec extends HealthSettings {
   /** Absolute path of the Django project on the hosts. */
   dir: string;
   /** Absolute path of the env file. Default `<dir>/.env.production`. */
   envFile: string;
   /** systemd services that read the env file, restarted in this order. */
   services: string[];
-  /** URLs checked from the host itself after the first service restarts; each must answer 2xx. */
-  healthUrls: string[];
-  /** Host header of the health requests (default: the first ALLOWED_HOSTS name); set only with a URL. */
-  healthHost?: string;
-  /** CA bundle on the host for https health URLs. */
-  healthCaFile?: string;
-  /** Skip certificate checks of https health URLs (explicit; warned on production). */
-  healthInsecure: boolean;
   /** Run before any restart under the new env as the first service's unit runs, e.g. `manage.py check --deploy`. */
   checkCommand?: string;
   /** When set, the env file is 0640 root:<group> instead of 0600 root:root. */
@@ -39,12 +32,7 @@ export interface AppSpec {
   healthTimeoutSeconds: number;
 }
 
-export interface AppRules {
-  production: boolean;
-  because: string;
-  /** ALLOWED_HOSTS entries (empty when unknown): the default Host header of the health check. */
-  allowedHosts: readonly string[];
-}
+export type AppRules = HealthRules;
 
 const APP_KEYS = [
   "dir",
@@ -64,26 +52,6 @@ const APP_KEYS = [
   "healthTimeoutSeconds",
 ];
 const UNIT_NAME = /^[A-Za-z0-9:_.\\@-]+$/;
-
-function absolutePath(problems: Problems, key: string, v: unknown, example: string): string | undefined {
-  if (typeof v !== "string" || v === "") {
-    problems.add(key, "is missing", `set an absolute path, e.g. ${example}`);
-    return undefined;
-  }
-  if (
-    !path.posix.isAbsolute(v) ||
-    path.posix.normalize(v).replace(/\/+$/, "") !== v.replace(/\/+$/, "") ||
-    /[\s'"\\]/.test(v)
-  ) {
-    problems.add(
-      key,
-      `${JSON.stringify(v)} is not a normalized absolute path`,
-      `use an absolute path without .., //, quotes or spaces, e.g. ${example}`,
-    );
-    return undefined;
-  }
-  return v.replace(/\/+$/, "") || "/";
-}
 
 function parseEnvFilePath(problems: Problems, app: ConfigObject, dir: string): string {
   if (app.envFile === undefined) return path.posix.join(dir, ".env.production");
@@ -125,79 +93,6 @@ function parseServices(problems: Problems, value: unknown): string[] {
   return services;
 }
 
-function isHttpUrl(u: string): boolean {
-  try {
-    const parsed = new URL(u);
-    return (
-      (parsed.protocol === "http:" || parsed.protocol === "https:") && !/[\s'"\\]/.test(u) && parsed.username === ""
-    );
-  } catch {
-    return false;
-  }
-}
-
-function parseHealthUrls(problems: Problems, app: ConfigObject): string[] {
-  if (app.healthUrl !== undefined && app.healthUrls !== undefined) {
-    problems.add(
-      "app.healthUrls",
-      "is set together with app.healthUrl",
-      "list every URL in app.healthUrls and remove app.healthUrl",
-    );
-    return [];
-  }
-  const [key, list] =
-    app.healthUrls !== undefined
-      ? ["app.healthUrls", app.healthUrls]
-      : ["app.healthUrl", app.healthUrl === undefined ? [] : [app.healthUrl]];
-  if (!Array.isArray(list)) {
-    problems.add(
-      key,
-      "must be a list of http(s) URLs",
-      "e.g. `pulumi config set --path 'app.healthUrls[0]' http://127.0.0.1:8000/health/`",
-    );
-    return [];
-  }
-  const urls = list.map(scalar);
-  urls.forEach((u, i) => {
-    if (!isHttpUrl(u)) {
-      problems.add(
-        key === "app.healthUrl" ? key : `${key}[${i}]`,
-        `${JSON.stringify(u)} is not an http(s) URL without credentials`,
-        "use a URL the host itself can reach, e.g. http://127.0.0.1:8000/health/",
-      );
-    }
-  });
-  return urls;
-}
-
-/** Django's host validation (`django.http.request.validate_host`) for one Host value, port dropped. */
-function djangoAllows(allowedHosts: readonly string[], host: string): boolean {
-  const name = host.replace(/:\d+$/, "").replace(/\.$/, "").toLowerCase();
-  return allowedHosts.some((pattern) => {
-    const p = pattern.toLowerCase();
-    return p === "*" || p === name || (p.startsWith(".") && (name.endsWith(p) || name === p.slice(1)));
-  });
-}
-
-function parseHealthHost(problems: Problems, rules: AppRules, value: unknown): string | undefined {
-  if (value === undefined) {
-    const first = rules.allowedHosts[0];
-    return first === undefined || first === "*" ? undefined : first.replace(/^\./, "");
-  }
-  const host = scalar(value);
-  const fix = "set the public name the site answers to, one of env.ALLOWED_HOSTS (default: the first one)";
-  if (!/^[A-Za-z0-9.-]+(?::\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](?::\d{1,5})?$/.test(host)) {
-    problems.add("app.healthHost", `${JSON.stringify(host)} is not a host name`, fix);
-  } else if (rules.allowedHosts.length > 0 && !djangoAllows(rules.allowedHosts, host)) {
-    problems.add(
-      "app.healthHost",
-      `${host} is not in env.ALLOWED_HOSTS, so Django would answer 400 and every rollout would roll back`,
-      fix,
-    );
-  }
-  return host;
-}
-
 function parseCheckCommand(problems: Problems, app: ConfigObject): string | undefined {
   if (app.checkCommand === undefined) {
     if (app.checkFailLevel !== undefined)
@@ -237,39 +132,6 @@ function parseCheckCommand(problems: Problems, app: ConfigObject): string | unde
   return command;
 }
 
-function parseHealthTls(
-  problems: Problems,
-  rules: AppRules,
-  app: ConfigObject,
-  urls: readonly string[],
-): Pick<AppSpec, "healthCaFile" | "healthInsecure"> {
-  const healthCaFile =
-    app.healthCaFile === undefined
-      ? undefined
-      : absolutePath(problems, "app.healthCaFile", app.healthCaFile, "/etc/ssl/certs/ca-certificates.crt");
-  const healthInsecure = flag(problems, "app.healthInsecure", app.healthInsecure, false);
-  const https = urls.some((u) => u.startsWith("https:"));
-  if ((healthCaFile !== undefined || healthInsecure) && !https) {
-    problems.add(
-      healthCaFile !== undefined ? "app.healthCaFile" : "app.healthInsecure",
-      "is set but no health URL is https",
-      "remove it, or use an https health URL",
-    );
-  } else if (healthCaFile !== undefined && healthInsecure) {
-    problems.add(
-      "app.healthInsecure",
-      "is set together with app.healthCaFile",
-      "keep one: the CA file checks the certificate, insecure does not",
-    );
-  } else if (healthInsecure && rules.production) {
-    problems.warn(
-      "app.healthInsecure",
-      `is on for ${rules.because}: the health check does not verify the server certificate.`,
-    );
-  }
-  return { healthCaFile, healthInsecure };
-}
-
 /** Parses `app`; `rules.allowedHosts` gives the health check's default Host header. */
 export function parseApp(problems: Problems, value: unknown, rules: AppRules): AppSpec {
   if (!isObject(value)) {
@@ -283,16 +145,13 @@ export function parseApp(problems: Problems, value: unknown, rules: AppRules): A
   unknownKeys(problems, "app", app, APP_KEYS);
   const dir =
     (isObject(value) ? absolutePath(problems, "app.dir", app.dir, "/srv/pms-backend") : undefined) ?? "/invalid";
-  const healthUrls = parseHealthUrls(problems, app);
+  const health = parseHealth(problems, app, rules);
   const checkCommand = parseCheckCommand(problems, app);
-  if (healthUrls.length === 0 && checkCommand === undefined) {
+  if (health.healthUrls.length === 0 && checkCommand === undefined) {
     problems.warn(
       "app",
       "has neither healthUrl(s) nor checkCommand: a rollout that breaks the app is only caught if a unit stops. Set at least one.",
     );
-  }
-  if (healthUrls.length === 0 && app.healthHost !== undefined) {
-    problems.add("app.healthHost", "is set without a health URL", "set app.healthUrl(s), or remove app.healthHost");
   }
   let envFileGroup: string | undefined;
   if (app.envFileGroup !== undefined) {
@@ -317,9 +176,7 @@ export function parseApp(problems: Problems, value: unknown, rules: AppRules): A
     dir,
     envFile: parseEnvFilePath(problems, app, dir),
     services: parseServices(problems, app.services),
-    healthUrls,
-    healthHost: healthUrls.length > 0 ? parseHealthHost(problems, rules, app.healthHost) : undefined,
-    ...parseHealthTls(problems, rules, app, healthUrls),
+    ...health,
     checkCommand,
     envFileGroup,
     unmanagedKeys: unmanagedKeys as UnmanagedKeys,

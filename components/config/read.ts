@@ -1,4 +1,5 @@
 /** Reading raw stack config the way Pulumi hands it to a program: full key to string. */
+import * as path from "node:path";
 import type { Problems } from "./problems";
 
 export const PROJECT = "pms-secrets";
@@ -68,4 +69,25 @@ export function unknownKeys(problems: Problems, at: string, obj: ConfigObject, k
   for (const k of Object.keys(obj)) {
     if (!known.includes(k)) problems.add(`${at}.${k}`, `is not a setting of ${at}`, `use ${known.join(", ")}`);
   }
+}
+
+/** `v` as a normalized absolute path without a trailing slash, or undefined after a problem. */
+export function absolutePath(problems: Problems, key: string, v: unknown, example: string): string | undefined {
+  if (typeof v !== "string" || v === "") {
+    problems.add(key, "is missing", `set an absolute path, e.g. ${example}`);
+    return undefined;
+  }
+  if (
+    !path.posix.isAbsolute(v) ||
+    path.posix.normalize(v).replace(/\/+$/, "") !== v.replace(/\/+$/, "") ||
+    /[\s'"\\]/.test(v)
+  ) {
+    problems.add(
+      key,
+      `${JSON.stringify(v)} is not a normalized absolute path`,
+      `use an absolute path without .., //, quotes or spaces, e.g. ${example}`,
+    );
+    return undefined;
+  }
+  return v.replace(/\/+$/, "") || "/";
 }
