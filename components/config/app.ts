@@ -2,7 +2,7 @@
 import * as path from "node:path";
 import type { Problems } from "./problems";
 import { HealthRules, HealthSettings, parseHealth } from "./health";
-import { absolutePath, ConfigObject, isObject, scalar, unknownKeys, wholeNumber } from "./read";
+import { absolutePath, ConfigObject, isObject, NumberRange, scalar, unknownKeys, wholeNumber } from "./read";
 import { UNIX_NAME } from "./hosts";
 
 export const DEFAULT_SERVICES = ["pms-backend", "celery-pms"] as const;
@@ -132,6 +132,39 @@ function parseCheckCommand(problems: Problems, app: ConfigObject): string | unde
   return command;
 }
 
+const BACKUPS: NumberRange = {
+  min: 1,
+  max: 20,
+  default: DEFAULT_BACKUP_GENERATIONS,
+  unit: "previous env files kept on each host",
+};
+const STABLE_SECONDS: NumberRange = { min: 1, max: 300, default: 5, unit: "seconds" };
+const HEALTH_TIMEOUT: NumberRange = { min: 1, max: 600, default: 30, unit: "seconds" };
+
+function parseEnvFileGroup(problems: Problems, value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  const group = scalar(value);
+  if (!UNIX_NAME.test(group)) {
+    problems.add(
+      "app.envFileGroup",
+      `${JSON.stringify(group)} is not a valid group name`,
+      "use an existing group on the hosts, or remove it for 0600 root:root",
+    );
+  }
+  return group;
+}
+
+function parseUnmanagedKeys(problems: Problems, value: unknown): UnmanagedKeys {
+  const mode = scalar(value ?? "refuse");
+  if ((UNMANAGED_KEYS as readonly string[]).includes(mode)) return mode as UnmanagedKeys;
+  problems.add(
+    "app.unmanagedKeys",
+    `${JSON.stringify(mode)} is not refuse, keep or drop`,
+    "refuse (default) stops the rollout when the host's env file has keys this stack does not manage; keep carries them over; drop removes them",
+  );
+  return "refuse";
+}
+
 /** Parses `app`; `rules.allowedHosts` gives the health check's default Host header. */
 export function parseApp(problems: Problems, value: unknown, rules: AppRules): AppSpec {
   if (!isObject(value)) {
@@ -153,50 +186,16 @@ export function parseApp(problems: Problems, value: unknown, rules: AppRules): A
       "has neither healthUrl(s) nor checkCommand: a rollout that breaks the app is only caught if a unit stops. Set at least one.",
     );
   }
-  let envFileGroup: string | undefined;
-  if (app.envFileGroup !== undefined) {
-    envFileGroup = scalar(app.envFileGroup);
-    if (!UNIX_NAME.test(envFileGroup)) {
-      problems.add(
-        "app.envFileGroup",
-        `${JSON.stringify(envFileGroup)} is not a valid group name`,
-        "use an existing group on the hosts, or remove it for 0600 root:root",
-      );
-    }
-  }
-  const unmanagedKeys = scalar(app.unmanagedKeys ?? "refuse");
-  if (!(UNMANAGED_KEYS as readonly string[]).includes(unmanagedKeys)) {
-    problems.add(
-      "app.unmanagedKeys",
-      `${JSON.stringify(unmanagedKeys)} is not refuse, keep or drop`,
-      "refuse (default) stops the rollout when the host's env file has keys this stack does not manage; keep carries them over; drop removes them",
-    );
-  }
   return {
     dir,
     envFile: parseEnvFilePath(problems, app, dir),
     services: parseServices(problems, app.services),
     ...health,
     checkCommand,
-    envFileGroup,
-    unmanagedKeys: unmanagedKeys as UnmanagedKeys,
-    backupGenerations: wholeNumber(problems, "app.backupGenerations", app.backupGenerations, {
-      min: 1,
-      max: 20,
-      default: DEFAULT_BACKUP_GENERATIONS,
-      unit: "previous env files kept on each host",
-    }),
-    stableSeconds: wholeNumber(problems, "app.stableSeconds", app.stableSeconds, {
-      min: 1,
-      max: 300,
-      default: 5,
-      unit: "seconds",
-    }),
-    healthTimeoutSeconds: wholeNumber(problems, "app.healthTimeoutSeconds", app.healthTimeoutSeconds, {
-      min: 1,
-      max: 600,
-      default: 30,
-      unit: "seconds",
-    }),
+    envFileGroup: parseEnvFileGroup(problems, app.envFileGroup),
+    unmanagedKeys: parseUnmanagedKeys(problems, app.unmanagedKeys),
+    backupGenerations: wholeNumber(problems, "app.backupGenerations", app.backupGenerations, BACKUPS),
+    stableSeconds: wholeNumber(problems, "app.stableSeconds", app.stableSeconds, STABLE_SECONDS),
+    healthTimeoutSeconds: wholeNumber(problems, "app.healthTimeoutSeconds", app.healthTimeoutSeconds, HEALTH_TIMEOUT),
   };
 }
