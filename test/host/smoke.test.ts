@@ -16,6 +16,7 @@ import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
+import * as yaml from "js-yaml";
 
 import { fingerprint } from "../../components/env-file";
 import {
@@ -100,6 +101,25 @@ async function processEnv(fleet: TestFleet, host: TestHost, unit: string): Promi
       .filter((l) => l.includes("="))
       .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
   );
+}
+
+interface StackApp {
+  dir: string;
+  services: string[];
+  healthUrl?: string;
+  healthUrls?: string[];
+  healthHost?: string;
+  checkCommand?: string;
+}
+
+/** The app settings and plain env of a shipped stack file (Pulumi.<stack>.yaml at the repo root). */
+function shippedStack(stack: string): { app: StackApp; env: Record<string, string> } {
+  const file = path.join(__dirname, "..", "..", `Pulumi.${stack}.yaml`);
+  const doc = yaml.load(fs.readFileSync(file, "utf8")) as { config: Record<string, unknown> };
+  return {
+    app: doc.config["pms-secrets:app"] as StackApp,
+    env: doc.config["pms-secrets:env"] as Record<string, string>,
+  };
 }
 
 async function appFingerprint(fleet: TestFleet, host: TestHost): Promise<{ secret_key: string; debug: boolean }> {
@@ -356,6 +376,62 @@ if (unavailable) {
       assert.notEqual(weakStrict.code, 0);
       assert.match(weakStrict.stderr + weakStrict.stdout, /security\.W009/);
     });
+
+    for (const stack of ["prod", "dev"]) {
+      it(`the shipped Pulumi.${stack}.yaml app settings work against the host unchanged`, async () => {
+        const host = fleet.hosts[0];
+        const { app, env } = shippedStack(stack);
+        assert.equal(app.dir, APP.dir);
+        assert.deepEqual(app.services, [...APP.services]);
+        // The stack's env, plus the secrets the program would add, as the file systemd reads.
+        const values: Record<string, string> = {
+          ...env,
+          DB_PASSWORD: TEST_DB.password,
+          SECRET_KEY: newSecretKey(),
+        };
+        const text = Object.entries(values)
+          .map(([k, v]) => `${k}='${v}'`)
+          .join("\n");
+        const file = `/root/stack-${stack}.env`;
+        const put = await fleet.exec(host, `install -m 0600 /dev/stdin ${file}`, { stdin: `${text}\n` });
+        assert.equal(put.code, 0, put.stderr);
+
+        // checkCommand as the first service's unit would run it: its User, Group, WorkingDirectory.
+        assert.ok(app.checkCommand, `Pulumi.${stack}.yaml has an app.checkCommand`);
+        const check = await fleet.exec(
+          host,
+          `systemd-run --quiet --wait --pipe --collect -p EnvironmentFile=${file} -p User=pms -p Group=pms ` +
+            `-p WorkingDirectory=${app.dir} -- /bin/bash -c ${JSON.stringify(`${app.checkCommand} --fail-level WARNING`)}`,
+        );
+        assert.equal(check.code, 0, `${app.checkCommand}: ${check.stdout}${check.stderr}`);
+        assert.match(check.stdout, /System check identified no issues/);
+
+        // The health URL's path through the app with this stack's env (Django's test client: the
+        // same host validation): 200 for the Host the program derives (app.healthHost or the first
+        // ALLOWED_HOSTS name), 400 for 127.0.0.1:8000, which an HTTP client sends by default.
+        const url = app.healthUrls?.[0] ?? app.healthUrl;
+        assert.ok(url, `Pulumi.${stack}.yaml has a health URL`);
+        const name = app.healthHost ?? (env.ALLOWED_HOSTS ?? "").split(",")[0]?.trim();
+        const probe =
+          "import django; django.setup(); from django.test import Client; c = Client(); " +
+          `p = ${JSON.stringify(new URL(url).pathname)}; ` +
+          `print(c.get(p, HTTP_HOST=${JSON.stringify(name)}).status_code, c.get(p, HTTP_HOST="127.0.0.1:8000").status_code)`;
+        const served = await fleet.exec(
+          host,
+          `systemd-run --quiet --wait --pipe --collect -p EnvironmentFile=${file} -p User=pms -p Group=pms ` +
+            `-p WorkingDirectory=${app.dir} -p Environment=DJANGO_SETTINGS_MODULE=pmsapp.settings -- ` +
+            `${APP.venv}/bin/python -c ${JSON.stringify(probe)}`,
+        );
+        assert.equal(served.code, 0, served.stderr);
+        assert.equal(served.stdout.trim(), "200 400", `${url} with Host: ${name}, then with Host: 127.0.0.1:8000`);
+        if (name === PUBLIC_HOST) {
+          // The running gunicorn has this very ALLOWED_HOSTS: the URL itself, with curl on the host.
+          const curl = (h: string): string =>
+            `curl -s -o /dev/null -w '%{http_code}\\n' -H 'Host: ${h}' ${JSON.stringify(url)}`;
+          assert.equal(await run(fleet, host, `${curl(name)}; ${curl("127.0.0.1:8000")}`), "200\n400\n");
+        }
+      });
+    }
 
     it("serves sessions, signed tokens and Celery tasks that survive a worker restart", async () => {
       const host = fleet.hosts[0];
