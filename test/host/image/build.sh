@@ -242,17 +242,20 @@ SQL
 # Removes images of other hashes that nobody handed out for PRUNE_DAYS and that no host uses as
 # its overlay lower dir. Runs under the build lock, so no build of this script races it.
 prune_old_images() { # prune_old_images CURRENT_HASH
-  local keep="$1" stamp hash dir
-  for stamp in "$CACHE"/image-*.used; do
-    [ -e "$stamp" ] || continue
-    hash="${stamp##*/image-}"
-    hash="${hash%.used}"
+  local keep="$1" entry hash dir stamp
+  for entry in "$CACHE"/image-*; do
+    [ -e "$entry" ] || continue
+    hash="${entry##*/image-}"
+    hash="${hash%%.*}"
     [ "$hash" = "$keep" ] && continue
-    [ -z "$(find "$stamp" -mtime +"$PRUNE_DAYS")" ] && continue
     dir="$CACHE/image-$hash"
+    # Last hand-out time; images made before stamps existed count from their own mtime.
+    stamp="$dir.used"
+    [ -e "$stamp" ] || stamp="$entry"
+    [ -n "$(find "$stamp" -maxdepth 0 -mtime +"$PRUNE_DAYS")" ] || continue
     if grep -qF "lowerdir=$dir" /proc/mounts; then continue; fi
     log "pruning image $hash (unused for more than $PRUNE_DAYS days)"
-    rm -rf "$dir" "$dir.tar.zst" "$stamp"
+    rm -rf "$dir" "$dir.tar.zst" "$dir.used"
   done
 }
 
