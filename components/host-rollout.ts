@@ -19,7 +19,7 @@ import { fingerprint } from "./env-file";
 const ROLLOUT_SCRIPT_PATH = path.join(__dirname, "scripts", "rollout.sh");
 /** The rollout script, loaded as text: the exact bytes a host receives. */
 export const ROLLOUT_SCRIPT = fs.readFileSync(ROLLOUT_SCRIPT_PATH, "utf8");
-export const ROLLOUT_SCRIPT_FINGERPRINT = fingerprint(ROLLOUT_SCRIPT);
+const ROLLOUT_SCRIPT_FINGERPRINT = fingerprint(ROLLOUT_SCRIPT);
 
 /** Quotes one word for a POSIX shell. */
 export function shellQuote(word: string): string {
@@ -61,7 +61,7 @@ export function rolloutStdin(envFile: string): string {
  * What the preview shows as the reason for a replacement: the env file's
  * fingerprint and the script's fingerprint, never a value.
  */
-export function rolloutTriggers(envFingerprint: string): string[] {
+function rolloutTriggers(envFingerprint: string): string[] {
   return [`env:${envFingerprint}`, `script:${ROLLOUT_SCRIPT_FINGERPRINT}`];
 }
 

@@ -7,9 +7,9 @@
  */
 
 /** Django rejects a shorter SECRET_KEY (`manage.py check --deploy`, security.W009). */
-export const MIN_SECRET_KEY_LENGTH = 50;
+const MIN_SECRET_KEY_LENGTH = 50;
 /** Every other generated secret: at least 32 characters (about 190 bits from the safe alphabet). */
-export const MIN_GENERATED_LENGTH = 32;
+const MIN_GENERATED_LENGTH = 32;
 export const MAX_GENERATED_LENGTH = 512;
 export const DEFAULT_GENERATED_LENGTH = 64;
 

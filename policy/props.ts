@@ -26,7 +26,7 @@ type ErrorClass = new (...args: never[]) => Error;
 const unknownValueError: ErrorClass | undefined = (policySdk as unknown as { UnknownValueError?: ErrorClass })
   .UnknownValueError;
 
-export function isUnknownValueError(e: unknown): boolean {
+function isUnknownValueError(e: unknown): boolean {
   if (unknownValueError !== undefined && e instanceof unknownValueError) return true;
   // Older SDKs do not export the class; its message is stable ("... can't be known during preview").
   return e instanceof Error && /can't be known during preview$/.test(e.message);

@@ -37,7 +37,7 @@ const ASSIGNMENT = /(?<![A-Za-z0-9_])([A-Za-z_][A-Za-z0-9_]*)[ \t]*=[ \t]*("[^"]
 const TOKEN_RUN = /[A-Za-z0-9+/=_\-.~!*,:?@^]{32,}/g;
 
 /** Shannon entropy in bits per character. */
-export function entropyBitsPerChar(text: string): number {
+function entropyBitsPerChar(text: string): number {
   if (text.length === 0) return 0;
   const counts = new Map<string, number>();
   for (const ch of text) counts.set(ch, (counts.get(ch) ?? 0) + 1);
@@ -50,8 +50,8 @@ export function entropyBitsPerChar(text: string): number {
 }
 
 /** Minimum length and entropy for a run of token characters to count as a secret. */
-export const HIGH_ENTROPY_MIN_LENGTH = 32;
-export const HIGH_ENTROPY_MIN_BITS = 4;
+const HIGH_ENTROPY_MIN_LENGTH = 32;
+const HIGH_ENTROPY_MIN_BITS = 4;
 
 /**
  * A high-entropy token: >= 32 characters mixing upper case, lower case and digits, with at least

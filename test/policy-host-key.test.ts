@@ -53,6 +53,8 @@ describe("remote-command-host-key-pinned", () => {
       "AAAAC3NzaC1lZDI1NTE5",
       "203.0.113.10 ssh-ed25519 AAAAC3Nza",
       "ssh-ed25519 AAAA\nssh-rsa BBBB",
+      // Well formed, but SHA-1 only with the command provider (refused by OpenSSH >= 8.8).
+      "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7",
     ]) {
       const props = rolloutProps({ connection: { host: "h", privateKey: PRIVATE_KEY, hostKey: bad } });
       const out = await runResource(

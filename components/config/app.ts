@@ -5,7 +5,7 @@ import { HealthRules, HealthSettings, parseHealth } from "./health";
 import { absolutePath, ConfigObject, isObject, NumberRange, scalar, unknownKeys, wholeNumber } from "./read";
 import { UNIX_NAME } from "./hosts";
 
-export const DEFAULT_SERVICES = ["pms-backend", "celery-pms"] as const;
+const DEFAULT_SERVICES = ["pms-backend", "celery-pms"] as const;
 const UNMANAGED_KEYS = ["refuse", "keep", "drop"] as const;
 export type UnmanagedKeys = (typeof UNMANAGED_KEYS)[number];
 const FAIL_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];

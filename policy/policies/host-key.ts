@@ -1,11 +1,8 @@
 import type { ResourceValidationPolicy } from "@pulumi/policy";
 import { readString, UNKNOWN } from "../props";
 import { isProductionUrn, productionStacksSchema, stackOfUrn, type ProductionConfig } from "../stack";
+import { hostKeyProblem } from "../../components/config/hosts";
 import { REMOTE_COMMAND } from "./types";
-
-/** One authorized_keys-format public key: `<type> <base64> [comment]`. */
-export const HOST_KEY_PATTERN =
-  /^(?:ssh-ed25519|ssh-rsa|rsa-sha2-256|rsa-sha2-512|ecdsa-sha2-nistp(?:256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}(?: [^\r\n]*)?$/;
 
 /**
  * Without `connection.hostKey`, @pulumi/command does not check the server's key at all, so whoever
@@ -34,10 +31,12 @@ export const remoteCommandHostKeyPinned: ResourceValidationPolicy = {
       );
       return;
     }
-    if (!HOST_KEY_PATTERN.test(hostKey.trim())) {
+    // The program's own rule (components/config/hosts.ts): one key, a type the provider can use.
+    const problem = hostKeyProblem(hostKey);
+    if (problem !== undefined) {
       reportViolation(
-        `${where} has a connection.hostKey that is not one authorized_keys-format key ` +
-          `("<type> <base64>", e.g. "ssh-ed25519 AAAA..."); fix hosts[].hostKey in the stack config.`,
+        `${where} has a connection.hostKey that is not one authorized_keys-format key the provider can use ` +
+          `(${problem}); fix hosts[].hostKey in the stack config with the server's ed25519 key.`,
       );
     }
   },

@@ -2,7 +2,7 @@ import type { ResourceValidationPolicy } from "@pulumi/policy";
 import { readPath, UNKNOWN } from "../props";
 import { generatedEnvKey, RANDOM_PASSWORD } from "./types";
 
-export const DEFAULT_MAX_KEEPER_AGE_DAYS = 90;
+const DEFAULT_MAX_KEEPER_AGE_DAYS = 90;
 const DAY_MS = 24 * 60 * 60 * 1000;
 
 /** The keepers that rotate a generated secret: the global one and the secret's own. */

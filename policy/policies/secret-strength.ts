@@ -11,7 +11,7 @@ import { generatedEnvKey, RANDOM_PASSWORD, SM_SECRET_VERSION } from "./types";
  */
 export { SAFE_SPECIALS };
 /** What @pulumi/random uses when `special` is on and `overrideSpecial` is not set. */
-export const RANDOM_DEFAULT_SPECIALS = "!@#$%&*()-_=+[]{}<>:?";
+const RANDOM_DEFAULT_SPECIALS = "!@#$%&*()-_=+[]{}<>:?";
 
 /** Shows characters so they can be read in a message, e.g. `'#', '$', ' '`. */
 function describeChars(chars: Iterable<string>): string {

@@ -3,10 +3,10 @@ import { readPath, readString, UNKNOWN } from "../props";
 import { isProductionUrn, productionStacksSchema, stackOfUrn, type ProductionConfig } from "../stack";
 import { SM_SECRET } from "./types";
 
-export const DEFAULT_MIN_RECOVERY_WINDOW_DAYS = 7;
+const DEFAULT_MIN_RECOVERY_WINDOW_DAYS = 7;
 
 /** True for the AWS managed key of Secrets Manager, by alias or alias ARN. */
-export function isAwsManagedSecretsManagerKey(kmsKeyId: string): boolean {
+function isAwsManagedSecretsManagerKey(kmsKeyId: string): boolean {
   return kmsKeyId === "alias/aws/secretsmanager" || /:alias\/aws\/secretsmanager$/.test(kmsKeyId);
 }
 

@@ -15,7 +15,7 @@ import { COMMAND_TYPES, generatedEnvKey, RANDOM_PASSWORD, SM_SECRET_VERSION } fr
  * carries on stdin/connection. Values still unknown (a password being created during preview) are
  * skipped; the stack check that runs after `pulumi up` sees them.
  */
-export function collectStackSecrets(resources: PolicyResource[]): KnownSecret[] {
+function collectStackSecrets(resources: PolicyResource[]): KnownSecret[] {
   const generatedKeys = new Set(
     resources.filter((r) => r.type === RANDOM_PASSWORD).map((r) => generatedEnvKey(r.name)),
   );

@@ -2,7 +2,7 @@ import { envKeyOfGeneratedResource } from "../../components/secret-rules";
 
 /** Resource type tokens this pack looks at, as the engine reports them. */
 export const REMOTE_COMMAND = "command:remote:Command";
-export const LOCAL_COMMAND = "command:local:Command";
+const LOCAL_COMMAND = "command:local:Command";
 export const COMMAND_TYPES: readonly string[] = [REMOTE_COMMAND, LOCAL_COMMAND];
 export const RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword";
 export const SM_SECRET = "aws:secretsmanager/secret:Secret";
