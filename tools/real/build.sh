@@ -24,7 +24,7 @@ set -o errexit -o nounset -o pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly SCRIPT_DIR
-# shellcheck source=SCRIPTDIR/versions.sh
+# shellcheck source=SCRIPTDIR/versions.sh disable=SC1091
 source "${SCRIPT_DIR}/versions.sh"
 
 readonly CACHE="${PMS_TOOLS_CACHE:-/var/cache/pms-secrets/tools}"
@@ -135,7 +135,7 @@ build_tool() {
   fi
   # Fetch exactly the modules the build needs (`go mod download` would also fetch every test-only
   # module of the graph, some of which the proxy refuses); a no-op when the module cache is warm.
-  if ! (cd "${dir}" && go list -deps "${target}") >"${log}" 2>&1; then
+  if ! (cd "${dir}" && go list -deps "${target}" >/dev/null) 2>"${log}"; then
     tail -n 20 "${log}" >&2
     die "${name}: resolving the modules of ${module} (${what}, version ${version}) failed; see ${log}. A '403 ... not available' line names a module version the Go proxy refuses."
   fi
