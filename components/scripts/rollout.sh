@@ -13,6 +13,8 @@
 #   --stable-seconds N, --health-timeout N, --redact KEY (repeatable),
 #   --unmanaged-keys refuse|keep|drop (default refuse), --backups N (1..20, default 3),
 #   --purge-old-copies (emergency: delete every backup once the new env is proven),
+#   --secret-key-fallbacks N (0..5, default 1: previous keys the host keeps, see below),
+#   --emergency (no fallback kept, implies --purge-old-copies),
 #   --verify-only (change nothing: exit 0 in sync, 3 drift, other error).
 #
 # Steps (main/worker below read like this list):
@@ -92,6 +94,8 @@ UNMANAGED=refuse
 BACKUPS=3
 PURGE_OLD=0
 VERIFY_ONLY=0
+SK_FALLBACKS=1
+EMERGENCY=0
 
 # Run state.
 STARTED_AT=${EPOCHREALTIME/./}
@@ -189,6 +193,7 @@ parse_args() {
       --health-insecure) HEALTH_INSECURE=1; shift; continue ;;
       --purge-old-copies) PURGE_OLD=1; shift; continue ;;
       --verify-only) VERIFY_ONLY=1; shift; continue ;;
+      --emergency) EMERGENCY=1; PURGE_OLD=1; shift; continue ;;
     esac
     [ $# -ge 2 ] || usage_error "$1 needs a value"
     case $1 in
@@ -206,6 +211,7 @@ parse_args() {
       --redact) REDACT_KEYS+=("$2") ;;
       --unmanaged-keys) UNMANAGED=$2 ;;
       --backups) BACKUPS=$2 ;;
+      --secret-key-fallbacks) SK_FALLBACKS=$2 ;;
       --check-fail-level) ;; # the program appends --fail-level to the check command itself
       *) usage_error "unknown argument $1" ;;
     esac
@@ -226,6 +232,7 @@ parse_args() {
   done
   case $UNMANAGED in refuse | keep | drop) ;; *) usage_error "--unmanaged-keys must be refuse, keep or drop" ;; esac
   is_count "$BACKUPS" 1 20 || usage_error "--backups must be 1..20"
+  is_count "$SK_FALLBACKS" 0 5 || usage_error "--secret-key-fallbacks must be 0..5"
   is_count "$STABLE_SECONDS" 0 600 || usage_error "--stable-seconds must be 0..600"
   is_count "$HEALTH_TIMEOUT" 1 600 || usage_error "--health-timeout must be 1..600"
   if [ -n "$HEALTH_CA" ] && [ "$HEALTH_INSECURE" = 1 ]; then usage_error "--health-ca and --health-insecure exclude each other"; fi
@@ -427,8 +434,9 @@ receive_env() {
   grep -q -E "^SECRET_KEY='.+'\$" -- "$file" || fail_untouched - env-file "env file has no SECRET_KEY"
 }
 
-# Delivered keys and values (all KEY='value'), their hash, and the values to redact.
-load_delivered() {
+# Keys and values of an env file of ours (every line KEY='value'), their hash, and the values to
+# redact. Run on the received file, then on the composed one (with the carried keys).
+load_delivered() { # file
   local line key value
   declare -g -A DELIVERED_SET=()
   while IFS= read -r line; do
@@ -436,7 +444,7 @@ load_delivered() {
     key=${line%%=*}; value=${line#*=\'}; value=${value%\'}
     DELIVERED_SET[$key]=$value
     if is_redacted_key "$key"; then add_redactions "$value"; fi
-  done <"$RUN_DIR/received.env"
+  done <"$1"
   mapfile -t DELIVERED_KEYS < <(printf '%s\n' "${!DELIVERED_SET[@]}" | LC_ALL=C sort)
   DELIVERED_HASH=$(for key in "${DELIVERED_KEYS[@]}"; do printf '%s=%s\n' "$key" "${DELIVERED_SET[$key]}"; done | sha256sum | cut -c 1-64)
 }
@@ -459,16 +467,18 @@ line_key() { # line
   [[ $l =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] && printf '%s' "$l"
 }
 
-# A value on one line that systemd, python-dotenv and django-environ read the same: unquoted
-# without a trailing backslash or quote, or wholly inside one pair of quotes.
+# The value of one line of a hand-written file when bash, systemd, python-dotenv and
+# django-environ all read it the same: unquoted without blanks, or wholly inside one pair of
+# quotes; never a quote, backslash, $ or backtick inside (each reads those differently).
 line_value() { # line
   local v=${1#*=}
   v=${v#"${v%%[![:space:]]*}"}
   v=${v%"${v##*[![:space:]]}"}
   case $v in
-    \'*\' | \"*\") v=${v:1:${#v}-2}; case $v in *[\'\"\\]*) return 1 ;; esac ;;
-    *[\'\"\\]*) return 1 ;;
+    \'*\' | \"*\") v=${v:1:${#v}-2} ;;
+    *[[:space:]]*) return 1 ;;
   esac
+  case $v in *[\'\"\\\$\`]*) return 1 ;; esac
   printf '%s' "$v"
 }
 
@@ -492,9 +502,10 @@ compose_env() {
       if is_redacted_key "$key" && value=$(line_value "$line"); then add_redactions "$value"; fi
       continue
     fi
-    value=$(line_value "$line") || fail_untouched - unmanaged-keys "$key in $ENV_FILE has a quoted, escaped or multi-line value that cannot be carried over safely; add $key to the stack config"
+    value=$(line_value "$line") || fail_untouched - unmanaged-keys "$key in $ENV_FILE has a value that cannot be carried over exactly (a quote, backslash, \$, backtick, blank or line break in it); add $key to the stack config"
     add_redactions "$value"
-    carried+=("$line")
+    # Written in our one form, which systemd reads (it ignores `export` lines) as bash did.
+    carried+=("$key='$value'")
     if [[ ! -v seen[$key] ]]; then seen[$key]=1; UNMANAGED_KEYS+=("$key"); fi
   done <"$RUN_DIR/previous.env"
   [ "${#UNMANAGED_KEYS[@]}" -gt 0 ] || return 0
@@ -510,6 +521,81 @@ compose_env() {
     drop)
       log "env: left out (unmanagedKeys=drop; kept in the backup): $names" ;;
   esac
+}
+
+# --- SECRET_KEY_FALLBACKS (issue 10) --------------------------------------------------------
+# The host keeps the previous keys itself. When the delivered SECRET_KEY differs from the one in
+# the host's current file (a rotation, or the first deploy onto a hand-written file: adoption),
+# the old key goes first into SECRET_KEY_FALLBACKS, newest first, at most --secret-key-fallbacks
+# (0 retires them all). Why on the host: the old key never travels or lands in state or the
+# secret store, nobody types it, and a re-run without a keeper change computes the same list from
+# the same file, so the file and the proof stay equal and nothing restarts. --emergency keeps none.
+
+# The list is the host's to compose: a delivered one is refused, a host one is never "unmanaged".
+claim_secret_key_fallbacks() {
+  if [[ -v DELIVERED_SET[SECRET_KEY_FALLBACKS] ]]; then
+    fail_untouched - secret-key-fallbacks "the delivered env file sets SECRET_KEY_FALLBACKS; the host keeps that list itself (remove it from the stack config; set secretKeyFallbacks instead)"
+  fi
+  DELIVERED_SET[SECRET_KEY_FALLBACKS]=""
+}
+
+# Adds the SECRET_KEY_FALLBACKS line to final.env, right after SECRET_KEY (bash builtins only:
+# no key in any argv).
+compose_secret_key_fallbacks() {
+  local line key value current="" listed="" limit=$SK_FALLBACKS new=${DELIVERED_SET[SECRET_KEY]}
+  local candidates=() kept=() listed_keys=() skipped=0 joined tmp=$RUN_DIR/final.env.tmp
+  declare -A seen=()
+  if [ "$HAD_PREVIOUS" = 1 ]; then
+    while IFS= read -r line || [ -n "$line" ]; do
+      key=$(line_key "$line")
+      case $key in
+        SECRET_KEY) if value=$(line_value "$line"); then current=$value; else current=""; skipped=$((skipped + 1)); fi ;;
+        SECRET_KEY_FALLBACKS) if value=$(line_value "$line"); then listed=$value; else listed=""; skipped=$((skipped + 1)); fi ;;
+      esac
+    done <"$RUN_DIR/previous.env"
+  fi
+  if [ "$EMERGENCY" = 1 ]; then limit=0; fi
+  if [ -n "$current" ] && [ "$current" != "$new" ]; then candidates+=("$current"); fi
+  IFS=, read -r -a listed_keys <<<"$listed"
+  candidates+=("${listed_keys[@]+"${listed_keys[@]}"}")
+  for value in "${candidates[@]+"${candidates[@]}"}"; do
+    add_redactions "$value"
+    value=${value#"${value%%[![:space:]]*}"}
+    value=${value%"${value##*[![:space:]]}"}
+    if [ -z "$value" ] || [ "$value" = "$new" ] || [[ -v seen[$value] ]]; then continue; fi
+    seen[$value]=1
+    if [ "${#kept[@]}" -lt "$limit" ]; then kept+=("$value"); fi
+  done
+  if [ "$skipped" -gt 0 ]; then
+    log "secret key: a SECRET_KEY or SECRET_KEY_FALLBACKS value in $ENV_FILE has a quote, backslash, \$, backtick or blank and cannot be kept as a fallback"
+  fi
+  if [ "${#kept[@]}" -gt 0 ]; then
+    joined=$(IFS=,; printf '%s' "${kept[*]}")
+    while IFS= read -r line; do
+      printf '%s\n' "$line"
+      if [ "${line%%=*}" = SECRET_KEY ]; then printf "SECRET_KEY_FALLBACKS='%s'\n" "$joined"; fi
+    done <"$RUN_DIR/final.env" >"$tmp"
+    mv -f -- "$tmp" "$RUN_DIR/final.env"
+  fi
+  if [ -n "$current" ] && [ "$current" != "$new" ] && [ "$EMERGENCY" = 1 ]; then
+    log "secret key: EMERGENCY (--emergency): no fallback kept; the old key is rejected as soon as the services restart, and backups holding it are deleted once the new env is proven"
+  elif [ -n "$current" ] && [ "$current" != "$new" ]; then
+    log "secret key: changes; the host's previous key is kept as a fallback (${#kept[@]} kept, at most $limit)"
+  else
+    log "secret key: unchanged; ${#kept[@]} fallback(s) kept (at most $limit)"
+  fi
+}
+
+# The proof covers the list too: with none kept, a process that still holds SECRET_KEY_FALLBACKS
+# (not restarted, or an override) must not pass, so the key is hashed as "absent".
+prove_secret_key_fallbacks() {
+  local key
+  [[ ! -v DELIVERED_SET[SECRET_KEY_FALLBACKS] ]] || return 0
+  DELIVERED_SET[SECRET_KEY_FALLBACKS]=""
+  mapfile -t DELIVERED_KEYS < <(printf '%s\n' "${!DELIVERED_SET[@]}" | LC_ALL=C sort)
+  DELIVERED_HASH=$(for key in "${DELIVERED_KEYS[@]}"; do
+    if [ "$key" = SECRET_KEY_FALLBACKS ]; then printf '%s\n' "$key"; else printf '%s=%s\n' "$key" "${DELIVERED_SET[$key]}"; fi
+  done | sha256sum | cut -c 1-64)
 }
 
 # --- the no-op path -----------------------------------------------------------------------
@@ -946,8 +1032,12 @@ worker() {
   check_units
   open_env_dir
   adopt_legacy_backup
-  load_delivered
+  load_delivered "$RUN_DIR/received.env"
+  claim_secret_key_fallbacks
   compose_env
+  compose_secret_key_fallbacks
+  load_delivered "$RUN_DIR/final.env"
+  prove_secret_key_fallbacks
   if already_in_place; then
     log "already in place and proven in the running processes; nothing to do"
     return 0
@@ -987,7 +1077,7 @@ write_worker() {
     declare -p PROG STATE_DIR RUNS_DIR BACKUP_ROOT LOCK_FILE PID_FILE DROPIN_NAME PRIVATE_PREFIX END_MARKER \
       LOCK_TIMEOUT CHECK_TIMEOUT RESTART_TIMEOUT SYSTEMCTL_TIMEOUT HTTP_TIMEOUT HANDOFF_TIMEOUT EXIT_DRIFT KEY_ERROR_PATTERN \
       HOST ENV_FILE APP_DIR GROUP CHECK HEALTH_URLS HEALTH_HOST HEALTH_CA HEALTH_INSECURE STABLE_SECONDS \
-      HEALTH_TIMEOUT REDACT_KEYS SERVICES UNMANAGED BACKUPS PURGE_OLD ENV_DIR ENV_NAME RUN_DIR RUN_ID
+      HEALTH_TIMEOUT REDACT_KEYS SERVICES UNMANAGED BACKUPS PURGE_OLD SK_FALLBACKS EMERGENCY ENV_DIR ENV_NAME RUN_DIR RUN_ID
     printf 'STARTED_AT=%s\nPRIVATE_NAME=""\nHAD_PREVIOUS=0\nENV_INSTALLED=0\nINSTALLED_ID=""\nCHANGED=0\n' "$STARTED_AT"
     printf 'FAILED_PRINTED=0\nROLLED_BACK=0\nLAST_ERR=""\nDELIVERED_HASH=""\nDELIVERED_KEYS=()\nREDACT_VALUES=()\n'
     printf 'UNMANAGED_KEYS=()\nDROPINS_CHANGED=()\nRESTARTED=()\ndeclare -A ACTION=()\n'
@@ -1071,7 +1161,7 @@ verify_only() {
   else
     grep -E "^[A-Za-z_][A-Za-z0-9_]*='[^'\\\\]*'\$" -- "$ENV_FILE" >"$file" || true
   fi
-  load_delivered
+  load_delivered "$file"
   for svc in "${SERVICES[@]}"; do
     result=$(unit_prop "$svc" ActiveState)
     if [ "$result" != active ]; then

@@ -8,16 +8,19 @@ import { randomBytes } from "node:crypto";
 import type { AppSpec, HostSpec } from "../../components/config";
 import { renderEnvFile } from "../../components/env-file";
 import { rolloutCommand, rolloutStdin, shellQuote } from "../../components/host-rollout";
-import { APP, TEST_DB, sshArgs, type ExecResult, type TestFleet, type TestHost } from "./testhost";
+import { APP, PUBLIC_HOST, TEST_DB, sshArgs, type ExecResult, type TestFleet, type TestHost } from "./testhost";
 
 export const ENV_FILE = `${APP.dir}/.env.production`;
-/** The public name the app is configured with; the health check must send it as Host. */
-export const PUBLIC_HOST = "api.pms.example.com";
 /** Names of the secret keys, as the program passes them (--redact). */
 export const SECRET_KEYS = ["DB_PASSWORD", "JWT_SIGNING_KEY", "PAYSTACK_SECRET_KEY", "SECRET_KEY"];
 
 export function hostSpec(host: TestHost): HostSpec {
   return { name: host.name, address: host.address, port: host.sshPort, user: "root", hostKey: host.hostKey };
+}
+
+/** The services of a host: the Celery unit differs on the template variant. */
+export function servicesOf(host: TestHost): string[] {
+  return ["pms-backend", host.celeryUnit.replace(/\.service$/, "")];
 }
 
 export function appSpec(overrides: Partial<AppSpec> = {}): AppSpec {
@@ -26,9 +29,11 @@ export function appSpec(overrides: Partial<AppSpec> = {}): AppSpec {
     envFile: ENV_FILE,
     services: [...APP.services],
     healthUrls: ["http://127.0.0.1:8000/health/"],
+    // Django refuses 127.0.0.1 as Host: ALLOWED_HOSTS holds only the public name, as in production.
     healthHost: PUBLIC_HOST,
     healthInsecure: false,
-    checkCommand: "/usr/bin/python3 manage.py check --deploy",
+    // The old guide's step as written (bash: `source`), run as the unit runs.
+    checkCommand: APP.guideCheckCommand,
     unmanagedKeys: "refuse",
     backupGenerations: 3,
     stableSeconds: 2,
@@ -44,25 +49,27 @@ export function randomValue(length: number): string {
 }
 
 /** The env file the program renders for the stand-in app, with a fresh SECRET_KEY unless given. */
-export function envFile(values: Record<string, string> = {}): { text: string; secretKey: string } {
+export function envFile(
+  values: Record<string, string> = {},
+  omit: readonly string[] = [],
+): { text: string; secretKey: string } {
   const secretKey = values.SECRET_KEY ?? randomValue(60);
-  const text = renderEnvFile(
-    {
-      ALLOWED_HOSTS: PUBLIC_HOST,
-      CELERY_BROKER_URL: "redis://127.0.0.1:6379/0",
-      DB_HOST: TEST_DB.host,
-      DB_NAME: TEST_DB.name,
-      DB_PASSWORD: TEST_DB.password,
-      DB_PORT: String(TEST_DB.port),
-      DB_USER: TEST_DB.user,
-      DEBUG: "False",
-      JWT_SIGNING_KEY: randomValue(64),
-      PAYSTACK_SECRET_KEY: "sk_test_safety_fixture",
-      ...values,
-      SECRET_KEY: secretKey,
-    },
-    ["Managed by pms-secrets (host safety test)."],
-  );
+  const all: Record<string, string> = {
+    ALLOWED_HOSTS: PUBLIC_HOST,
+    CELERY_BROKER_URL: "redis://127.0.0.1:6379/0",
+    DB_HOST: TEST_DB.host,
+    DB_NAME: TEST_DB.name,
+    DB_PASSWORD: TEST_DB.password,
+    DB_PORT: String(TEST_DB.port),
+    DB_USER: TEST_DB.user,
+    DEBUG: "False",
+    JWT_SIGNING_KEY: randomValue(64),
+    PAYSTACK_SECRET_KEY: "sk_test_safety_fixture",
+    ...values,
+    SECRET_KEY: secretKey,
+  };
+  for (const k of omit) delete all[k];
+  const text = renderEnvFile(all, ["Managed by pms-secrets (host safety test)."]);
   return { text, secretKey };
 }
 
@@ -76,7 +83,8 @@ export interface RolloutOptions {
 
 /** The exact command line the program runs on the host. */
 export function command(host: TestHost, opts: RolloutOptions = {}): string {
-  const base = rolloutCommand(hostSpec(host), appSpec(opts.app), opts.secretKeys ?? SECRET_KEYS);
+  const app = appSpec({ services: servicesOf(host), ...opts.app });
+  const base = rolloutCommand(hostSpec(host), app, opts.secretKeys ?? SECRET_KEYS);
   return [base, ...(opts.extraArgs ?? []).map(shellQuote)].join(" ");
 }
 
@@ -140,7 +148,7 @@ export async function runningKeys(
   key = "SECRET_KEY",
 ): Promise<Record<string, string[]>> {
   const out: Record<string, string[]> = {};
-  for (const svc of APP.services) {
+  for (const svc of servicesOf(host)) {
     const r = await sh(
       fleet,
       host,
@@ -162,7 +170,7 @@ export async function runningKeys(
 
 export async function activeStates(fleet: TestFleet, host: TestHost): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
-  for (const svc of APP.services) {
+  for (const svc of servicesOf(host)) {
     out[svc] = (await sh(fleet, host, `systemctl show -p ActiveState --value ${svc}.service`)).trim();
   }
   return out;
@@ -214,7 +222,7 @@ export async function resetHost(fleet: TestFleet, host: TestHost): Promise<void>
     mountpoint -q /srv/pms-env && umount /srv/pms-env
     rm -rf /srv/pms-env /etc/pms-legacy /root/victim* /var/lib/pms-secrets /run/lock/pms-secrets.lock
     find ${APP.dir} -maxdepth 1 \\( -name '.env*' -o -name '.pms-secrets*' \\) -exec rm -rf {} +
-    chown root:root ${APP.dir}; chmod 755 ${APP.dir}
+    chown ${APP.user}:${APP.user} ${APP.dir}; chmod 755 ${APP.dir}
     for s in ${APP.services.join(" ")}; do
       rm -rf /etc/systemd/system/$s.service.d /run/systemd/system/$s.service.d
     done

@@ -24,7 +24,6 @@ import {
   envFile,
   fileInfo,
   leaked,
-  PUBLIC_HOST,
   resetHost,
   rollout,
   rolloutDropped,
@@ -34,7 +33,16 @@ import {
 } from "./safety-host";
 import { rolloutStdin } from "../../components/host-rollout";
 import { unavailable } from "./scenario";
-import { APP, bootFleet, hostTestsUnavailableReason, type TestFleet, type TestHost } from "./testhost";
+import {
+  APP,
+  LEGACY_ENV,
+  LEGACY_UNKNOWN_KEYS,
+  PUBLIC_HOST,
+  bootFleet,
+  hostTestsUnavailableReason,
+  type TestFleet,
+  type TestHost,
+} from "./testhost";
 
 const skip = unavailable(hostTestsUnavailableReason());
 const log = (line: string): void => {
@@ -51,6 +59,88 @@ const HAND_WRITTEN = [
   "",
 ].join("\n");
 const HAND_WRITTEN_VALUES = ["hunter2-mail-password", "https://k3y@sentry.example.com/42", "old-hand-rotated-key"];
+
+/**
+ * The unit shapes of issue 8 item 5 that need a different image setup (H7's boot variants):
+ * a template unit + Type=notify, Type=forking, Type=oneshot (MainPID=0, worker in the cgroup), and
+ * a years-old hand-written env file sourced by the units (adoption without loss).
+ */
+describe("units in the wild: boot variants", { skip }, () => {
+  let fleet: TestFleet;
+  const byName = (name: string): TestHost => {
+    const h = fleet.hosts.find((x) => x.name === name);
+    if (!h) throw new Error(`no host ${name}`);
+    return h;
+  };
+
+  before(async () => {
+    fleet = await bootFleet(["tmpl", "fork", "oneshot", "legacy"], log, {
+      variant: { tmpl: ["template", "notify"], fork: ["forking"], oneshot: ["oneshot"], legacy: ["legacy-env"] },
+    });
+  });
+  after(async () => {
+    await fleet?.teardown();
+  });
+
+  async function assertAllOn(host: TestHost, key: string): Promise<void> {
+    const keys = await runningKeys(fleet, host);
+    for (const [svc, held] of Object.entries(keys))
+      assert.deepEqual(held, [key], `${host.name} ${svc}: ${held.join(",")}`);
+  }
+
+  for (const [name, what] of [
+    ["tmpl", "template instance celery-pms@default + Type=notify gunicorn"],
+    ["fork", "Type=forking Celery (PIDFile)"],
+    ["oneshot", "Type=oneshot Celery: MainPID=0, proof from the cgroup's processes"],
+  ] as const) {
+    it(`${what}: first deploy and a rotation, every process proven on the new key [old: ${name === "tmpl" ? "passes" : "see header"}]`, async () => {
+      const host = byName(name);
+      for (let round = 0; round < 2; round++) {
+        const env = envFile();
+        const r = await rollout(fleet, host, env.text);
+        assert.equal(r.code, 0, r.stdout + r.stderr);
+        assert.match(
+          r.stdout,
+          /restart: celery-pms\S* active and stable for \d+s, (\d+ processes hold the delivered env)/,
+        );
+        await assertAllOn(host, env.secretKey);
+      }
+    });
+  }
+
+  it("a hand-written env file sourced by the units: refused by default naming its 5 keys, then kept without loss [old: FAILS]", async () => {
+    const host = byName("legacy");
+    const before = await fileInfo(fleet, host, ENV_FILE);
+    // The config manages the guide's keys; CELERY_BROKER_URL (with a Redis password) only the host has.
+    const refused = await rollout(fleet, host, envFile({}, ["CELERY_BROKER_URL"]).text);
+    assert.equal(refused.code, 1, refused.stdout + refused.stderr);
+    for (const k of LEGACY_UNKNOWN_KEYS) assert.ok(refused.stderr.includes(k), `${k} named`);
+    assert.deepEqual(await fileInfo(fleet, host, ENV_FILE), before, "nothing changed");
+    assert.deepEqual(
+      leaked(refused.stdout + refused.stderr, [
+        LEGACY_ENV.EMAIL_HOST_PASSWORD,
+        LEGACY_ENV.SENTRY_DSN,
+        LEGACY_ENV.SECRET_KEY,
+      ]),
+      [],
+    );
+
+    const env = envFile({}, ["CELERY_BROKER_URL"]);
+    const kept = await rollout(fleet, host, env.text, { app: { unmanagedKeys: "keep" } });
+    assert.equal(kept.code, 0, kept.stdout + kept.stderr);
+    assert.deepEqual(
+      leaked(kept.stdout + kept.stderr, [LEGACY_ENV.EMAIL_HOST_PASSWORD, LEGACY_ENV.SENTRY_DSN, env.secretKey]),
+      [],
+    );
+    await assertAllOn(host, env.secretKey);
+    for (const k of ["EMAIL_HOST_PASSWORD", "SENTRY_DSN"] as const) {
+      const held = await runningKeys(fleet, host, k);
+      assert.deepEqual(held["pms-backend"], [LEGACY_ENV[k]], `${k} still reaches the app`);
+    }
+    const backup = await sh(fleet, host, "cat /var/lib/pms-secrets/backups/*/*.env");
+    assert.equal(backup, before?.content, "the hand-written file is kept byte for byte, root-only");
+  });
+});
 
 describe("rollout safety on a real host", { skip }, () => {
   let fleet: TestFleet;
@@ -114,11 +204,14 @@ describe("rollout safety on a real host", { skip }, () => {
       assert.equal(file?.mode, "600");
       assert.equal(file?.owner, "root:root");
       assert.ok(file?.content.startsWith(env.text), "the delivered file comes first, byte for byte");
-      assert.match(file?.content ?? "", /^EMAIL_HOST_PASSWORD=hunter2-mail-password$/m);
-      assert.match(file?.content ?? "", /^export SENTRY_DSN='https:\/\/k3y@sentry\.example\.com\/42'$/m);
+      // Carried in the one form systemd reads as bash did (systemd ignores `export` lines).
+      assert.match(file?.content ?? "", /^EMAIL_HOST_PASSWORD='hunter2-mail-password'$/m);
+      assert.match(file?.content ?? "", /^SENTRY_DSN='https:\/\/k3y@sentry\.example\.com\/42'$/m);
       await assertBothOn(env.secretKey);
       const mail = await runningKeys(fleet, host, "EMAIL_HOST_PASSWORD");
       assert.deepEqual(mail["pms-backend"], ["hunter2-mail-password"]);
+      const dsn = await runningKeys(fleet, host, "SENTRY_DSN");
+      assert.deepEqual(dsn["celery-pms"], ["https://k3y@sentry.example.com/42"]);
       const again = await rollout(fleet, host, env.text, { app: { unmanagedKeys: "keep" } });
       assert.equal(again.code, 0, again.stdout + again.stderr);
       assert.match(again.stdout, /already in place and proven in the running processes; nothing to do/);
