@@ -13,6 +13,30 @@
 # overlay, saved PIDs and logs of this host and nothing else. Teardown only acts on what RUNDIR
 # records (saved PIDs, the cgroups and netns it created), is idempotent and safe after a failed
 # boot. Needs root.
+#
+# Variants (--variant, comma-separated; applied to the host's overlay before it boots, so the host
+# comes up as if it had always been that way; files from the image's /usr/local/share/pms-testhost,
+# i.e. units/variants/; testhost.ts HOST_VARIANTS says the same):
+#   plain                 units as shipped, no EnvironmentFile=, no env file (the default): the
+#                         app exits for lack of SECRET_KEY until a first deploy
+#   envfile               EnvironmentFile=/srv/pms-backend/.env.production in both unit files and
+#                         that file (0600 root, preset key): the app is up at boot
+#   legacy-env            a years-old hand-written .env.production: 0644, `export ` prefixes, double
+#                         quotes, keys the program does not know. systemd rejects `export` lines, so
+#                         the units source it in a bash ExecStart= (no EnvironmentFile=); a file the
+#                         app user cannot read is skipped. The app is up at boot
+#   envfile-other         EnvironmentFile=-/etc/default/pms-backend (tuning keys) in both unit files
+#   override-envfile      pms-backend.service.d/override.conf with EnvironmentFile= of another
+#                         SECRET_KEY: wins over any 50-*.conf drop-in
+#   override-environment  the same override.conf with Environment="SECRET_KEY=..." (loses to any
+#                         EnvironmentFile= value)
+#   template              celery-pms@.service, celery-pms@default.service enabled, no celery-pms.service
+#   notify                pms-backend Type=notify (gunicorn's sd_notify)
+#   forking               celery-pms Type=forking (`celery multi`, PIDFile=)
+#   oneshot               celery-pms Type=oneshot + RemainAfterExit=yes around `celery multi`
+#                         (active/exited, MainPID=0)
+#   stopped               the Celery unit stopped and disabled by the operator
+#   app-root-owned        /srv/pms-backend owned by root instead of the app user pms
 set -euo pipefail
 
 START_US=${EPOCHREALTIME/./}
@@ -23,7 +47,7 @@ log() {
 }
 die() { log "ERROR: $*"; exit 1; }
 
-usage() { sed -n '2,16p' "$0" >&2; exit 2; }
+usage() { sed -n '2,/^set -euo pipefail$/p' "$0" | sed '$d' >&2; exit 2; }
 
 [ $# -ge 3 ] || usage
 CMD="$1" ID="$2" RUNDIR="$3"
@@ -434,9 +458,15 @@ ssh_cmd() {
   exec ssh "${opts[@]}" "$user@127.0.0.1" "$@"
 }
 
-case "$CMD" in
-  boot) boot "$@" ;;
-  teardown) teardown ;;
-  ssh) ssh_cmd "$@" ;;
-  *) usage ;;
-esac
+main() {
+  case "$CMD" in
+    boot) boot "$@" ;;
+    teardown) teardown ;;
+    ssh) ssh_cmd "$@" ;;
+    *) usage ;;
+  esac
+}
+
+# One line: bash has read it whole before main runs, so editing this file while a boot or
+# teardown is running cannot make bash read on from a shifted offset.
+main "$@"; exit

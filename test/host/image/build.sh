@@ -56,7 +56,7 @@ for arg in "$@"; do
   case "$arg" in
     --base-only) BASE_ONLY=1 ;;
     --force) FORCE=1 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo pipefail$/p' "$0" | sed '$d'; exit 0 ;;
     *) die "unknown argument: $arg (expected --base-only or --force)" ;;
   esac
 done
@@ -342,4 +342,6 @@ main() {
   hand_out "$ihash" "$image"
 }
 
-main
+# One line: bash has read it whole before main runs, so editing this file during a build cannot
+# make bash read on from a shifted offset.
+main; exit
