@@ -32,10 +32,10 @@ const cases: Array<[string, Partial<GeneratedInput>, string, RegExp]> = [
     "SECRET_KEY too short",
     { generated: { SECRET_KEY: { length: 40 } } },
     "generated.SECRET_KEY.length",
-    /out of range.*at least 50/,
+    /40 is not a whole number from 50 to 512.*Django requires at least 50/,
   ],
-  ["other secret too short", { generated: { API_KEY: { length: 31 } } }, "generated.API_KEY.length", /use 32 to 512/],
-  ["too long", { generated: { API_KEY: { length: 513 } } }, "generated.API_KEY.length", /use 32 to 512/],
+  ["other secret too short", { generated: { API_KEY: { length: 31 } } }, "generated.API_KEY.length", /from 32 to 512/],
+  ["too long", { generated: { API_KEY: { length: 513 } } }, "generated.API_KEY.length", /from 32 to 512/],
   [
     "unknown alphabet",
     { generated: { SECRET_KEY: { alphabet: "emoji" } } },

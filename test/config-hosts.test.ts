@@ -51,8 +51,13 @@ const cases: Array<[string, unknown, string, RegExp]> = [
     "hosts[1].address",
     /a:22 is already the target/,
   ],
-  ["port out of range", [{ name: "web1", address: "a", port: 70000 }], "hosts[0].port", /70000 is not a TCP port/],
-  ["port zero", [{ name: "web1", address: "a", port: 0 }], "hosts[0].port", /not a TCP port/],
+  [
+    "port out of range",
+    [{ name: "web1", address: "a", port: 70000 }],
+    "hosts[0].port",
+    /70000 is not a whole number from 1 to 65535.*TCP port sshd listens on/,
+  ],
+  ["port zero", [{ name: "web1", address: "a", port: 0 }], "hosts[0].port", /not a whole number from 1 to 65535/],
   [
     "user@host:port",
     [{ name: "web1", address: "deploy@10.0.0.5:2222" }],

@@ -136,10 +136,10 @@ const BACKUPS: NumberRange = {
   min: 1,
   max: 20,
   default: DEFAULT_BACKUP_GENERATIONS,
-  unit: "previous env files kept on each host",
+  unit: "how many previous env files each host keeps",
 };
-const STABLE_SECONDS: NumberRange = { min: 1, max: 300, default: 5, unit: "seconds" };
-const HEALTH_TIMEOUT: NumberRange = { min: 1, max: 600, default: 30, unit: "seconds" };
+const STABLE_SECONDS: NumberRange = { min: 1, max: 300, default: 5, unit: "the seconds each unit must stay up" };
+const HEALTH_TIMEOUT: NumberRange = { min: 1, max: 600, default: 30, unit: "the seconds the health URLs may take" };
 
 function parseEnvFileGroup(problems: Problems, value: unknown): string | undefined {
   if (value === undefined) return undefined;

@@ -3,7 +3,7 @@ import { AlphabetName, ALPHABETS, isAlphabetName } from "../alphabet";
 import { keyProblem } from "../env-file";
 import { DEFAULT_GENERATED_LENGTH, MAX_GENERATED_LENGTH, minimumLength } from "../secret-rules";
 import type { Problems } from "./problems";
-import { isObject, scalar, unknownKeys } from "./read";
+import { isObject, scalar, unknownKeys, wholeNumber } from "./read";
 
 export interface RotationKeepers {
   /** The stack-wide keeper (`pms-secrets:rotation`). */
@@ -40,16 +40,14 @@ function parseRotate(problems: Problems, value: unknown): Record<string, string>
 }
 
 function parseLength(problems: Problems, at: string, key: string, value: unknown): number {
-  if (value === undefined) return DEFAULT_GENERATED_LENGTH;
-  const min = minimumLength(key);
-  const n = Number(value);
-  if (Number.isInteger(n) && n >= min && n <= MAX_GENERATED_LENGTH) return n;
-  problems.add(
-    `${at}.length`,
-    `${JSON.stringify(value)} is out of range`,
-    `use ${min} to ${MAX_GENERATED_LENGTH}${key === "SECRET_KEY" ? ` (Django requires at least ${min})` : ""}; default ${DEFAULT_GENERATED_LENGTH}`,
-  );
-  return DEFAULT_GENERATED_LENGTH;
+  const unit =
+    key === "SECRET_KEY" ? "the length in characters (Django requires at least 50)" : "the length in characters";
+  return wholeNumber(problems, `${at}.length`, value, {
+    min: minimumLength(key),
+    max: MAX_GENERATED_LENGTH,
+    default: DEFAULT_GENERATED_LENGTH,
+    unit,
+  });
 }
 
 function parseAlphabet(problems: Problems, at: string, value: unknown): AlphabetName {

@@ -1,7 +1,7 @@
 /** `hosts`: the servers, how to reach them and the server key each must present. */
 import { documentationHostProblem, placeholderProblem } from "./placeholders";
 import type { Problems } from "./problems";
-import { isObject, scalar } from "./read";
+import { isObject, NumberRange, scalar, wholeNumber } from "./read";
 
 export interface HostSpec {
   /** Short name, used in resource names and messages: lower-case letters, digits and dashes. */
@@ -84,13 +84,7 @@ function addressProblem(address: string, at: string): [string, string] | undefin
   return placeholder ? [placeholder, where] : undefined;
 }
 
-function parsePort(problems: Problems, at: string, value: unknown): number {
-  if (value === undefined) return 22;
-  const p = Number(value);
-  if (Number.isInteger(p) && p >= 1 && p <= 65535) return p;
-  problems.add(`${at}.port`, `${JSON.stringify(value)} is not a TCP port`, "use a number from 1 to 65535 (default 22)");
-  return 22;
-}
+const PORT: NumberRange = { min: 1, max: 65535, default: 22, unit: "the TCP port sshd listens on" };
 
 function parseHostKey(
   problems: Problems,
@@ -155,7 +149,7 @@ function parseHost(problems: Problems, rules: HostRules, at: string, h: unknown)
       "use the SSH login user (default root)",
     );
   }
-  const host: HostSpec = { name, address, port: parsePort(problems, at, h.port), user };
+  const host: HostSpec = { name, address, port: wholeNumber(problems, `${at}.port`, h.port, PORT), user };
   host.hostKey = parseHostKey(problems, rules, at, host, h.hostKey);
   return host;
 }

@@ -16,6 +16,8 @@ import { parseSuppliedSecrets } from "./secrets";
 import { Sensitive } from "./sensitive";
 import { parseSshPrivateKey, parseSshSettings, SshSettings } from "./ssh";
 import { parseStore, StoreSettings } from "./store";
+import { parseSecretKeyRotation, SecretKeyRotation } from "../secret-key-rotation";
+import { parseRollout, RolloutSettings } from "./rollout";
 
 export { ConfigError } from "./problems";
 export { PROJECT } from "./read";
@@ -42,6 +44,8 @@ export const KNOWN_KEYS = [
   "requireHostKeys",
   "sshTimeoutSeconds",
   "sshAttempts",
+  "secretKeyFallbacks",
+  "rollout",
 ] as const;
 
 export interface StackSettings extends StoreSettings {
@@ -56,6 +60,10 @@ export interface StackSettings extends StoreSettings {
   generated: GeneratedSecretSpec[];
   rotation: string;
   ssh: SshSettings;
+  /** How SECRET_KEY rotations treat the previous key (secret-key-rotation.ts). */
+  secretKey: SecretKeyRotation;
+  /** Canary + batch sizes of the fleet rollout (rollout-plan.ts). */
+  rollout: RolloutSettings;
 }
 
 export interface ParsedConfig {
@@ -124,6 +132,14 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
     prod.production,
   );
 
+  const rollout = parseRollout(problems, readValue(raw, "rollout"));
+
+  const secretKey = parseSecretKeyRotation(problems, {
+    fallbacks: readValue(raw, "secretKeyFallbacks"),
+    generated,
+    configuredKeys: { env: Object.keys(env), secrets: suppliedKeys, generated: generatedKeys },
+  });
+
   problems.throwIfAny(stack);
   return {
     settings: {
@@ -137,6 +153,8 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
       rotation: readText(raw, "rotation") ?? "",
       ...store,
       ssh,
+      secretKey,
+      rollout,
     },
     sshPrivateKey,
     suppliedSecrets,

@@ -38,7 +38,7 @@ export interface NumberRange {
   min: number;
   max: number;
   default: number;
-  /** What the number counts, for the fix text: "seconds", "attempts". */
+  /** What the number is, for the fix text "set <unit> from <min> to <max>": "the seconds per ...". */
   unit: string;
 }
 

@@ -33,13 +33,13 @@ export function parseSshSettings(problems: Problems, timeout: unknown, attempts:
       min: 1,
       max: 300,
       default: 10,
-      unit: "seconds per SSH connection attempt",
+      unit: "the seconds per SSH connection attempt",
     }),
     attempts: wholeNumber(problems, "sshAttempts", attempts, {
       min: 1,
       max: 20,
       default: 3,
-      unit: "SSH connection attempts before giving up",
+      unit: "the SSH connection attempts before giving up",
     }),
   };
 }

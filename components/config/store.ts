@@ -36,7 +36,7 @@ export function parseStore(problems: Problems, input: StoreInput, stack: string,
     min: 7,
     max: 30,
     default: production ? 30 : 7,
-    unit: "days (30 is the default on production, 7 elsewhere)",
+    unit: "the days a deleted secret stays recoverable (30 is the default on production, 7 elsewhere)",
   });
   return { secretName, kmsKeyId, recoveryWindowInDays };
 }
