@@ -1,7 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import fc from "fast-check";
-import { EnvFileError, fingerprint, parseEnvFile, renderEnvFile } from "../components/env-file";
+import { EnvFileError, fingerprint, parseEnvFile, renderEnvFile, valueProblem } from "../components/env-file";
 import { alphabetCharacters, SAFE_SPECIALS } from "../components/alphabet";
 
 const key = fc.stringMatching(/^[A-Za-z_][A-Za-z0-9_]{0,20}$/);
@@ -82,6 +83,17 @@ test("a value with ' \\ or any line break or control character is refused, namin
 test("a value with ${ is refused: python-dotenv would expand it even inside single quotes", () => {
   assert.throws(() => renderEnvFile({ K: "a${HOME}b" }), /the value of K contains "\$\{" \(python-dotenv expands it/);
   assert.doesNotThrow(() => renderEnvFile({ K: "x$HOME {x} $" }));
+});
+
+test("every character Python's str.splitlines() breaks at (django-environ's reader) is refused", () => {
+  // Asked of the Python on this machine, not copied from its docs, so a new line boundary shows up here.
+  const script =
+    "import json; print(json.dumps([c for c in range(0x110000) if len(('a'+chr(c)+'b').splitlines()) > 1]))";
+  const codes = JSON.parse(execFileSync("python3", ["-c", script], { encoding: "utf8" })) as number[];
+  assert.ok(codes.includes(0x2028) && codes.includes(0x0a), "python3 did not answer as expected");
+  for (const code of codes) {
+    assert.match(valueProblem(`a${String.fromCodePoint(code)}b`) ?? "", /line break/, `U+${code.toString(16)}`);
+  }
 });
 
 test("a value starting with $ is refused: django-environ reads $NAME as a reference to NAME", () => {
