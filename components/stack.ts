@@ -9,6 +9,7 @@ import { ParsedConfig, PROJECT, parseStackConfig, RawConfig, StackSettings } fro
 import { fingerprint, renderEnvFile } from "./env-file";
 import { GeneratedSecrets } from "./generated-secrets";
 import { HostRollout } from "./host-rollout";
+import { planBatches } from "./rollout-plan";
 import { SecretStore } from "./secret-store";
 
 /** Reads this project's config from the Pulumi runtime and validates it. Throws ConfigError. */
@@ -56,27 +57,33 @@ export function deployPmsSecrets(parsed: ParsedConfig = loadStackConfig()): PmsS
     tags: { Project: settings.project, Stack: settings.stack, ManagedBy: "pulumi" },
   });
 
-  // Hosts roll one at a time, in config order, and only after the new version is
-  // stored: a failure stops at the first broken host and leaves the rest untouched.
+  // Hosts roll in batches (rollout.batches; default one at a time), in config order, and only
+  // after the new version is stored. Hosts of a batch depend on nothing of each other, so they
+  // roll in parallel; each batch waits for the whole batch before it, so a failure stops the
+  // run before the next batch and leaves its hosts untouched.
   const secretKeys = [...keys.supplied, ...keys.generated].sort();
   const hosts: PmsSecretsOutputs["hosts"] = {};
-  let previous: pulumi.Resource = store.version;
-  for (const host of settings.hosts) {
-    const rollout: HostRollout = new HostRollout(
-      host.name,
-      {
-        host,
-        app: settings.app,
-        envFile,
-        envFingerprint,
-        secretKeys,
-        sshPrivateKey: parsed.sshPrivateKey.reveal(),
-        ssh: settings.ssh,
-      },
-      { dependsOn: [store.version, previous] },
-    );
-    hosts[host.name] = { address: host.address, envFingerprint: rollout.envFingerprint };
-    previous = rollout.command;
+  let previous: pulumi.Resource[] = [store.version];
+  for (const batch of planBatches(settings.hosts, settings.rollout.batches)) {
+    const done: pulumi.Resource[] = [];
+    for (const host of batch) {
+      const rollout: HostRollout = new HostRollout(
+        host.name,
+        {
+          host,
+          app: settings.app,
+          envFile,
+          envFingerprint,
+          secretKeys,
+          sshPrivateKey: parsed.sshPrivateKey.reveal(),
+          ssh: settings.ssh,
+        },
+        { dependsOn: [store.version, ...previous] },
+      );
+      hosts[host.name] = { address: host.address, envFingerprint: rollout.envFingerprint };
+      done.push(rollout.command);
+    }
+    previous = done;
   }
 
   return {
