@@ -66,7 +66,7 @@ PIDS="$RUNDIR/pids"
 readonly PUBLIC_HOST="api.pms.example.com"
 # Applied in this order whatever order they are given in: unit shapes first, then what refers to
 # the units' files, then the operator's state.
-readonly VARIANT_ORDER="plain notify forking oneshot template envfile-other envfile legacy-env override-envfile override-environment stopped app-root-owned"
+readonly VARIANT_ORDER="plain notify socket forking oneshot template envfile-other envfile legacy-env override-envfile override-environment stopped app-root-owned"
 APP_UP=0
 CELERY_UNIT="celery-pms.service"
 CELERY_ENABLED=1
@@ -164,6 +164,13 @@ apply_variant() { # apply_variant NAME
   case "$1" in
     plain) ;;
     notify) install -m 0644 "$(share units/pms-backend-notify.service)" "$(unit_dir)/pms-backend.service" ;;
+    socket)
+      grep -q '^Type=notify' "$(unit_dir)/pms-backend.service" && die "variants notify and socket exclude each other"
+      install -m 0644 "$(share units/pms-backend-socket.service)" "$(unit_dir)/pms-backend.service"
+      install -m 0644 "$(share units/pms-backend.socket)" "$(unit_dir)/pms-backend.socket"
+      install -d -m 0755 "$(unit_dir)/sockets.target.wants"
+      ln -sf /etc/systemd/system/pms-backend.socket "$(unit_dir)/sockets.target.wants/pms-backend.socket"
+      ;;
     forking) install -m 0644 "$(share units/celery-pms-forking.service)" "$(unit_dir)/celery-pms.service" ;;
     oneshot)
       grep -q '^Type=forking' "$(unit_dir)/celery-pms.service" && die "variants forking and oneshot exclude each other"

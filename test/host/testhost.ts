@@ -74,6 +74,8 @@ export const HOST_VARIANTS = {
     'pms-backend.service.d/override.conf with Environment="SECRET_KEY=..." (ENVIRONMENT_SECRET_KEY): an EnvironmentFile= value beats it',
   template: "celery-pms@.service with celery-pms@default.service enabled; no celery-pms.service",
   notify: "pms-backend Type=notify (gunicorn's sd_notify)",
+  socket:
+    "pms-backend.socket holds 127.0.0.1:8000; pms-backend Type=notify gunicorn inherits it (LISTEN_FDS), Requires=/After= the socket: restarts queue connections instead of refusing them",
   forking: "celery-pms Type=forking (celery multi, PIDFile=/run/celery-pms/w1.pid)",
   oneshot:
     "celery-pms Type=oneshot + RemainAfterExit=yes around celery multi: active (exited), MainPID=0, worker in the cgroup",

@@ -167,6 +167,7 @@ stage_app() { # stage_app DIR
   rm -rf "$dir$SHARE"
   install -d -m 0700 "$dir$SHARE" "$dir$SHARE/units" "$dir$SHARE/env"
   install -m 0644 "$UNITS_DIR"/variants/*.service "$dir$SHARE/units/"
+  install -m 0644 "$UNITS_DIR"/variants/*.socket "$dir$SHARE/units/"
   install -m 0600 "$UNITS_DIR"/variants/env/* "$dir$SHARE/env/"
   write_console_script "$dir/tmp/pms-console-scripts/gunicorn" gunicorn.app.wsgiapp run
   write_console_script "$dir/tmp/pms-console-scripts/celery" celery.__main__ main
