@@ -3,8 +3,8 @@
  * side by side on the same booted hosts, in one run.
  *
  * (a) wall time from start to healthy on the new key, and failed HTTP requests
- *     under a constant request load, for the program (engine.ts runs the real
- *     program's command) and for the old guide (write the env file,
+ *     under a constant request load, for the program (`pulumi up` through the real
+ *     CLI, pulumi-cli.ts: preview, program run and rollout included) and for the old guide (write the env file,
  *     `systemctl daemon-reload`, `systemctl restart pms-backend celery-pms`);
  * (b) SSH sessions opened per host per rotation;
  * (c) total rotation time for 1 and for 3 hosts.
@@ -14,8 +14,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { renderEnvFile } from "../../components/env-file";
-import { EngineModel } from "./engine";
-import { appKeyFingerprint, ENV_FILE, fleetConfig, keyFingerprint } from "./scenario";
+import { PulumiStack } from "./pulumi-cli";
+import { appKeyFingerprint, ENV_FILE, fleetConfig, keyFingerprint, sshLogins } from "./scenario";
 import { bootFleet, hostTestsUnavailableReason, TestFleet, TestHost } from "./testhost";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
@@ -87,19 +87,28 @@ interface Sample {
 
 async function programRotation(
   fleet: TestFleet,
-  engine: EngineModel,
+  stack: PulumiStack,
   config: Record<string, unknown>,
   host: TestHost,
 ): Promise<Sample> {
+  await stack.setConfig(config);
+  const logins = await sshLogins(fleet, host);
   const load = startLoad(fleet, host);
   const t = Date.now();
-  const r = await engine.up(config);
-  if (!r.ok) throw new Error(r.errors.join("\n"));
-  const key = engine.state.get("generated-SECRET_KEY")?.outputs.result as string;
-  await waitHealthyOn(fleet, host, keyFingerprint(key));
+  const r = await stack.up();
+  if (r.code !== 0) throw new Error(r.output);
+  await waitHealthyOn(fleet, host, keyFingerprint(stack.generatedValue("SECRET_KEY")));
   const seconds = (Date.now() - t) / 1000;
   const { sent, failed } = await load.stop();
-  return { seconds, sent, failed, sshSessions: Object.values(r.sshSessions).reduce((a, b) => a + b, 0) };
+  // The reading itself is one login (see sshLogins).
+  return { seconds, sent, failed, sshSessions: (await sshLogins(fleet, host)) - logins - 1 };
+}
+
+/** `pulumi up` with `config`; throws with the CLI's output when it fails. */
+async function upOrThrow(stack: PulumiStack, config: Record<string, unknown>): Promise<void> {
+  await stack.setConfig(config);
+  const r = await stack.up();
+  if (r.code !== 0) throw new Error(r.output);
 }
 
 /** The old guide, step by step over SSH, with a freshly generated key. */
@@ -136,15 +145,16 @@ async function main(): Promise<number> {
   }
   const log = (l: string): void => void process.stderr.write(`${l}\n`);
   const fleet = await bootFleet(["bench1", "bench2", "bench3"]);
-  const engine1 = new EngineModel("bench-one", () => undefined);
-  const engine3 = new EngineModel("bench-three", () => undefined);
+  let stack1: PulumiStack | undefined;
+  let stack3: PulumiStack | undefined;
   try {
+    stack1 = await PulumiStack.create({ stack: "bench-one" });
+    stack3 = await PulumiStack.create({ stack: "bench-three" });
     const [h1] = fleet.hosts;
     let config1 = fleetConfig(fleet, [h1], { stableSeconds: 5 });
-    const first = await engine1.up(config1);
-    if (!first.ok) throw new Error(first.errors.join("\n"));
+    await upOrThrow(stack1, config1);
     // The manual runs reuse the program's plain settings and DB password, with their own key.
-    const sent = engine1.state.get(`${h1.name}-rollout`)?.inputs.stdin as string;
+    const sent = stack1.sentEnvFile(h1.name);
     const baseEnv = Object.fromEntries(
       sent
         .split("\n")
@@ -156,30 +166,30 @@ async function main(): Promise<number> {
     const manual: Sample[] = [];
     for (let i = 0; i < RUNS; i++) {
       config1 = { ...config1, rotate: { SECRET_KEY: `bench-${i}` } };
-      program.push(await programRotation(fleet, engine1, config1, h1));
+      program.push(await programRotation(fleet, stack1, config1, h1));
       log(`run ${i + 1}/${RUNS} program: ${JSON.stringify(program[i])}`);
       manual.push(await manualRotation(fleet, h1, baseEnv, i));
       log(`run ${i + 1}/${RUNS} manual:  ${JSON.stringify(manual[i])}`);
     }
     // Put host 1 back on the program's env before the fleet runs.
     config1 = { ...config1, rotate: { SECRET_KEY: "bench-restore" } };
-    await engine1.up(config1);
+    await upOrThrow(stack1, config1);
 
     // (c) one host vs three hosts, program only.
     let config3 = fleetConfig(fleet, fleet.hosts, { stableSeconds: 5 });
-    const first3 = await engine3.up(config3);
-    if (!first3.ok) throw new Error(first3.errors.join("\n"));
+    await upOrThrow(stack3, config3);
     const one: number[] = [];
     const three: number[] = [];
     for (let i = 0; i < Math.max(3, Math.ceil(RUNS / 2)); i++) {
       config1 = { ...config1, rotate: { SECRET_KEY: `one-${i}` } };
+      await stack1.setConfig(config1); // config writes are not part of the rotation's time
       let t = Date.now();
-      if (!(await engine1.up(config1)).ok) throw new Error("1-host rotation failed");
+      await upOrThrow(stack1, config1);
       one.push((Date.now() - t) / 1000);
       config3 = { ...config3, rotate: { SECRET_KEY: `three-${i}` } };
+      await stack3.setConfig(config3);
       t = Date.now();
-      const r3 = await engine3.up(config3);
-      if (!r3.ok) throw new Error(r3.errors.join("\n"));
+      await upOrThrow(stack3, config3);
       three.push((Date.now() - t) / 1000);
       log(`fleet run ${i + 1}: 1 host ${one[i]}s, 3 hosts ${three[i]}s`);
     }
@@ -235,8 +245,8 @@ async function main(): Promise<number> {
     process.stdout.write(`written ${path.join(outDir, "bench.json")}\n`);
     return 0;
   } finally {
-    engine1.dispose();
-    engine3.dispose();
+    await stack1?.dispose();
+    await stack3?.dispose();
     await fleet.teardown();
   }
 }

@@ -1,11 +1,12 @@
 /**
  * What the host tests, the rehearsal and the benchmark share: a stack config
- * pointing the real program at booted test hosts, and readers of a host's real
- * state (file bytes, unit state, the running app's key fingerprint).
+ * pointing the real program at booted test hosts (written into a real stack file by
+ * pulumi-cli.ts), and readers of a host's real state (file bytes, unit state, the
+ * running app's key fingerprint, sshd's accepted logins).
  */
+import { randomInt } from "node:crypto";
+import { alphabetCharacters } from "../../components/alphabet";
 import { fingerprint } from "../../components/env-file";
-import { ROLLOUT_SCRIPT } from "../../components/host-rollout";
-import { EngineModel } from "./engine";
 import { APP, TEST_DB, TestFleet, TestHost } from "./testhost";
 
 export const ENV_FILE = `${APP.dir}/.env.production`;
@@ -72,18 +73,33 @@ export function fleetConfig(
 /** The stand-in app reports its key by the program's own fingerprint: sha256 hex, first 16 digits. */
 export const keyFingerprint = fingerprint;
 
-/** The value the engine model holds for a generated secret. */
-export function generatedValue(engine: EngineModel, key: string): string {
-  const v = engine.state.get(`generated-${key}`)?.outputs.result;
-  if (typeof v !== "string") throw new Error(`no generated value for ${key}`);
-  return v;
+/**
+ * SSH logins sshd accepted on `host` so far (its journal). The reading itself is one login, so
+ * the sessions a run opened are `after - before - 1`.
+ */
+export async function sshLogins(fleet: TestFleet, host: TestHost): Promise<number> {
+  const r = await fleet.exec(host, "journalctl -q -o cat -t sshd -t sshd-session | grep -c '^Accepted ' || true");
+  return Number(r.stdout.trim());
 }
 
-/** The env file the program sends to `host` (from the last run's inputs). */
-export function sentEnvFile(engine: EngineModel, host: TestHost): string {
-  const stdin = engine.state.get(`${host.name}-rollout`)?.inputs.stdin;
-  if (typeof stdin !== "string") throw new Error(`no rollout recorded for ${host.name}`);
-  return stdin.slice(ROLLOUT_SCRIPT.length);
+/**
+ * Draws a value the way random.RandomPassword does (uniformly from its character set, with its
+ * minimums), for tests that need realistic generated values without running the engine.
+ */
+export function drawPassword(inputs: Record<string, unknown>): string {
+  const length = Number(inputs.length);
+  const specials = typeof inputs.overrideSpecial === "string" && inputs.special !== false ? inputs.overrideSpecial : "";
+  const all = alphabetCharacters(specials === "" ? "alphanumeric" : "safe");
+  for (;;) {
+    let v = "";
+    for (let i = 0; i < length; i++) v += all[randomInt(all.length)];
+    const ok =
+      /[A-Z]/.test(v) &&
+      /[a-z]/.test(v) &&
+      /[0-9]/.test(v) &&
+      (specials === "" || [...v].some((c) => specials.includes(c)));
+    if (ok) return v;
+  }
 }
 
 export interface UnitState {

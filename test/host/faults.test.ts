@@ -1,0 +1,171 @@
+/**
+ * Connection faults through the real CLI and the command plugin: pinned host key types
+ * (ecdsa works; ssh-rsa cannot, and is refused at config time), a host that accepts TCP and
+ * never completes the SSH handshake, and an SSH_AUTH_SOCK that points at a dead agent.
+ *
+ *   node --import tsx --test test/host/faults.test.ts     (root, Linux)
+ */
+import assert from "node:assert/strict";
+import { execFileSync, spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as os from "node:os";
+import * as path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { CliResult, commandSteps, PulumiStack } from "./pulumi-cli";
+import {
+  appKeyFingerprint,
+  ENV_FILE,
+  fleetConfig,
+  hostFile,
+  keyFingerprint,
+  servicesState,
+  unavailable,
+} from "./scenario";
+import { bootFleet, hostTestsUnavailableReason, TestFleet, TestHost } from "./testhost";
+
+const skip = unavailable(hostTestsUnavailableReason());
+const log = (line: string): void => {
+  if (process.env.PMS_TESTHOST_VERBOSE) process.stderr.write(`${line}\n`);
+};
+
+/** How long a run against a stalled host may take before the test calls it hung. */
+const STALL_BOUND_MS = 4 * 60_000;
+
+describe("connection faults, real pulumi", { skip }, () => {
+  let fleet: TestFleet;
+  let host: TestHost;
+  let stack: PulumiStack;
+  let config: Record<string, unknown>;
+  let scratch: string;
+
+  const withKey = (hostKey: string, extra: Record<string, unknown> = {}): Record<string, unknown> => {
+    const c = fleetConfig(fleet, [host], { overrides: extra });
+    (c.hosts as Array<Record<string, unknown>>)[0].hostKey = hostKey;
+    return c;
+  };
+  const upWith = async (c: Record<string, unknown>, opts: { timeoutMs?: number } = {}): Promise<CliResult> => {
+    await stack.setConfig(c);
+    return stack.up([], opts);
+  };
+
+  before(async () => {
+    scratch = fs.mkdtempSync(path.join(os.tmpdir(), "pms-faults-"));
+    fleet = await bootFleet(["solo"], log);
+    host = fleet.hosts[0];
+    stack = await PulumiStack.create({ stack: "dev", log });
+    config = fleetConfig(fleet, [host]);
+  });
+  after(async () => {
+    await stack?.dispose();
+    await fleet?.teardown();
+    if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it("a pinned ecdsa host key works: the first deploy goes through", async () => {
+    const ecdsa = (await fleet.exec(host, "cut -d' ' -f1,2 /etc/ssh/ssh_host_ecdsa_key.pub")).stdout.trim();
+    assert.match(ecdsa, /^ecdsa-sha2-nistp256 AAAA/);
+    const r = await upWith(withKey(ecdsa));
+    assert.equal(r.code, 0, r.output);
+    assert.deepEqual(
+      commandSteps(r).filter((s) => s.startsWith("create")),
+      ["create solo-rollout"],
+    );
+    assert.equal((await hostFile(fleet, host, ENV_FILE)).content, stack.sentEnvFile(host.name));
+    assert.equal((await appKeyFingerprint(fleet, host)).secret_key, keyFingerprint(stack.generatedValue("SECRET_KEY")));
+  });
+
+  it("a pinned ssh-rsa host key is refused at config time with the fix, because the server refuses ssh-rsa signatures", async () => {
+    const rsa = (await fleet.exec(host, "cut -d' ' -f1,2 /etc/ssh/ssh_host_rsa_key.pub")).stdout.trim();
+    assert.match(rsa, /^ssh-rsa AAAA/);
+    // The premise, on this host's OpenSSH: offering only the ssh-rsa (SHA-1) host key algorithm fails.
+    const knownHosts = path.join(scratch, "known_hosts_rsa");
+    fs.writeFileSync(knownHosts, `[${host.address}]:${host.sshPort} ${rsa}\n`);
+    const probe = await new Promise<{ code: number; stderr: string }>((resolve) => {
+      const args = [
+        "-F", "/dev/null", "-p", String(host.sshPort), "-i", fleet.privateKeyPath,
+        "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "HostKeyAlgorithms=ssh-rsa",
+        "-o", `UserKnownHostsFile=${knownHosts}`, "-o", "StrictHostKeyChecking=yes",
+        `root@${host.address}`, "true",
+      ]; // prettier-ignore
+      let stderr = "";
+      const child = spawn("ssh", args, { stdio: ["ignore", "ignore", "pipe"] });
+      child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+      child.on("close", (code) => resolve({ code: code ?? 255, stderr }));
+    });
+    assert.notEqual(probe.code, 0, "the host accepted an ssh-rsa host key signature");
+    assert.match(probe.stderr, /no matching host key type found/);
+
+    const before = await servicesState(fleet, host);
+    const r = await upWith(withKey(rsa));
+    assert.notEqual(r.code, 0);
+    assert.match(r.output, /pms-secrets:hosts\[0\]\.hostKey: is an ssh-rsa key.*Fix: .*ssh-keyscan -t ed25519/);
+    assert.deepEqual(commandSteps(r), [], "nothing ran");
+    assert.deepEqual(await servicesState(fleet, host), before);
+  });
+
+  it("a host that accepts TCP and never completes the SSH handshake: the run ends in bounded time with a message naming the host", async () => {
+    const accepted: net.Socket[] = [];
+    const stall = net.createServer((sock) => accepted.push(sock)); // accept, say nothing, never close
+    await new Promise<void>((res) => stall.listen(0, "127.0.0.1", res));
+    const port = (stall.address() as net.AddressInfo).port;
+    try {
+      const c = fleetConfig(fleet, [host], {
+        portOf: () => port,
+        overrides: { rotate: { SECRET_KEY: "2026-12-01" }, sshTimeoutSeconds: 3, sshAttempts: 1 },
+      });
+      const t0 = Date.now();
+      const r = await upWith(c, { timeoutMs: STALL_BOUND_MS });
+      const took = Date.now() - t0;
+      log(`stalled host: exit ${r.code} after ${took} ms:\n${r.output}`);
+      assert.ok(accepted.length >= 1, "the provider connected to the stalled port");
+      assert.ok(!r.timedOut, `the run hung: still running after ${STALL_BOUND_MS / 1000}s against a stalled sshd`);
+      assert.notEqual(r.code, 0);
+      assert.match(r.output, /solo-rollout/);
+      assert.match(r.output, /handshake|timed? ?out|deadline/i);
+    } finally {
+      for (const s of accepted) s.destroy();
+      stall.close();
+    }
+    // The real config afterwards: the host is reachable again and gets the rotation.
+    const back = await upWith({ ...config, rotate: { SECRET_KEY: "2026-12-01" } });
+    assert.equal(back.code, 0, back.output);
+  });
+
+  for (const kind of ["missing", "refusing"] as const) {
+    it(`SSH_AUTH_SOCK pointing at a ${kind} agent socket: the run fails before anything with a message naming SSH_AUTH_SOCK, or ignores it and succeeds`, async () => {
+      const sock = path.join(scratch, `agent-${kind}.sock`);
+      if (kind === "refusing") {
+        // A socket file whose agent died: it exists, nothing accepts on it.
+        execFileSync("python3", ["-c", "import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])", sock]);
+        assert.ok(fs.statSync(sock).isSocket());
+      }
+      const envBefore = (await hostFile(fleet, host, ENV_FILE)).content;
+      stack.extraEnv = { SSH_AUTH_SOCK: sock };
+      try {
+        const c = { ...config, rotate: { SECRET_KEY: `2026-12-0${kind === "missing" ? 2 : 3}` } };
+        const r = await upWith(c);
+        log(`SSH_AUTH_SOCK ${kind}: exit ${r.code}\n${r.output}`);
+        if (r.code === 0) {
+          assert.equal((await hostFile(fleet, host, ENV_FILE)).content, stack.sentEnvFile(host.name));
+        } else {
+          assert.match(r.output, /SSH_AUTH_SOCK/, "the failure names the variable to fix");
+          assert.deepEqual(
+            commandSteps(r).filter((s) => !s.endsWith("FAILED")),
+            [],
+            "no rollout ran",
+          );
+          assert.equal((await hostFile(fleet, host, ENV_FILE)).content, envBefore);
+        }
+      } finally {
+        stack.extraEnv = {};
+      }
+      const back = await upWith({ ...config, rotate: { SECRET_KEY: `2026-12-0${kind === "missing" ? 2 : 3}` } });
+      assert.equal(back.code, 0, back.output);
+    });
+  }
+
+  it("no recorded CLI output holds a secret", () => {
+    assert.deepEqual(stack.leaks(), []);
+  });
+});

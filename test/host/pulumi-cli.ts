@@ -1,0 +1,742 @@
+/**
+ * The real Pulumi CLI against booted test hosts: every host test, the rehearsal, the
+ * benchmark and the README preview excerpt drive `pulumi` through this harness.
+ *
+ * A `PulumiStack` is a throwaway workspace holding this project exactly as an operator has it
+ * (Pulumi.yaml, index.ts, components/, package.json, tsconfig.json; node_modules linked), a
+ * local backend (`pulumi login file://<tmp>`), a passphrase secrets provider, its own
+ * PULUMI_HOME, and a Moto server on a free 127.0.0.1 port standing in for AWS Secrets Manager.
+ * Config is written into the real `Pulumi.<stack>.yaml` by `pulumi config set` (secrets with
+ * `--secret`, their values on stdin, never in argv).
+ *
+ * The tools come from tools/real/build.sh (the real CLI built from pkg/v3, our language host,
+ * our stand-ins for the command, random and aws plugins: see test/host/README.md), found on
+ * PATH as ambient plugins. PMS_TOOLS_BIN=<dir> skips the build script and uses that directory.
+ *
+ * Every CLI call is recorded (argv, exit code, stdout, stderr, engine events);
+ * `leaks()` scans all of it for every secret value the stack ever held.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as os from "node:os";
+import * as path from "node:path";
+import { ROLLOUT_SCRIPT } from "../../components/host-rollout";
+
+export const REPO = path.resolve(__dirname, "..", "..");
+export const PROJECT = "pms-secrets";
+const BUILD_SH = path.join(REPO, "tools", "real", "build.sh");
+const MOTO_SH = path.join(REPO, "tools", "real", "moto.sh");
+/** What the engine needs on PATH: the CLI and every plugin this program uses. */
+export const REQUIRED_TOOLS = [
+  "pulumi",
+  "pulumi-language-nodejs",
+  "pulumi-resource-command",
+  "pulumi-resource-random",
+  "pulumi-resource-aws",
+] as const;
+export const AWS_REGION = "eu-west-1";
+
+/** Resource plugins by name and the version this project's SDK package asks for. */
+const RESOURCE_PLUGINS: ReadonlyArray<[string, string]> = ["command", "random", "aws"].map((name) => {
+  const pkg = JSON.parse(fs.readFileSync(path.join(REPO, "node_modules", "@pulumi", name, "package.json"), "utf8")) as {
+    version: string;
+  };
+  return [name, pkg.version];
+});
+
+export type Log = (line: string) => void;
+
+/** One engine event from `--event-log` (only the fields the tests read). */
+export interface EngineEvent {
+  sequence: number;
+  resourcePreEvent?: { metadata: StepMetadata; planning?: boolean };
+  resOutputsEvent?: { metadata: StepMetadata; planning?: boolean };
+  resOpFailedEvent?: { metadata: StepMetadata; status: number; steps: number };
+  diagnosticEvent?: { urn?: string; message: string; severity: string };
+  summaryEvent?: { resourceChanges?: Record<string, number>; durationSeconds?: number };
+  policyEvent?: { message: string; policyName: string; enforcementLevel: string; resourceUrn?: string };
+  cancelEvent?: object;
+}
+
+export interface StepMetadata {
+  op: string;
+  urn: string;
+  type: string;
+  diffs?: string[];
+  detailedDiff?: Record<string, { kind: string; inputDiff?: boolean }> | null;
+}
+
+export interface CliResult {
+  args: string[];
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** stdout then stderr: what a person running the command sees. */
+  output: string;
+  ms: number;
+  events: EngineEvent[];
+  /** true when the call was killed by the harness's own timeout. */
+  timedOut: boolean;
+}
+
+/** A step the engine took on one resource, from the event log. */
+export interface Step {
+  /** Resource name (last URN segment), e.g. `web1-rollout`. */
+  name: string;
+  type: string;
+  /** create, update, replace, create-replacement, delete-replaced, delete, same, refresh, ... */
+  op: string;
+  ok: boolean;
+}
+
+export interface StackOptions {
+  stack: string;
+  log?: Log;
+  /** Extra environment for every CLI call (e.g. SSH_AUTH_SOCK). */
+  env?: Record<string, string>;
+}
+
+export interface StateResource {
+  urn: string;
+  type: string;
+  inputs: Record<string, unknown>;
+  outputs: Record<string, unknown>;
+}
+
+let toolsPromise: Promise<string> | undefined;
+
+/**
+ * The directory holding the real CLI and plugins: PMS_TOOLS_BIN, or what tools/real/build.sh
+ * prints on its last stdout line (it builds on the first call and reuses its cache after).
+ */
+export function ensureTools(log: Log = () => undefined): Promise<string> {
+  toolsPromise ??= (async () => {
+    let bin = process.env.PMS_TOOLS_BIN;
+    if (!bin) {
+      if (!fs.existsSync(BUILD_SH)) {
+        throw new Error(
+          `the real Pulumi toolchain is missing: ${path.relative(REPO, BUILD_SH)} does not exist (or set PMS_TOOLS_BIN to a directory holding ${REQUIRED_TOOLS.join(", ")})`,
+        );
+      }
+      const { stdout } = await runLocal("bash", [BUILD_SH], { log, timeoutMs: 60 * 60_000 });
+      bin = stdout.trim().split("\n").pop() ?? "";
+    }
+    const missing = REQUIRED_TOOLS.filter((t) => !isExecutable(path.join(bin, t)));
+    if (!bin.startsWith("/") || missing.length > 0) {
+      throw new Error(
+        `the real Pulumi toolchain is incomplete: ${missing.length > 0 ? missing.join(", ") : "every tool"} missing in '${bin}'. Run \`bash tools/real/build.sh\` and read its output.`,
+      );
+    }
+    return bin;
+  })();
+  toolsPromise.catch(() => (toolsPromise = undefined));
+  return toolsPromise;
+}
+
+/** A Moto server on a free loopback port, owned by this process. */
+export class MotoServer {
+  private constructor(
+    readonly port: number,
+    private readonly child: ChildProcess,
+    private readonly logFile: string,
+  ) {}
+
+  get endpoint(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  static async start(dir: string, log: Log = () => undefined): Promise<MotoServer> {
+    if (!fs.existsSync(MOTO_SH)) throw new Error(`Moto is missing: ${path.relative(REPO, MOTO_SH)} does not exist`);
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort();
+      const logFile = path.join(dir, `moto-${port}.log`);
+      const out = fs.openSync(logFile, "w");
+      // moto.sh execs moto_server in the foreground: this PID is the server's.
+      const child = spawn("bash", [MOTO_SH, "run", String(port)], { stdio: ["ignore", out, out], detached: true });
+      fs.closeSync(out);
+      const server = new MotoServer(port, child, logFile);
+      liveChildren.add(child);
+      installExitHook();
+      try {
+        await server.waitReady(60_000);
+        log(`moto on ${server.endpoint} (pid ${child.pid})`);
+        return server;
+      } catch (err) {
+        await server.stop();
+        const text = fs.readFileSync(logFile, "utf8");
+        if (attempt < 3 && /address already in use/i.test(text)) continue;
+        throw new Error(`Moto did not start on 127.0.0.1:${port}: ${String(err)}\n${text.slice(-2000)}`);
+      }
+    }
+  }
+
+  private async waitReady(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (this.child.exitCode !== null) throw new Error(`moto.sh exited with ${this.child.exitCode}`);
+      try {
+        const r = await fetch(`${this.endpoint}/moto-api/`, { signal: AbortSignal.timeout(2000) });
+        await r.arrayBuffer();
+        return;
+      } catch {
+        await sleep(250);
+      }
+    }
+    throw new Error(`no answer within ${timeoutMs / 1000}s`);
+  }
+
+  async stop(): Promise<void> {
+    await stopChild(this.child);
+    liveChildren.delete(this.child);
+  }
+
+  log(): string {
+    return fs.readFileSync(this.logFile, "utf8");
+  }
+}
+
+/** A stack of this project on a local backend, driven by the real CLI. */
+export class PulumiStack {
+  readonly calls: CliResult[] = [];
+  /** Every secret value the stack held at any point (supplied, generated, SSH key lines). */
+  private readonly secretValues = new Set<string>();
+  /** Config applied so far: full key -> JSON of the value. */
+  private applied = new Map<string, string>();
+  private lastState: StateResource[] = [];
+  private disposed = false;
+  extraEnv: Record<string, string>;
+
+  private constructor(
+    readonly stack: string,
+    readonly dir: string,
+    readonly workspace: string,
+    readonly bin: string,
+    readonly moto: MotoServer,
+    private readonly log: Log,
+    env: Record<string, string>,
+  ) {
+    this.extraEnv = { ...env };
+  }
+
+  /** Builds (or reuses) the tools, starts Moto, creates the workspace, logs in and inits the stack. */
+  static async create(opts: StackOptions): Promise<PulumiStack> {
+    const log = opts.log ?? (() => undefined);
+    const bin = await ensureTools(log);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), `pms-pulumi-${opts.stack}-`));
+    const workspace = path.join(dir, "project");
+    fs.mkdirSync(workspace);
+    fs.mkdirSync(path.join(dir, "home"));
+    fs.mkdirSync(path.join(dir, "backend"));
+    fs.mkdirSync(path.join(dir, "events"));
+    for (const f of ["Pulumi.yaml", "index.ts", "package.json", "tsconfig.json"]) {
+      fs.copyFileSync(path.join(REPO, f), path.join(workspace, f));
+    }
+    // The program's own files, unchanged (and its dependencies as installed by npm ci).
+    fs.cpSync(path.join(REPO, "components"), path.join(workspace, "components"), { recursive: true });
+    fs.symlinkSync(path.join(REPO, "node_modules"), path.join(workspace, "node_modules"));
+    let moto: MotoServer;
+    try {
+      moto = await MotoServer.start(dir, log);
+    } catch (err) {
+      fs.rmSync(dir, { recursive: true, force: true });
+      throw err;
+    }
+    const s = new PulumiStack(opts.stack, dir, workspace, bin, moto, log, opts.env ?? {});
+    liveStacks.add(s);
+    try {
+      await s.mustRun(["login", `file://${path.join(dir, "backend")}`]);
+      // Into this PULUMI_HOME's plugin cache at the versions the SDKs ask for, as a real
+      // installation has them: found by name+version, with no "using ... from $PATH" warnings.
+      for (const [name, version] of RESOURCE_PLUGINS) {
+        await s.mustRun([
+          "plugin",
+          "install",
+          "resource",
+          name,
+          version,
+          "--file",
+          path.join(bin, `pulumi-resource-${name}`),
+        ]);
+      }
+      await s.mustRun(["stack", "init", opts.stack, "--secrets-provider", "passphrase"]);
+      await s.mustRun(["config", "set", "aws:region", AWS_REGION]);
+    } catch (err) {
+      await s.dispose();
+      throw err;
+    }
+    return s;
+  }
+
+  /** The environment of every CLI call: tools first on PATH, hermetic Pulumi and AWS settings. */
+  env(): NodeJS.ProcessEnv {
+    const base = Object.fromEntries(
+      Object.entries(process.env).filter(
+        ([k]) => !k.startsWith("PULUMI_") && !k.startsWith("AWS_") && k !== "SSH_AUTH_SOCK",
+      ),
+    );
+    return {
+      ...base,
+      PATH: `${this.bin}:${process.env.PATH ?? "/usr/bin:/bin"}`,
+      PULUMI_HOME: path.join(this.dir, "home"),
+      PULUMI_CONFIG_PASSPHRASE: "pms-host-test-passphrase",
+      PULUMI_SKIP_UPDATE_CHECK: "1",
+      PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+      // Plugins come from the plugin cache (above); the language host is found next to `pulumi`.
+      PULUMI_IGNORE_AMBIENT_PLUGINS: "true",
+      // Registers --event-log (the engine's JSON event stream; the Automation API reads the same).
+      PULUMI_DEBUG_COMMANDS: "true",
+      AWS_ENDPOINT_URL: this.moto.endpoint,
+      AWS_ACCESS_KEY_ID: "testing",
+      AWS_SECRET_ACCESS_KEY: "testing",
+      AWS_REGION,
+      AWS_DEFAULT_REGION: AWS_REGION,
+      ...this.extraEnv,
+    };
+  }
+
+  /**
+   * Runs `pulumi ARGS` in the workspace and records it. `revealsSecrets` marks calls that print
+   * secrets on purpose (--show-secrets): they are kept out of the leak scan.
+   */
+  async run(
+    args: string[],
+    opts: { stdin?: string; timeoutMs?: number; revealsSecrets?: boolean; eventLog?: boolean } = {},
+  ): Promise<CliResult> {
+    if (this.disposed) throw new Error("this stack was disposed");
+    const full = ["--non-interactive", "--color", "never", ...args];
+    const eventFile = opts.eventLog ? path.join(this.dir, "events", `${this.calls.length}.jsonl`) : undefined;
+    if (eventFile) full.push("--event-log", eventFile);
+    const t0 = Date.now();
+    const r = await runLocal(path.join(this.bin, "pulumi"), full, {
+      cwd: this.workspace,
+      env: this.env(),
+      stdin: opts.stdin,
+      timeoutMs: opts.timeoutMs ?? 20 * 60_000,
+      rejectOnFailure: false,
+      log: this.log,
+      // What a --show-secrets call prints must never reach a log.
+      streamStdout: !opts.revealsSecrets,
+    });
+    const result: CliResult = {
+      args: ["pulumi", ...full],
+      code: r.code,
+      stdout: r.stdout,
+      stderr: r.stderr,
+      output: r.stdout + r.stderr,
+      ms: Date.now() - t0,
+      events: eventFile ? readEvents(eventFile) : [],
+      timedOut: r.timedOut,
+    };
+    if (!opts.revealsSecrets) this.calls.push(result);
+    this.log(`$ pulumi ${args.join(" ")} -> exit ${r.code} in ${(result.ms / 1000).toFixed(1)}s`);
+    return result;
+  }
+
+  private async mustRun(args: string[], stdin?: string): Promise<CliResult> {
+    const r = await this.run(args, { stdin });
+    if (r.code !== 0) throw new Error(`pulumi ${args.join(" ")} failed (exit ${r.code}):\n${r.output}`);
+    return r;
+  }
+
+  /**
+   * Makes the stack's config equal to `config` (top-level keys of this project; keys with a ':'
+   * are used as they are). Only what changed since the last call is written. `sshPrivateKey`
+   * and every entry of `secrets` are set with --secret, their values on stdin, unless listed in
+   * `plaintext` (to reproduce an operator's mistake).
+   */
+  async setConfig(config: Record<string, unknown>, opts: { plaintext?: string[] } = {}): Promise<void> {
+    const plaintext = new Set(opts.plaintext ?? []);
+    const wanted = new Map<string, string>();
+    const values = new Map<string, unknown>();
+    for (const [k, v] of Object.entries(config)) {
+      if (v === undefined) continue;
+      const mistakes = [...plaintext].filter((p) => p.split(".")[0] === k);
+      wanted.set(fullKey(k), JSON.stringify({ v, mistakes }));
+      values.set(fullKey(k), v);
+    }
+    const removed = [...this.applied.keys()].filter((k) => !wanted.has(k));
+    if (removed.length > 0) await this.mustRun(["config", "rm-all", ...removed]);
+    const plainJson: Record<string, { value: string; objectValue?: unknown; secret: false }> = {};
+    for (const [key, value] of values) {
+      if (this.applied.get(key) === wanted.get(key)) continue;
+      if (key === fullKey("sshPrivateKey")) {
+        this.noteSecret(String(value));
+        const flag = plaintext.has("sshPrivateKey") ? "--plaintext" : "--secret";
+        await this.mustRun(["config", "set", flag, key], String(value));
+      } else if (key === fullKey("secrets") && value !== null && typeof value === "object") {
+        if (this.applied.has(key)) await this.mustRun(["config", "rm", key]);
+        for (const [name, secret] of Object.entries(value as Record<string, unknown>)) {
+          this.noteSecret(String(secret));
+          const flag = plaintext.has(`secrets.${name}`) ? "--plaintext" : "--secret";
+          await this.mustRun(["config", "set", flag, "--path", `${key}.${name}`], String(secret));
+        }
+      } else if (value !== null && typeof value === "object") {
+        plainJson[key] = { value: JSON.stringify(value), objectValue: value, secret: false };
+      } else {
+        plainJson[key] = { value: String(value), secret: false };
+      }
+    }
+    if (Object.keys(plainJson).length > 0) {
+      // One call for every plain key; --json carries structure (lists, maps, numbers) as it is.
+      await this.mustRun(["config", "set-all", "--json", JSON.stringify(plainJson)]);
+    }
+    this.applied = wanted;
+  }
+
+  /**
+   * Replaces the stack file with `content` (e.g. the shipped Pulumi.dev.yaml), keeping this
+   * stack's passphrase salt so its secrets stay readable. Config set through setConfig() is
+   * forgotten: call setConfig() again to write it.
+   */
+  writeStackFile(content: string): void {
+    const salt = /^encryptionsalt: .*$/m.exec(this.stackFile())?.[0];
+    fs.writeFileSync(path.join(this.workspace, `Pulumi.${this.stack}.yaml`), salt ? `${salt}\n${content}` : content);
+    this.applied = new Map();
+  }
+
+  /** The stack file as the CLI wrote it. */
+  stackFile(): string {
+    return fs.readFileSync(path.join(this.workspace, `Pulumi.${this.stack}.yaml`), "utf8");
+  }
+
+  preview(extra: string[] = []): Promise<CliResult> {
+    return this.run(["preview", "--diff", ...extra], { eventLog: true });
+  }
+
+  /** `pulumi up --yes` (preview and update, as CI runs it); then learns the state's secrets. */
+  async up(extra: string[] = [], opts: { timeoutMs?: number } = {}): Promise<CliResult> {
+    const r = await this.run(["up", "--yes", ...extra], { eventLog: true, timeoutMs: opts.timeoutMs });
+    await this.exportState();
+    return r;
+  }
+
+  async destroy(extra: string[] = []): Promise<CliResult> {
+    const r = await this.run(["destroy", "--yes", ...extra], { eventLog: true });
+    await this.exportState();
+    return r;
+  }
+
+  async refresh(extra: string[] = []): Promise<CliResult> {
+    const r = await this.run(["refresh", "--yes", ...extra], { eventLog: true });
+    await this.exportState();
+    return r;
+  }
+
+  /** `pulumi stack output --json` (with --show-secrets if asked: such calls are not scanned). */
+  async stackOutput(showSecrets = false): Promise<Record<string, unknown>> {
+    const r = await this.run(["stack", "output", "--json", ...(showSecrets ? ["--show-secrets"] : [])], {
+      revealsSecrets: showSecrets,
+    });
+    if (r.code !== 0) throw new Error(`pulumi stack output failed:\n${r.output}`);
+    return JSON.parse(r.stdout) as Record<string, unknown>;
+  }
+
+  /**
+   * `pulumi stack export --show-secrets`: the checkpoint's resources with secrets decrypted.
+   * Every RandomPassword result seen is remembered for the leak scan.
+   */
+  async exportState(): Promise<StateResource[]> {
+    const r = await this.run(["stack", "export", "--show-secrets"], { revealsSecrets: true });
+    if (r.code !== 0) throw new Error(`pulumi stack export failed:\n${r.output}`);
+    const doc = JSON.parse(r.stdout) as { deployment?: { resources?: RawResource[] } };
+    this.lastState = (doc.deployment?.resources ?? []).map((res) => ({
+      urn: res.urn,
+      type: res.type,
+      inputs: reveal(res.inputs ?? {}) as Record<string, unknown>,
+      outputs: reveal(res.outputs ?? {}) as Record<string, unknown>,
+    }));
+    for (const res of this.lastState) {
+      if (res.type === "random:index/randomPassword:RandomPassword" && typeof res.outputs.result === "string") {
+        this.noteSecret(res.outputs.result);
+      }
+    }
+    return this.lastState;
+  }
+
+  /** Raw `pulumi stack export` (secrets encrypted), e.g. for a backup before a restore. */
+  async exportFile(file: string): Promise<void> {
+    const r = await this.run(["stack", "export", "--file", file]);
+    if (r.code !== 0) throw new Error(`pulumi stack export failed:\n${r.output}`);
+  }
+
+  /** The resources of the last exported state. */
+  get state(): StateResource[] {
+    return this.lastState;
+  }
+
+  /** The resource named `name` (last URN segment) in the last exported state. */
+  resource(name: string, type?: string): StateResource | undefined {
+    return this.lastState.find((r) => r.urn.endsWith(`::${name}`) && (!type || r.type === type));
+  }
+
+  /** The URN of the live resource named `name`. */
+  urn(name: string): string {
+    const r = this.resource(name);
+    if (!r) throw new Error(`no resource ${name} in the state`);
+    return r.urn;
+  }
+
+  /** The generated value of `key` in the state. */
+  generatedValue(key: string): string {
+    const v = this.resource(`generated-${key}`, "random:index/randomPassword:RandomPassword")?.outputs.result;
+    if (typeof v !== "string") throw new Error(`no generated value for ${key} in the state`);
+    return v;
+  }
+
+  /** The env file the state says `host` received (its rollout's stdin after the script). */
+  sentEnvFile(host: string): string {
+    const stdin = this.resource(`${host}-rollout`, "command:remote:Command")?.inputs.stdin;
+    if (typeof stdin !== "string") throw new Error(`no rollout of ${host} in the state`);
+    if (!stdin.startsWith(ROLLOUT_SCRIPT)) throw new Error(`${host}'s rollout stdin does not start with the script`);
+    // Newer programs end stdin with a marker line the script checks and drops.
+    return stdin.slice(ROLLOUT_SCRIPT.length).replace(/# pms-secrets-end sha256=[0-9a-f]+\n?$/, "");
+  }
+
+  /** Remembers a value the leak scan must never find (long enough lines of it, for keys). */
+  noteSecret(value: string): void {
+    for (const line of value.split("\n")) {
+      const t = line.trim();
+      if (t.length >= 12 && !t.startsWith("-----")) this.secretValues.add(t);
+    }
+  }
+
+  get secrets(): string[] {
+    return [...this.secretValues];
+  }
+
+  /** Every recorded call whose output contains a known secret value (none is the only good answer). */
+  leaks(): string[] {
+    const found: string[] = [];
+    for (const call of this.calls) {
+      for (const s of this.secretValues) {
+        if (call.output.includes(s)) found.push(`\`${call.args.slice(4).join(" ")}\` printed ${s.slice(0, 6)}...`);
+      }
+    }
+    return found;
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    liveStacks.delete(this);
+    await this.moto.stop();
+    if (!process.env.PMS_KEEP_PULUMI_DIR) fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The steps of a run, from its event log: one entry per resource step that finished or failed.
+ * A preview's steps are its plan; an `up`'s are what it did (its own preview phase left out).
+ */
+export function stepsOf(r: CliResult): Step[] {
+  const planning = r.args.includes("preview");
+  const steps: Step[] = [];
+  for (const e of r.events) {
+    const done = e.resOutputsEvent;
+    const failed = e.resOpFailedEvent;
+    const md = done?.metadata ?? failed?.metadata;
+    if (!md || (done !== undefined && Boolean(done.planning) !== planning)) continue;
+    steps.push({ name: md.urn.slice(md.urn.lastIndexOf("::") + 2), type: md.type, op: md.op, ok: !failed });
+  }
+  return steps;
+}
+
+/** `op name` of every step on a command resource that did something (not "same"). */
+export function commandSteps(r: CliResult): string[] {
+  return stepsOf(r)
+    .filter((s) => s.type === "command:remote:Command" && s.op !== "same")
+    .map((s) => `${s.op} ${s.name}${s.ok ? "" : " FAILED"}`);
+}
+
+/** The `Resources:` summary counts of a run (e.g. { same: 7, replace: 4 }). */
+export function changesOf(r: CliResult): Record<string, number> {
+  for (const e of r.events) if (e.summaryEvent) return e.summaryEvent.resourceChanges ?? {};
+  return {};
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface RawResource {
+  urn: string;
+  type: string;
+  inputs?: unknown;
+  outputs?: unknown;
+}
+
+/** The signature Pulumi puts on secret values in a checkpoint. */
+const SECRET_SIG = "4dabf18193072939515e22adb298388d";
+
+/** Unwraps `--show-secrets` secret envelopes ({sig, plaintext: JSON}) into their values. */
+function reveal(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(reveal);
+  if (v && typeof v === "object") {
+    const o = v as Record<string, unknown>;
+    if (o[SECRET_SIG] !== undefined && typeof o.plaintext === "string") return reveal(JSON.parse(o.plaintext));
+    return Object.fromEntries(Object.entries(o).map(([k, x]) => [k, reveal(x)]));
+  }
+  return v;
+}
+
+function fullKey(k: string): string {
+  return k.includes(":") ? k : `${PROJECT}:${k}`;
+}
+
+function readEvents(file: string): EngineEvent[] {
+  if (!fs.existsSync(file)) return [];
+  return fs
+    .readFileSync(file, "utf8")
+    .split("\n")
+    .filter((l) => l.trim() !== "")
+    .map((l) => JSON.parse(l) as EngineEvent);
+}
+
+function isExecutable(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((res) => setTimeout(res, ms));
+
+interface LocalResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+/**
+ * Runs a local command in its own process group (so a timeout can end it and the plugins it
+ * started, by that group's id), streaming its lines to `log`.
+ */
+function runLocal(
+  cmd: string,
+  args: string[],
+  opts: {
+    cwd?: string;
+    env?: NodeJS.ProcessEnv;
+    stdin?: string;
+    timeoutMs: number;
+    log?: Log;
+    rejectOnFailure?: boolean;
+    streamStdout?: boolean;
+  },
+): Promise<LocalResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, {
+      cwd: opts.cwd,
+      env: opts.env,
+      stdio: ["pipe", "pipe", "pipe"],
+      detached: true,
+    });
+    liveChildren.add(child);
+    installExitHook();
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let timedOut = false;
+    const lineLogger = () => {
+      let pending = "";
+      return (d: Buffer) => {
+        pending += d.toString("utf8");
+        const lines = pending.split("\n");
+        pending = lines.pop() ?? "";
+        for (const l of lines) opts.log?.(`  ${l}`);
+      };
+    };
+    const logErr = lineLogger();
+    const logOut = lineLogger();
+    const timer = setTimeout(() => {
+      timedOut = true;
+      void stopChild(child);
+    }, opts.timeoutMs);
+    child.stdout.on("data", (d: Buffer) => {
+      out.push(d);
+      if (opts.streamStdout || opts.rejectOnFailure !== false) logOut(d);
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      err.push(d);
+      logErr(d);
+    });
+    child.stdin.on("error", () => undefined);
+    child.on("error", (e) => {
+      clearTimeout(timer);
+      liveChildren.delete(child);
+      reject(new Error(`cannot run ${cmd}: ${e.message}`));
+    });
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      liveChildren.delete(child);
+      const r: LocalResult = {
+        code: code ?? (signal ? 128 : 1),
+        stdout: Buffer.concat(out).toString("utf8"),
+        stderr: Buffer.concat(err).toString("utf8"),
+        timedOut,
+      };
+      if (opts.rejectOnFailure !== false && r.code !== 0) {
+        reject(new Error(`${path.basename(cmd)} ${args.join(" ")} failed (exit ${r.code}):\n${r.stderr.slice(-3000)}`));
+      } else resolve(r);
+    });
+    child.stdin.end(opts.stdin ?? "");
+  });
+}
+
+/** SIGINT (the CLI cancels cleanly), then SIGTERM, then SIGKILL to the child's process group. */
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+  const pid = child.pid;
+  const exited = new Promise<void>((res) => child.once("exit", () => res()));
+  for (const [sig, wait] of [
+    ["SIGINT", 5000],
+    ["SIGTERM", 5000],
+    ["SIGKILL", 5000],
+  ] as const) {
+    try {
+      process.kill(-pid, sig);
+    } catch {
+      return; // the group is gone
+    }
+    if (await Promise.race([exited.then(() => true), sleep(wait).then(() => false)])) return;
+  }
+}
+
+async function freePort(): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const addr = server.address();
+      server.close(() => (typeof addr === "object" && addr ? resolve(addr.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+const liveChildren = new Set<ChildProcess>();
+const liveStacks = new Set<PulumiStack>();
+let hookInstalled = false;
+
+/** On exit, end what this module started (Moto, a CLI still running), by process group id. */
+function installExitHook(): void {
+  if (hookInstalled) return;
+  hookInstalled = true;
+  process.on("exit", () => {
+    for (const child of liveChildren) {
+      if (child.pid === undefined || child.exitCode !== null) continue;
+      try {
+        process.kill(-child.pid, "SIGKILL");
+      } catch {
+        try {
+          process.kill(child.pid, "SIGKILL");
+        } catch {
+          // already gone
+        }
+      }
+    }
+    for (const s of liveStacks)
+      if (!process.env.PMS_KEEP_PULUMI_DIR) fs.rmSync(s.dir, { recursive: true, force: true });
+  });
+}
