@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -438,5 +439,7 @@ func (h *host) GetProgramDependencies(
 			deps = append(deps, &pulumirpc.DependencyInfo{Name: name, Version: version})
 		}
 	}
+	// Map order is random; a stable listing keeps `pulumi about` output diffable.
+	sort.Slice(deps, func(i, j int) bool { return deps[i].GetName() < deps[j].GetName() })
 	return &pulumirpc.GetProgramDependenciesResponse{Dependencies: deps}, nil
 }
