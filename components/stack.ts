@@ -11,6 +11,7 @@ import { GeneratedSecrets } from "./generated-secrets";
 import { HostRollout } from "./host-rollout";
 import { planBatches } from "./rollout-plan";
 import { SecretStore } from "./secret-store";
+import { describeSecretKeyRotation, secretKeyRolloutArgs, secretKeyRotationWarnings } from "./secret-key-rotation";
 
 /** Reads this project's config from the Pulumi runtime and validates it. Throws ConfigError. */
 export function loadStackConfig(): ParsedConfig {
@@ -31,11 +32,14 @@ export interface PmsSecretsOutputs {
   hosts: Record<string, { address: string; envFingerprint: pulumi.Output<string> }>;
   keepers: { rotation: string; rotate: Record<string, string> };
   envKeys: { plain: string[]; supplied: string[]; generated: string[] };
+  /** Routine (graceful, N fallbacks) or emergency: plain text, no key. */
+  secretKeyRotation: string;
 }
 
 export function deployPmsSecrets(parsed: ParsedConfig = loadStackConfig()): PmsSecretsOutputs {
   const { settings } = parsed;
   for (const w of parsed.warnings) void pulumi.log.warn(w);
+  for (const w of secretKeyRotationWarnings(settings.secretKey)) void pulumi.log.warn(w);
   const keys = envKeysOf(settings);
 
   const generated = new GeneratedSecrets("generated", { secrets: settings.generated });
@@ -54,7 +58,7 @@ export function deployPmsSecrets(parsed: ParsedConfig = loadStackConfig()): PmsS
     kmsKeyId: settings.kmsKeyId,
     recoveryWindowInDays: settings.recoveryWindowInDays,
     description: `Env of pms-backend for stack ${settings.stack}, written by ${settings.project}`,
-    tags: { Project: settings.project, Stack: settings.stack, ManagedBy: "pulumi" },
+    tags: secretTags(settings),
   });
 
   // Hosts roll in batches (rollout.batches; default one at a time), in config order, and only
@@ -75,6 +79,7 @@ export function deployPmsSecrets(parsed: ParsedConfig = loadStackConfig()): PmsS
           envFile,
           envFingerprint,
           secretKeys,
+          secretKeyArgs: secretKeyRolloutArgs(settings.secretKey),
           sshPrivateKey: parsed.sshPrivateKey.reveal(),
           ssh: settings.ssh,
         },
@@ -92,6 +97,7 @@ export function deployPmsSecrets(parsed: ParsedConfig = loadStackConfig()): PmsS
     hosts,
     keepers: keepersOf(settings),
     envKeys: keys,
+    secretKeyRotation: describeSecretKeyRotation(settings.secretKey),
   };
 }
 
@@ -121,6 +127,16 @@ export function envDocument(values: Readonly<Record<string, string>>): string {
         .map((k) => [k, values[k]]),
     ),
   );
+}
+
+/**
+ * Tags of the Secrets Manager secret. `Production: "true"` tells the policy pack (which sees the
+ * stack only by name) that a stack with `production: true` is production too.
+ */
+export function secretTags(settings: Pick<StackSettings, "project" | "stack" | "production">): Record<string, string> {
+  const tags: Record<string, string> = { Project: settings.project, Stack: settings.stack, ManagedBy: "pulumi" };
+  if (settings.production) tags.Production = "true";
+  return tags;
 }
 
 /** The env file's keys by origin, names only, each list sorted. */

@@ -25,6 +25,22 @@ describe("secrets-manager-production-kms", () => {
     );
   });
 
+  it("applies to a stack tagged Production by the program (production: true) whatever its name", async () => {
+    const { kmsKeyId: _k, ...noKey } = good;
+    const tagged = { ...noKey, tags: { ...good.tags, Stack: "staging", Production: "true" } };
+    const out = await runResource(
+      secretsManagerProductionKms,
+      resourceArgs(type, "store-secret", tagged, { stack: "staging" }),
+    );
+    assert.match(out.violations[0] ?? "", /has no kmsKeyId/);
+    const untagged = await runResource(
+      secretsManagerProductionKms,
+      resourceArgs(type, "store-secret", noKey, { stack: "staging" }),
+    );
+    assert.deepEqual(untagged.violations, []);
+    assert.ok(untagged.notApplicable);
+  });
+
   it("rejects a missing kmsKeyId and the AWS managed key (alias and alias ARN)", async () => {
     const { kmsKeyId: _k, ...noKey } = good;
     const none = await runResource(secretsManagerProductionKms, resourceArgs(type, "store-secret", noKey));

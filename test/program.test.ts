@@ -246,7 +246,8 @@ test("generated secrets: Django-safe length and the safe alphabet", async () => 
   });
   const sk = r.find(TYPES.password, "generated-SECRET_KEY").inputs;
   assert.equal(sk.length, 64);
-  assert.equal(sk.overrideSpecial, "-_.+=,");
+  // No comma in SECRET_KEY: it separates SECRET_KEY_FALLBACKS (secret-key-rotation.ts).
+  assert.equal(sk.overrideSpecial, "-_.+=");
   assert.equal(sk.special, true);
   const api = r.find(TYPES.password, "generated-API_SIGNING_KEY").inputs;
   assert.equal(api.length, 40);
@@ -267,7 +268,7 @@ test("dev and prod differ where they must: recovery window, KMS key, secret name
   assert.equal(ps.name, "pms-backend/prod");
   assert.equal(ps.kmsKeyId, "alias/pms-secrets-prod");
   assert.equal(ds.kmsKeyId, undefined);
-  assert.deepEqual(ps.tags, { Project: "pms-secrets", Stack: "prod", ManagedBy: "pulumi" });
+  assert.deepEqual(ps.tags, { Project: "pms-secrets", Stack: "prod", ManagedBy: "pulumi", Production: "true" });
   assert.deepEqual(ds.tags, { Project: "pms-secrets", Stack: "dev", ManagedBy: "pulumi" });
 });
 

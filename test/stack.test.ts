@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { parseStackConfig, RawConfig } from "../components/config";
-import { envDocument, envFileHeader, envKeysOf, envValues, keepersOf } from "../components/stack";
+import { envDocument, envFileHeader, envKeysOf, envValues, keepersOf, secretTags } from "../components/stack";
 import { baseConfig, defined } from "./fixtures";
 
 const raw = (config: Record<string, unknown>): RawConfig =>
@@ -41,4 +41,14 @@ test("env keys by origin and keepers come from the settings, names only", () => 
     generated: ["JWT_SIGNING_KEY", "SECRET_KEY"],
   });
   assert.deepEqual(keepersOf(settings), { rotation: "2026-11-01", rotate: { SECRET_KEY: "", JWT_SIGNING_KEY: "r2" } });
+});
+
+test("the secret's tags name project and stack, and mark production for the policy pack", () => {
+  const base = { project: "pms-secrets", stack: "staging" };
+  assert.deepEqual(secretTags({ ...base, production: false }), {
+    Project: "pms-secrets",
+    Stack: "staging",
+    ManagedBy: "pulumi",
+  });
+  assert.equal(secretTags({ ...base, production: true }).Production, "true");
 });

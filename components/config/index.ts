@@ -51,6 +51,8 @@ export const KNOWN_KEYS = [
 export interface StackSettings extends StoreSettings {
   project: string;
   stack: string;
+  /** The production rules applied (stack name or `production: true`, see ./production.ts). */
+  production: boolean;
   hosts: HostSpec[];
   app: AppSpec;
   /** Plain (non-secret) settings written to the env file. */
@@ -119,6 +121,12 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
   const generatedKeys = new Set(generated.map((g) => g.key));
   const suppliedSecrets = parseSuppliedSecrets(problems, readValue(raw, "secrets"), generatedKeys);
   const suppliedKeys = new Set(Object.keys(suppliedSecrets));
+  const secretKey = parseSecretKeyRotation(problems, {
+    fallbacks: readValue(raw, "secretKeyFallbacks"),
+    generated,
+    env: readValue(raw, "env"),
+    suppliedKeys,
+  });
   const { env, allowedHosts } = parseEnv(problems, readValue(raw, "env"), { ...prod, generatedKeys, suppliedKeys });
   const app = parseApp(problems, readValue(raw, "app"), { ...prod, allowedHosts });
   const store = parseStore(
@@ -134,17 +142,12 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
 
   const rollout = parseRollout(problems, readValue(raw, "rollout"));
 
-  const secretKey = parseSecretKeyRotation(problems, {
-    fallbacks: readValue(raw, "secretKeyFallbacks"),
-    generated,
-    configuredKeys: { env: Object.keys(env), secrets: suppliedKeys, generated: generatedKeys },
-  });
-
   problems.throwIfAny(stack);
   return {
     settings: {
       project: PROJECT,
       stack,
+      production: prod.production,
       hosts,
       app,
       env,

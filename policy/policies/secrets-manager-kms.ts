@@ -34,7 +34,9 @@ export const secretsManagerProductionKms: ResourceValidationPolicy = {
   validateResource: (args, reportViolation) => {
     if (args.type !== SM_SECRET) return;
     const config = args.getConfig<KmsConfig>();
-    if (!isProductionUrn(args.urn, config)) {
+    // The program tags the secret of every production stack, including one named otherwise (`production: true`).
+    const taggedProduction = readString(args.props, "tags", "Production") === "true";
+    if (!taggedProduction && !isProductionUrn(args.urn, config)) {
       args.notApplicable(`stack "${stackOfUrn(args.urn) ?? "?"}" is not a production stack`);
     }
     const stack = stackOfUrn(args.urn);
