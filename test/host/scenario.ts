@@ -7,7 +7,7 @@
 import { randomInt } from "node:crypto";
 import { alphabetCharacters } from "../../components/alphabet";
 import { fingerprint } from "../../components/env-file";
-import { APP, TEST_DB, TestFleet, TestHost } from "./testhost";
+import { APP, PUBLIC_HOST, TEST_DB, TestFleet, TestHost } from "./testhost";
 
 export const ENV_FILE = `${APP.dir}/.env.production`;
 export const HEALTH_URL = "http://127.0.0.1:8000/health/";
@@ -44,13 +44,14 @@ export function fleetConfig(
       dir: APP.dir,
       services: [...APP.services],
       healthUrl: HEALTH_URL,
-      checkCommand: "/usr/bin/python3 manage.py check --deploy",
+      checkCommand: `${APP.venv}/bin/python manage.py check --deploy`,
       stableSeconds: opts.stableSeconds ?? 3,
       healthTimeoutSeconds: 20,
     },
     env: {
       DEBUG: "False",
-      ALLOWED_HOSTS: "127.0.0.1,localhost",
+      // The public name first (the health check sends it), loopback for the tests' own requests.
+      ALLOWED_HOSTS: `${PUBLIC_HOST},127.0.0.1,localhost`,
       DB_NAME: TEST_DB.name,
       DB_USER: TEST_DB.user,
       DB_HOST: TEST_DB.host,
