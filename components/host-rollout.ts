@@ -65,6 +65,14 @@ function rolloutTriggers(envFingerprint: string): string[] {
   return [`env:${envFingerprint}`, `script:${ROLLOUT_SCRIPT_FINGERPRINT}`];
 }
 
+/** The env fingerprint a rollout delivered, read back from its triggers ("" when there is none). */
+export function deliveredFingerprint(triggers: unknown): string {
+  const env = Array.isArray(triggers)
+    ? triggers.find((t): t is string => typeof t === "string" && t.startsWith("env:"))
+    : undefined;
+  return env === undefined ? "" : env.slice("env:".length);
+}
+
 export interface HostRolloutArgs {
   /** The host and how to reach it. */
   host: HostSpec;
@@ -76,8 +84,8 @@ export interface HostRolloutArgs {
   envFingerprint: pulumi.Input<string>;
   /** Env keys whose values are secret (names only), redacted from relayed output. */
   secretKeys: readonly string[];
-  /** SSH private key (secret). */
-  sshPrivateKey: pulumi.Input<string>;
+  /** SSH private key (secret). Absent only in a preview run without it (it connects to no host). */
+  sshPrivateKey?: pulumi.Input<string>;
   /** Seconds per connection attempt and attempts before giving up. */
   ssh: { timeoutSeconds: number; attempts: number };
 }
@@ -95,19 +103,19 @@ export class HostRollout extends pulumi.ComponentResource {
       host: host.address,
       port: host.port,
       user: host.user,
-      privateKey: pulumi.secret(args.sshPrivateKey),
+      ...(args.sshPrivateKey === undefined ? {} : { privateKey: pulumi.secret(args.sshPrivateKey) }),
       hostKey: host.hostKey,
       perDialTimeout: args.ssh.timeoutSeconds,
       dialErrorLimit: args.ssh.attempts,
     };
-    this.envFingerprint = pulumi.output(args.envFingerprint);
+    const envFingerprint = pulumi.output(args.envFingerprint);
     this.command = new command.remote.Command(
       `${name}-rollout`,
       {
         connection,
         create: rolloutCommand(host, app, args.secretKeys),
         stdin: pulumi.secret(pulumi.output(args.envFile).apply(rolloutStdin)),
-        triggers: this.envFingerprint.apply(rolloutTriggers),
+        triggers: envFingerprint.apply(rolloutTriggers),
         addPreviousOutputInEnv: false,
         // The script prints progress and redacted failures only; still, its output is kept secret in state.
         logging: "stdoutAndStderr",
@@ -118,8 +126,15 @@ export class HostRollout extends pulumi.ComponentResource {
         dependsOn: opts?.dependsOn,
         additionalSecretOutputs: ["stdout", "stderr"],
         customTimeouts: { create: "30m", update: "30m" },
+        // Previewed without the key: compare against the key in state, so the preview shows what `up`
+        // with the key will do. Never set when the key is given, so `up` uses the configured key.
+        ignoreChanges: args.sshPrivateKey === undefined ? ["connection.privateKey"] : undefined,
       },
     );
+    // From the command's own result, not from the program: it resolves only when this host's rollout
+    // succeeded. After a failed rollout the engine keeps the command's old state, so the stack output
+    // keeps the fingerprint the host last received and proved healthy.
+    this.envFingerprint = this.command.triggers.apply(deliveredFingerprint);
     this.registerOutputs({ envFingerprint: this.envFingerprint });
   }
 }

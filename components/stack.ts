@@ -23,7 +23,8 @@ export function loadStackConfig(): ParsedConfig {
   const secretKeys = runtime.isConfigSecret
     ? new Set(Object.keys(raw).filter((k) => runtime.isConfigSecret?.(k)))
     : undefined;
-  return parseStackConfig(raw, pulumi.getStack(), secretKeys);
+  // A preview runs no command on a host, so it may run without the deploy key (pull-request previews).
+  return parseStackConfig(raw, pulumi.getStack(), secretKeys, { preview: pulumi.runtime.isDryRun() });
 }
 
 export interface PmsSecretsOutputs {
@@ -80,7 +81,7 @@ export function deployPmsSecrets(parsed: ParsedConfig = loadStackConfig()): PmsS
           envFingerprint,
           secretKeys,
           secretKeyArgs: secretKeyRolloutArgs(settings.secretKey),
-          sshPrivateKey: parsed.sshPrivateKey.reveal(),
+          sshPrivateKey: parsed.sshPrivateKey?.reveal(),
           ssh: settings.ssh,
         },
         { dependsOn: [store.version, ...previous] },

@@ -34,3 +34,12 @@ test("ssh: the private key must be present and look like one; limits are bounded
   assertProblem(check((p) => parseSshSettings(p, "0", undefined)).problems, "sshTimeoutSeconds", /from 1 to 300/);
   assertProblem(check((p) => parseSshSettings(p, undefined, "21")).problems, "sshAttempts", /from 1 to 20/);
 });
+
+test("ssh: a preview may run without the key (a warning, no key); up may not", () => {
+  const preview = check((p) => parseSshPrivateKey(p, undefined, true));
+  assert.deepEqual(preview.problems, []);
+  assert.equal(preview.result, undefined);
+  assert.match(preview.warnings.join("\n"), /sshPrivateKey is not set: previewing without it/);
+  assertProblem(check((p) => parseSshPrivateKey(p, "", false)).problems, "sshPrivateKey", /is missing/);
+  assertProblem(check((p) => parseSshPrivateKey(p, "not a key", true)).problems, "sshPrivateKey", /not a PEM/);
+});

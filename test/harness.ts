@@ -28,7 +28,13 @@ export interface RecordedResource {
   /** Registration order. */
   order: number;
   /** Resource options as the engine receives them. */
-  options: { parent: string; additionalSecretOutputs: string[]; retainOnDelete: boolean; deleteBeforeReplace: boolean };
+  options: {
+    parent: string;
+    additionalSecretOutputs: string[];
+    retainOnDelete: boolean;
+    deleteBeforeReplace: boolean;
+    ignoreChanges: string[];
+  };
 }
 
 export function isSecretWrapper(v: unknown): v is { value: unknown } {
@@ -167,7 +173,13 @@ export async function runProgram(opts: RunOptions): Promise<RunResult & { secret
           secretPaths,
           dependsOn: [],
           order: resources.length,
-          options: { parent: "", additionalSecretOutputs: [], retainOnDelete: false, deleteBeforeReplace: false },
+          options: {
+            parent: "",
+            additionalSecretOutputs: [],
+            retainOnDelete: false,
+            deleteBeforeReplace: false,
+            ignoreChanges: [],
+          },
         });
         return { id: `${args.name}-id`, state };
       },
@@ -192,6 +204,7 @@ export async function runProgram(opts: RunOptions): Promise<RunResult & { secret
       additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
       retainOnDelete: req.getRetainondelete() ?? false,
       deleteBeforeReplace: req.getDeletebeforereplace(),
+      ignoreChanges: req.getIgnorechangesList(),
     });
     original(req, (err, resp) => {
       if (resp && typeof (resp as { getUrn?: () => string }).getUrn === "function") {
@@ -251,6 +264,7 @@ interface RegisterRequest {
   getAdditionalsecretoutputsList(): string[];
   getRetainondelete(): boolean | undefined;
   getDeletebeforereplace(): boolean;
+  getIgnorechangesList(): string[];
 }
 
 export const TYPES = {

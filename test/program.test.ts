@@ -6,7 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import type { AppSpec } from "../components/config";
-import { ROLLOUT_SCRIPT, rolloutCommand, shellQuote } from "../components/host-rollout";
+import { deliveredFingerprint, ROLLOUT_SCRIPT, rolloutCommand, shellQuote } from "../components/host-rollout";
 import { parseEnvFile } from "../components/env-file";
 import {
   baseConfig,
@@ -337,4 +337,30 @@ test("rolloutCommand passes the script's newer options only when set or not the 
       "--health-url https://127.0.0.1/health/ --health-url https://127.0.0.1/api/status/ --health-host api.pms.internal " +
       "--health-ca /etc/ssl/pms-ca.pem --health-insecure --unmanaged-keys keep --backups 5 --stable-seconds 5 --health-timeout 30",
   );
+});
+
+test("a preview runs without the deploy key: no privateKey sent, the key in state kept (ignoreChanges), a warning", async () => {
+  const r = await run("dev", { sshPrivateKey: undefined }, { preview: true });
+  for (const c of r.ofType(TYPES.command)) {
+    assert.equal((c.inputs.connection as Record<string, unknown>).privateKey, undefined, c.name);
+    assert.deepEqual(c.options.ignoreChanges, ["connection.privateKey"], c.name);
+  }
+  assert.ok(r.warnings.some((w) => /^pms-secrets:sshPrivateKey is not set: previewing without it/.test(w)));
+  await assert.rejects(run("dev", { sshPrivateKey: undefined }), /pms-secrets:sshPrivateKey: is missing/);
+});
+
+test("with the key (up, or a preview that has it) the rollout connects with it and ignores nothing", async () => {
+  for (const preview of [false, true]) {
+    const r = await run("dev", {}, { preview });
+    for (const c of r.ofType(TYPES.command)) {
+      assert.match(String((c.inputs.connection as Record<string, unknown>).privateKey), /BEGIN OPENSSH PRIVATE KEY/);
+      assert.deepEqual(c.options.ignoreChanges, [], c.name);
+    }
+  }
+});
+
+test("a host's exported fingerprint is read back from its rollout command (what it was last delivered)", () => {
+  assert.equal(deliveredFingerprint(["env:0123456789abcdef", "script:fedcba9876543210"]), "0123456789abcdef");
+  assert.equal(deliveredFingerprint(undefined), "");
+  assert.equal(deliveredFingerprint(["script:fedcba9876543210"]), "");
 });

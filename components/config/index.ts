@@ -70,7 +70,8 @@ export interface StackSettings extends StoreSettings {
 
 export interface ParsedConfig {
   settings: StackSettings;
-  sshPrivateKey: Sensitive;
+  /** Absent only in a preview run without the key (see ./ssh.ts). */
+  sshPrivateKey?: Sensitive;
   suppliedSecrets: Record<string, Sensitive>;
   warnings: readonly string[];
 }
@@ -103,7 +104,12 @@ function checkKnownAndEncrypted(problems: Problems, raw: RawConfig, secretKeys?:
  * Parses and validates the raw config of `stack`. Throws ConfigError listing every problem;
  * returns warnings for what is allowed but unwise. `secretKeys`: the full keys set with --secret.
  */
-export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: ReadonlySet<string>): ParsedConfig {
+export function parseStackConfig(
+  raw: RawConfig,
+  stack: string,
+  secretKeys?: ReadonlySet<string>,
+  options: { preview?: boolean } = {},
+): ParsedConfig {
   const problems = new Problems();
   checkKnownAndEncrypted(problems, raw, secretKeys);
   const prod = production(stack, flag(problems, "production", readText(raw, "production"), false));
@@ -111,7 +117,7 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
   const because = prod.production ? prod.because : "this stack (requireHostKeys)";
 
   const hosts = parseHosts(problems, readValue(raw, "hosts"), { requireHostKeys, because });
-  const sshPrivateKey = parseSshPrivateKey(problems, readText(raw, "sshPrivateKey"));
+  const sshPrivateKey = parseSshPrivateKey(problems, readText(raw, "sshPrivateKey"), options.preview === true);
   const ssh = parseSshSettings(problems, readText(raw, "sshTimeoutSeconds"), readText(raw, "sshAttempts"));
   const generated = parseGenerated(problems, {
     generated: readValue(raw, "generated"),

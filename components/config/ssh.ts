@@ -10,7 +10,22 @@ export interface SshSettings {
   attempts: number;
 }
 
-export function parseSshPrivateKey(problems: Problems, text: string | undefined): Sensitive {
+/**
+ * The deploy key. Absent (undefined) only in a preview run without it: a preview runs no command on
+ * a host, so a pull-request preview needs no key; `pulumi up` always requires it.
+ */
+export function parseSshPrivateKey(
+  problems: Problems,
+  text: string | undefined,
+  preview = false,
+): Sensitive | undefined {
+  if ((text === undefined || text.trim() === "") && preview) {
+    problems.warn(
+      "sshPrivateKey",
+      "is not set: previewing without it (a preview connects to no host); `pulumi up` requires it.",
+    );
+    return undefined;
+  }
   if (text === undefined || text.trim() === "") {
     problems.add(
       "sshPrivateKey",
