@@ -13,3 +13,5 @@ export const hosts = pms.hosts;
 export const keepers = pms.keepers;
 /** Which keys the env file has, by origin (names only). */
 export const envKeys = pms.envKeys;
+/** How SECRET_KEY rotations treat the previous key: graceful (fallbacks) or EMERGENCY. */
+export const secretKeyRotation = pms.secretKeyRotation;

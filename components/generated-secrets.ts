@@ -9,10 +9,12 @@ import * as random from "@pulumi/random";
 import { ALPHABETS } from "./alphabet";
 import type { GeneratedSecretSpec } from "./config";
 import { generatedResourceName } from "./secret-rules";
+import { specialsFor } from "./secret-key-rotation";
 
 /** The RandomPassword arguments for one spec (pure, so the rules are tested without Pulumi). */
 export function randomPasswordArgs(spec: GeneratedSecretSpec): random.RandomPasswordArgs {
-  const specials = ALPHABETS[spec.alphabet].specials;
+  // SECRET_KEY has no comma: it separates SECRET_KEY_FALLBACKS (secret-key-rotation.ts).
+  const specials = specialsFor(spec.key, ALPHABETS[spec.alphabet].specials);
   return {
     length: spec.length,
     upper: true,

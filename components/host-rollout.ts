@@ -32,7 +32,12 @@ export function shellQuote(word: string): string {
  * parameters appear here; a change to any of them is an in-place update that
  * re-runs the rollout (which restarts nothing if the host already has it all).
  */
-export function rolloutCommand(host: HostSpec, app: AppSpec, secretKeys: readonly string[] = []): string {
+export function rolloutCommand(
+  host: HostSpec,
+  app: AppSpec,
+  secretKeys: readonly string[] = [],
+  secretKeyArgs: readonly string[] = [],
+): string {
   const args: string[] = ["--host", host.name, "--env-file", app.envFile, "--app-dir", app.dir];
   for (const s of app.services) args.push("--service", s);
   if (app.envFileGroup) args.push("--group", app.envFileGroup);
@@ -44,6 +49,8 @@ export function rolloutCommand(host: HostSpec, app: AppSpec, secretKeys: readonl
   if (app.healthInsecure) args.push("--health-insecure");
   if (app.unmanagedKeys !== "refuse") args.push("--unmanaged-keys", app.unmanagedKeys);
   if (app.backupGenerations !== DEFAULT_BACKUP_GENERATIONS) args.push("--backups", String(app.backupGenerations));
+  // Routine (nothing, or --secret-key-fallbacks N) vs --emergency: what a reviewer sees first.
+  args.push(...secretKeyArgs);
   args.push("--stable-seconds", String(app.stableSeconds), "--health-timeout", String(app.healthTimeoutSeconds));
   // Names (never values) of the secret keys: the script redacts their values from anything it relays.
   for (const k of secretKeys) args.push("--redact", k);
@@ -84,6 +91,8 @@ export interface HostRolloutArgs {
   envFingerprint: pulumi.Input<string>;
   /** Env keys whose values are secret (names only), redacted from relayed output. */
   secretKeys: readonly string[];
+  /** SECRET_KEY rotation mode arguments (secretKeyRolloutArgs); none for the default. */
+  secretKeyArgs?: readonly string[];
   /** SSH private key (secret). Absent only in a preview run without it (it connects to no host). */
   sshPrivateKey?: pulumi.Input<string>;
   /** Seconds per connection attempt and attempts before giving up. */
@@ -113,7 +122,7 @@ export class HostRollout extends pulumi.ComponentResource {
       `${name}-rollout`,
       {
         connection,
-        create: rolloutCommand(host, app, args.secretKeys),
+        create: rolloutCommand(host, app, args.secretKeys, args.secretKeyArgs),
         stdin: pulumi.secret(pulumi.output(args.envFile).apply(rolloutStdin)),
         triggers: envFingerprint.apply(rolloutTriggers),
         addPreviousOutputInEnv: false,

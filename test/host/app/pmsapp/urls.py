@@ -9,6 +9,8 @@ urlpatterns = [
     path("me/", views.me),
     path("token/issue/", views.token_issue),
     path("token/verify/", views.token_verify),
+    path("reset-token/issue/", views.reset_token_issue),
+    path("reset-token/check/", views.reset_token_check),
     path("task/", views.task_enqueue),
     path("slow-task/", views.slow_task_enqueue),
     path("task/<str:task_id>/", views.task_status),

@@ -117,3 +117,25 @@ def task_status(request, task_id):
     if row is None:
         return JsonResponse({"id": task_id, "done": False}, status=404)
     return JsonResponse({"id": task_id, "done": True, "done_at": row.done_at.isoformat(), "slept_seconds": row.slept_seconds})
+
+
+# Password-reset tokens (issue 10): made with SECRET_KEY, checked against SECRET_KEY and
+# SECRET_KEY_FALLBACKS by Django's PasswordResetTokenGenerator.
+@csrf_exempt
+@require_POST
+def reset_token_issue(request):
+    from django.contrib.auth.tokens import default_token_generator
+
+    user, _ = get_user_model().objects.get_or_create(username=TEST_USER)
+    return JsonResponse({"token": default_token_generator.make_token(user)})
+
+
+@csrf_exempt
+@require_POST
+def reset_token_check(request):
+    from django.contrib.auth.tokens import default_token_generator
+
+    user, _ = get_user_model().objects.get_or_create(username=TEST_USER)
+    if not default_token_generator.check_token(user, _token_from(request)):
+        return JsonResponse({"valid": False}, status=400)
+    return JsonResponse({"valid": True})

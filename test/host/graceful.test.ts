@@ -1,0 +1,235 @@
+/**
+ * Graceful SECRET_KEY rotation, retiring fallbacks, emergency rotation and adoption (issue 10) on
+ * booted hosts: the program's own rollout command (rolloutCommand + the mode arguments from
+ * secretKeyRolloutArgs) over real ssh with the program's stdin, and every verdict from the running
+ * app's own endpoints (Django's session, password-reset and signing code with the SECRET_KEY and
+ * SECRET_KEY_FALLBACKS it really has) and from the host's files and /proc.
+ *
+ *   node --import tsx --test test/host/graceful.test.ts        (root, Linux)
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { after, before, describe, it } from "node:test";
+import { secretKeyRolloutArgs } from "../../components/secret-key-rotation";
+import { ENV_FILE, envFile, leaked, randomValue, rollout, runningKeys, sh } from "./safety-host";
+import { unavailable } from "./scenario";
+import {
+  bootFleet,
+  hostTestsUnavailableReason,
+  LEGACY_ENV,
+  PRESET_ENV,
+  PUBLIC_HOST,
+  type TestFleet,
+  type TestHost,
+} from "./testhost";
+
+const skip = unavailable(hostTestsUnavailableReason());
+const log = (line: string): void => {
+  if (process.env.PMS_TESTHOST_VERBOSE) process.stderr.write(`${line}\n`);
+};
+
+const ROUTINE = secretKeyRolloutArgs({ fallbacks: 1, emergency: false });
+const RETIRE = secretKeyRolloutArgs({ fallbacks: 0, emergency: false });
+const KEEP_TWO = secretKeyRolloutArgs({ fallbacks: 2, emergency: false });
+const EMERGENCY = secretKeyRolloutArgs({ fallbacks: 1, emergency: true, emergencyKeeper: "rotate.SECRET_KEY" });
+
+/** The app's own fingerprint of a key (views.fingerprint): sha256, first 16 hex. */
+const fp = (key: string): string => createHash("sha256").update(key).digest("hex").slice(0, 16);
+
+/** What a user holds from before a rotation: a session cookie, a reset token, a signed value. */
+interface Credentials {
+  cookie: string;
+  resetToken: string;
+  signed: string;
+}
+
+/** The three verdicts of the app on a user's credentials. */
+interface Verdicts {
+  session: number;
+  reset: number;
+  signed: number;
+}
+
+describe("SECRET_KEY rotation: graceful, retired, emergency, adoption", { skip }, () => {
+  let fleet: TestFleet;
+  const byName = (name: string): TestHost => {
+    const h = fleet.hosts.find((x) => x.name === name);
+    if (!h) throw new Error(`no host ${name}`);
+    return h;
+  };
+
+  const post = (host: TestHost, path: string, body = "") =>
+    fleet.http(host, path, { method: "POST", body, host: PUBLIC_HOST });
+
+  async function credentials(host: TestHost): Promise<Credentials> {
+    const login = await post(host, "/login/");
+    assert.equal(login.status, 200, login.body);
+    const cookie = /sessionid=([^;]+)/.exec(login.headers.get("set-cookie") ?? "")?.[1];
+    assert.ok(cookie, "login sets a session cookie");
+    const reset = await post(host, "/reset-token/issue/");
+    const signed = await post(host, "/token/issue/");
+    assert.equal(reset.status, 200, reset.body);
+    assert.equal(signed.status, 200, signed.body);
+    return {
+      cookie,
+      resetToken: (JSON.parse(reset.body) as { token: string }).token,
+      signed: (JSON.parse(signed.body) as { token: string }).token,
+    };
+  }
+
+  async function verdicts(host: TestHost, c: Credentials): Promise<Verdicts> {
+    const me = await fleet.http(host, "/me/", { host: PUBLIC_HOST, headers: { cookie: `sessionid=${c.cookie}` } });
+    const reset = await post(host, "/reset-token/check/", c.resetToken);
+    const signed = await post(host, "/token/verify/", c.signed);
+    return { session: me.status, reset: reset.status, signed: signed.status };
+  }
+
+  const ACCEPTED: Verdicts = { session: 200, reset: 200, signed: 200 };
+  const REJECTED: Verdicts = { session: 401, reset: 400, signed: 400 };
+
+  async function keysOfApp(host: TestHost): Promise<{ secret_key: string; fallbacks: string[] }> {
+    const r = await fleet.http(host, "/key-fingerprint/", { host: PUBLIC_HOST });
+    assert.equal(r.status, 200, r.body);
+    return JSON.parse(r.body) as { secret_key: string; fallbacks: string[] };
+  }
+
+  async function mainPids(host: TestHost): Promise<string> {
+    return sh(fleet, host, "systemctl show -p MainPID --value pms-backend.service celery-pms.service");
+  }
+
+  /** Every file on the host (as root; not /proc, /sys, /dev) that contains `value`. */
+  async function filesHolding(host: TestHost, value: string): Promise<string[]> {
+    const r = await fleet.exec(
+      host,
+      "grep -rlF -f /dev/stdin --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev / 2>/dev/null; true",
+      { stdin: `${value}\n`, timeoutMs: 300_000 },
+    );
+    return r.stdout.split("\n").filter(Boolean);
+  }
+
+  async function deploy(host: TestHost, env: string, args: string[], unmanagedKeys?: "keep") {
+    const r = await rollout(fleet, host, env, {
+      extraArgs: args,
+      app: unmanagedKeys ? { unmanagedKeys } : {},
+    });
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    return r;
+  }
+
+  before(async () => {
+    fleet = await bootFleet(["grace", "emerg", "adopt", "legacy"], log, {
+      variant: { adopt: ["envfile"], legacy: ["legacy-env"] },
+    });
+  });
+  after(async () => {
+    await fleet?.teardown();
+  });
+
+  it("routine rotation keeps the previous key: session, reset token and signed value made before it still work; a re-run changes nothing; retiring the fallback rejects them", async () => {
+    const host = byName("grace");
+    const jwt = randomValue(64);
+    const a = envFile({ JWT_SIGNING_KEY: jwt });
+    await deploy(host, a.text, ROUTINE);
+    const first = await keysOfApp(host);
+    assert.equal(first.secret_key, fp(a.secretKey));
+    assert.deepEqual(first.fallbacks, [], "a first deploy onto a host without an env file keeps nothing");
+    const old = await credentials(host);
+    assert.deepEqual(await verdicts(host, old), ACCEPTED, "sanity: accepted before any rotation");
+
+    const b = envFile({ JWT_SIGNING_KEY: jwt });
+    const rotated = await deploy(host, b.text, ROUTINE);
+    assert.match(rotated.stdout, /previous key is kept as a fallback \(1 kept, at most 1\)/);
+    assert.deepEqual(leaked(rotated.stdout + rotated.stderr, [a.secretKey, b.secretKey]), []);
+    const keys = await keysOfApp(host);
+    assert.equal(keys.secret_key, fp(b.secretKey));
+    assert.deepEqual(keys.fallbacks, [fp(a.secretKey)]);
+    assert.deepEqual(await verdicts(host, old), ACCEPTED, "made with the old key, accepted after a routine rotation");
+    const held = await runningKeys(fleet, host, "SECRET_KEY_FALLBACKS");
+    for (const [svc, values] of Object.entries(held)) assert.deepEqual(values, [a.secretKey], `${svc} processes`);
+    const file = await sh(fleet, host, `cat ${ENV_FILE}`);
+    assert.ok(file.includes(`SECRET_KEY='${b.secretKey}'\nSECRET_KEY_FALLBACKS='${a.secretKey}'\n`), file);
+
+    // Stable: the same delivery again computes the same list; nothing is restarted.
+    const pids = await mainPids(host);
+    const again = await deploy(host, b.text, ROUTINE);
+    assert.match(again.stdout, /already in place/);
+    assert.equal(await mainPids(host), pids, "no restart on a re-run");
+
+    // Retire (a reviewed config change: secretKeyFallbacks 0): same key, list dropped, proven.
+    const fresh = await credentials(host);
+    const retired = await deploy(host, b.text, RETIRE);
+    assert.match(retired.stdout, /0 fallback\(s\) kept \(at most 0\)/);
+    assert.deepEqual((await keysOfApp(host)).fallbacks, []);
+    assert.deepEqual(await verdicts(host, old), REJECTED, "made with the retired key: rejected");
+    assert.deepEqual(await verdicts(host, fresh), ACCEPTED, "made with the current key: still accepted");
+    for (const [svc, values] of Object.entries(await runningKeys(fleet, host, "SECRET_KEY_FALLBACKS"))) {
+      assert.deepEqual(values, ["<unset>"], `${svc}: no process holds a retired key`);
+    }
+    assert.ok(!(await sh(fleet, host, `cat ${ENV_FILE}`)).includes("SECRET_KEY_FALLBACKS"));
+  });
+
+  it("with secretKeyFallbacks 2 the hosts keep the two newest previous keys, newest first", async () => {
+    const host = byName("grace");
+    const [c, d, e] = [envFile(), envFile(), envFile()];
+    await deploy(host, c.text, KEEP_TWO);
+    await deploy(host, d.text, KEEP_TWO);
+    await deploy(host, e.text, KEEP_TWO);
+    const keys = await keysOfApp(host);
+    assert.equal(keys.secret_key, fp(e.secretKey));
+    // The key before c (from the previous test) has dropped out: at most two.
+    assert.deepEqual(keys.fallbacks, [fp(d.secretKey), fp(c.secretKey)]);
+  });
+
+  it("emergency rotation: rejected at once, no fallback, and no file on the host still holds the old key", async () => {
+    const host = byName("emerg");
+    const a = envFile();
+    const b = envFile();
+    await deploy(host, a.text, ROUTINE);
+    await deploy(host, b.text, ROUTINE); // a in SECRET_KEY_FALLBACKS and in a backup
+    const old = await credentials(host);
+    assert.deepEqual(await verdicts(host, old), ACCEPTED);
+    // The check below can fail: before the emergency, files hold both keys.
+    assert.ok((await filesHolding(host, b.secretKey)).length >= 1, "the current key is in the env file");
+    assert.ok((await filesHolding(host, a.secretKey)).length >= 2, "the old key is in the env file and a backup");
+
+    const c = envFile();
+    const r = await deploy(host, c.text, EMERGENCY);
+    assert.match(r.stdout, /EMERGENCY \(--emergency\): no fallback kept/);
+    assert.match(r.stdout, /purge: removed \d+ backup generations/);
+    assert.deepEqual(leaked(r.stdout + r.stderr, [a.secretKey, b.secretKey, c.secretKey]), []);
+    const keys = await keysOfApp(host);
+    assert.equal(keys.secret_key, fp(c.secretKey));
+    assert.deepEqual(keys.fallbacks, []);
+    assert.deepEqual(await verdicts(host, old), REJECTED, "made with the compromised key: rejected immediately");
+    assert.deepEqual(await filesHolding(host, b.secretKey), [], "no file holds the compromised key");
+    assert.deepEqual(await filesHolding(host, a.secretKey), [], "nor the key before it");
+    assert.deepEqual(await filesHolding(host, c.secretKey), [ENV_FILE], "the new key is in the env file only");
+  });
+
+  it("adoption: first deploy onto a host whose env file someone wrote by hand logs nobody out", async () => {
+    const host = byName("adopt");
+    const before = await keysOfApp(host);
+    assert.equal(before.secret_key, fp(PRESET_ENV.SECRET_KEY));
+    const user = await credentials(host);
+    const a = envFile();
+    const r = await deploy(host, a.text, ROUTINE);
+    assert.match(r.stdout, /previous key is kept as a fallback/);
+    assert.deepEqual(leaked(r.stdout + r.stderr, [PRESET_ENV.SECRET_KEY, a.secretKey]), []);
+    const keys = await keysOfApp(host);
+    assert.equal(keys.secret_key, fp(a.secretKey));
+    assert.deepEqual(keys.fallbacks, [fp(PRESET_ENV.SECRET_KEY)]);
+    assert.deepEqual(await verdicts(host, user), ACCEPTED, "the logged-in user is still logged in");
+  });
+
+  it("adoption of a years-old file (export lines, double quotes, unknown keys kept): the user stays logged in", async () => {
+    const host = byName("legacy");
+    assert.equal((await keysOfApp(host)).secret_key, fp(LEGACY_ENV.SECRET_KEY));
+    const user = await credentials(host);
+    const a = envFile({}, ["CELERY_BROKER_URL"]);
+    await deploy(host, a.text, ROUTINE, "keep");
+    const keys = await keysOfApp(host);
+    assert.equal(keys.secret_key, fp(a.secretKey));
+    assert.deepEqual(keys.fallbacks, [fp(LEGACY_ENV.SECRET_KEY)]);
+    assert.deepEqual(await verdicts(host, user), ACCEPTED);
+  });
+});
