@@ -967,6 +967,12 @@ sweep_state() {
     if [ -e "$d/lock" ] && flock -n -x "$d/lock" true; then rm -rf -- "$d"
     elif [ ! -e "$d/lock" ] && [ -n "$(find "$d" -maxdepth 0 -mmin +2)" ]; then rm -rf -- "$d"; fi
   done
+  # Half-written backups and drop-ins (temp names of atomic_write and backup_previous).
+  find "$BACKUP_ROOT" -mindepth 2 -maxdepth 2 -type f -name '.*.env' -delete
+  for d in "${SERVICES[@]}"; do
+    d=$(dropin_dir "$d")
+    if [ -d "$d" ] && [ ! -L "$d" ]; then find "$d" -maxdepth 1 -type f -name '.pms-secrets.*' -user 0 -delete; fi
+  done
   # Left by earlier versions of this script.
   find "$STATE_DIR" -mindepth 1 -maxdepth 1 \( -name 'rollout.*' -type d -o -name '*.applied' -type f \) -exec rm -rf -- {} +
 }
