@@ -8,6 +8,7 @@
  * or `triggers`. There is deliberately no `delete`: replacing or removing this
  * resource must never take a secret away from a running service.
  */
+import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
@@ -59,9 +60,15 @@ export function rolloutCommand(
   return `${runner} ${args.map(shellQuote).join(" ")}`;
 }
 
-/** stdin of the rollout: the script, then the env file. */
+/**
+ * stdin of the rollout: the script, then the env file, then an end marker with the env file's
+ * SHA-256, so the script can tell a whole transfer from one cut short at a line end (rollout.sh
+ * `receive_env` verifies and strips it). Safe to send: a hash of a document holding a 50+ character
+ * random value. Without an env file (the script alone) there is nothing to mark.
+ */
 export function rolloutStdin(envFile: string): string {
-  return ROLLOUT_SCRIPT + envFile;
+  if (envFile === "") return ROLLOUT_SCRIPT;
+  return `${ROLLOUT_SCRIPT}${envFile}# pms-secrets-end sha256=${createHash("sha256").update(envFile, "utf8").digest("hex")}\n`;
 }
 
 /**

@@ -5,8 +5,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import type { AppSpec } from "../components/config";
-import { deliveredFingerprint, ROLLOUT_SCRIPT, rolloutCommand, shellQuote } from "../components/host-rollout";
+import {
+  deliveredFingerprint,
+  ROLLOUT_SCRIPT,
+  rolloutCommand,
+  rolloutStdin,
+  shellQuote,
+} from "../components/host-rollout";
 import { parseEnvFile } from "../components/env-file";
 import {
   baseConfig,
@@ -363,4 +370,14 @@ test("a host's exported fingerprint is read back from its rollout command (what 
   assert.equal(deliveredFingerprint(["env:0123456789abcdef", "script:fedcba9876543210"]), "0123456789abcdef");
   assert.equal(deliveredFingerprint(undefined), "");
   assert.equal(deliveredFingerprint(["script:fedcba9876543210"]), "");
+});
+
+test("stdin ends with the env file's SHA-256 end marker, which the script verifies and strips", async () => {
+  const r = await run("dev");
+  const stdin = String(r.find(TYPES.command, "web1-rollout").inputs.stdin);
+  const match = /([\s\S]*)# pms-secrets-end sha256=([0-9a-f]{64})\n$/.exec(stdin.slice(ROLLOUT_SCRIPT.length));
+  assert.ok(match, "no end marker");
+  assert.equal(createHash("sha256").update(match[1], "utf8").digest("hex"), match[2]);
+  assert.ok(ROLLOUT_SCRIPT.includes("readonly END_MARKER='# pms-secrets-end sha256='"), "the script knows the marker");
+  assert.equal(rolloutStdin(""), ROLLOUT_SCRIPT, "the script alone carries no marker");
 });
