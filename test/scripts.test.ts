@@ -55,3 +55,64 @@ test("the rollout script refuses unknown arguments before reading any env", () =
   assert.match(r.stderr, /^pms-rollout FAILED host=h service=- check=arguments: unknown argument --bogus/m);
   assert.ok(ROLLOUT_SCRIPT.includes("set -euo pipefail"));
 });
+
+/**
+ * Runs `body` in bash with every function of the rollout script defined (its last line, which
+ * runs `main`, left out); `args` become $1...
+ */
+function withRolloutFunctions(body: string, args: string[] = []): { status: number | null; stdout: string } {
+  const functions = ROLLOUT_SCRIPT.slice(0, ROLLOUT_SCRIPT.lastIndexOf('main "$@"; exit $?'));
+  return spawnSync("/bin/bash", ["-c", `${functions}\nset +e\n${body}`, "_", ...args], { encoding: "utf8" });
+}
+
+test("the rollout script refuses bad option values before reading any env", () => {
+  const cases: [string, RegExp][] = [
+    ["--unmanaged-keys maybe", /--unmanaged-keys must be refuse, keep or drop/],
+    ["--backups 0", /--backups must be 1\.\.20/],
+    ["--backups 21", /--backups must be 1\.\.20/],
+    ["--service celery-pms@", /a template needs an instance/],
+    ["--health-ca /x --health-insecure", /exclude each other/],
+    ["--env-file srv/.env", /--env-file must be an absolute path/],
+    ["--env-file /srv/../etc/x", /must be a plain absolute file path/],
+  ];
+  for (const [args, message] of cases) {
+    const r = spawnSync(
+      "/bin/bash",
+      ["-c", `cat | /bin/bash -s -- --host h --env-file /srv/app/.env.production --service web ${args}`],
+      { input: rolloutStdin("SECRET_KEY='x'\n"), encoding: "utf8" },
+    );
+    assert.equal(r.status, 2, `${args}: ${r.stderr}`);
+    assert.match(r.stderr, message, args);
+    assert.match(r.stderr, /nothing on the host was changed/);
+  }
+});
+
+test("redaction: longest value first, short values too, every occurrence", () => {
+  const r = withRolloutFunctions('add_redactions "ab" "INNER" "outer-INNER-tail" "q~7"; redact "$1"', [
+    "x ab outer-INNER-tail INNER q~7 q~7",
+  ]);
+  assert.equal(r.stdout, "x [redacted] [redacted] [redacted] [redacted] [redacted]");
+});
+
+test("hand-written env lines: keys as systemd reads them, values carried only when every parser agrees", () => {
+  const lines: [string, string, string | undefined][] = [
+    ["A=plain", "A", "plain"],
+    ["export B='single quoted'", "B", "single quoted"],
+    ['  C="double#quoted!"', "C", "double#quoted!"],
+    ["D=two words", "D", undefined],
+    ['E="has $VAR"', "E", undefined],
+    ["F=back\\slash", "F", undefined],
+    ["G='it''s'", "G", undefined],
+    ["H=`id`", "H", undefined],
+    ["# I=comment", "", undefined],
+    ["1BAD=x", "", undefined],
+  ];
+  for (const [line, key, value] of lines) {
+    assert.equal(withRolloutFunctions('line_key "$1"', [line]).stdout, key, line);
+    if (key === "") continue;
+    const r = withRolloutFunctions('if out=$(line_value "$1"); then printf "ok:%s" "$out"; else printf refused; fi', [
+      line,
+    ]);
+    assert.equal(r.stdout, value === undefined ? "refused" : `ok:${value}`, line);
+  }
+});
