@@ -48,11 +48,12 @@
 #     value of a key only the host file had, longest first, whatever its length.
 #
 # Time bounds (every wait has one; worst case of a run, S services, U health URLs):
-#   lock 300 + check 300 + S*(restart 120 + stable + U*health-timeout + 4*30 systemctl)
-#   + rollback S*(120 + stable + U*health-timeout + 4*30) + 6*30 daemon-reload/misc.
-#   Two services, one URL, stable 5, health 30: 300+300+2*275+2*275+180 = 1880 s worst case,
-#   typically under 30 s. The front end relays for at most that plus 60 s, then says the worker
-#   is still running (it continues on its own). Pulumi's rollout timeout is 30 min.
+#   lock 120 + check 180 + S*(restart 90 + stable + U*health-timeout + 4*15 systemctl)
+#   + rollback S*(90 + stable + U*health-timeout + 4*15) + 6*15 daemon-reload/misc.
+#   Two services, one URL, stable 5, health 30: 120+180+2*185+2*185+90 = 1130 s (19 min) worst
+#   case, typically 10-30 s. The front end relays for at most that plus 60 s, then says the
+#   worker is still running (it continues on its own). Pulumi's rollout timeout is 30 min.
+#   (worst_case_seconds computes the same sum from the actual arguments.)
 # shellcheck disable=SC2317 # worker() and what it calls run in the generated worker script
 set -euo pipefail
 umask 077
@@ -66,10 +67,10 @@ readonly PID_FILE=$STATE_DIR/rollout.pid
 readonly DROPIN_NAME=50-pms-secrets.conf
 readonly PRIVATE_PREFIX=.pms-secrets.
 readonly END_MARKER='# pms-secrets-end sha256='
-readonly LOCK_TIMEOUT=300
-readonly CHECK_TIMEOUT=300
-readonly RESTART_TIMEOUT=120
-readonly SYSTEMCTL_TIMEOUT=30
+readonly LOCK_TIMEOUT=120
+readonly CHECK_TIMEOUT=180
+readonly RESTART_TIMEOUT=90
+readonly SYSTEMCTL_TIMEOUT=15
 readonly HTTP_TIMEOUT=5
 readonly HANDOFF_TIMEOUT=30
 readonly EXIT_DRIFT=3
@@ -596,6 +597,108 @@ prove_secret_key_fallbacks() {
   DELIVERED_HASH=$(for key in "${DELIVERED_KEYS[@]}"; do
     if [ "$key" = SECRET_KEY_FALLBACKS ]; then printf '%s\n' "$key"; else printf '%s=%s\n' "$key" "${DELIVERED_SET[$key]}"; fi
   done | sha256sum | cut -c 1-64)
+}
+
+# --- DB_PASSWORD rotation (issue 10) --------------------------------------------------------
+# With --rotate-db-password (the program passes it when DB_PASSWORD is generated) a delivered
+# DB_PASSWORD that differs from the host file's is set in PostgreSQL before the env file moves:
+# through the local superuser (runuser -u postgres -- psql), SQL on stdin, log_statement off in
+# that session, and only a SCRAM-SHA-256 verifier computed here travels to the server, never the
+# password. The role's current verifier (pg_authid.rolpassword) is kept in the root-only run dir,
+# so a rollback restores it exactly without anyone knowing the old password. Several hosts sharing
+# one database: the first host changes it; the next ones find that the new password already logs
+# in and skip the ALTER (and so never restore it on their own rollback).
+
+# Computes a SCRAM-SHA-256 verifier (RFC 5802/7677, PostgreSQL's stored form) of the password on
+# stdin. The code is on argv, the password never is.
+scram_verifier() {
+  python3 -c '
+import base64, hashlib, hmac, os, sys
+p = sys.stdin.buffer.read()
+salt = os.urandom(16)
+n = 4096
+salted = hashlib.pbkdf2_hmac("sha256", p, salt, n)
+client = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+server = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+b = lambda x: base64.b64encode(x).decode()
+print("SCRAM-SHA-256$%d:%s$%s:%s" % (n, b(salt), b(hashlib.sha256(client).digest()), b(server)))
+'
+}
+
+# The local superuser's psql, SQL on stdin; statements of this session are never logged.
+db_admin() {
+  { printf "SET log_statement = 'none';\nSET log_min_duration_statement = -1;\nSET log_min_error_statement = 'panic';\n"
+    cat; } | timeout 60 runuser -u postgres -- psql -X -q -At -v ON_ERROR_STOP=1 -p "$DB_PORT_" -d postgres
+}
+
+# Whether the password in the pgpass file $1 logs in over TCP as the app does.
+db_login_works() { # pgpass-file
+  env -u PGPASSWORD PGPASSFILE="$1" PGCONNECT_TIMEOUT=10 timeout 30 \
+    psql -X -q -w -At -h "$DB_HOST_" -p "$DB_PORT_" -U "$DB_ROLE" -d "$DB_NAME_" -c 'SELECT 1' >/dev/null 2>&1
+}
+
+rotate_db_password() {
+  local new old="" line key verifier out
+  [ "$DB_ROTATE" = 1 ] || return 0
+  new=${DELIVERED_SET[DB_PASSWORD]-}
+  [ -n "$new" ] || fail_untouched - db-password "--rotate-db-password needs DB_PASSWORD in the delivered env file"
+  if [ "$HAD_PREVIOUS" = 1 ]; then
+    while IFS= read -r line || [ -n "$line" ]; do
+      key=$(line_key "$line")
+      if [ "$key" = DB_PASSWORD ]; then old=$(line_value "$line") || old=""; fi
+    done <"$RUN_DIR/previous.env"
+  fi
+  if [ "$old" = "$new" ]; then return 0; fi
+  DB_ROLE=${DELIVERED_SET[DB_USER]-}; DB_HOST_=${DELIVERED_SET[DB_HOST]-}
+  DB_PORT_=${DELIVERED_SET[DB_PORT]:-5432}; DB_NAME_=${DELIVERED_SET[DB_NAME]-}
+  [[ $DB_ROLE =~ ^[a-z_][a-z0-9_]*$ ]] ||
+    fail_untouched - db-password "DB_USER '$DB_ROLE' is not a plain lower-case role name; Fix: use such a role or supply DB_PASSWORD (secrets.DB_PASSWORD) and change it in PostgreSQL yourself"
+  case $DB_HOST_ in
+    127.0.0.1 | localhost | ::1) ;;
+    *) fail_untouched - db-password "DB_HOST '$DB_HOST_' is not this host: the password is changed through the local postgres superuser. Fix: run the rotation on the database host, or supply DB_PASSWORD (secrets.DB_PASSWORD) and change it in PostgreSQL yourself" ;;
+  esac
+  is_count "$DB_PORT_" 1 65535 || fail_untouched - db-password "DB_PORT '$DB_PORT_' is not a port number"
+  LC_ALL=C
+  [[ $new =~ ^[[:graph:]]+$ ]] || fail_untouched - db-password "the new DB_PASSWORD has characters other than printable ASCII (a SCRAM verifier would not match PostgreSQL's SASLprep)"
+  command -v psql >/dev/null && command -v python3 >/dev/null && id -u postgres >/dev/null 2>&1 ||
+    fail_untouched - db-password "psql, python3 and the postgres user are needed on this host to change DB_PASSWORD in PostgreSQL"
+  # pgpass: backslash and colon escaped; written by builtins (no password in argv).
+  local esc=${new//\\/\\\\}
+  esc=${esc//:/\\:}
+  printf '*:*:*:*:%s\n' "$esc" >"$RUN_DIR/db-new.pgpass"
+  chmod 0600 -- "$RUN_DIR/db-new.pgpass"
+  if db_login_works "$RUN_DIR/db-new.pgpass"; then
+    log "db password: $DB_ROLE@$DB_HOST_:$DB_PORT_ already accepts the new password (changed by an earlier host of this run); no change in PostgreSQL"
+    return 0
+  fi
+  out=$(printf "SELECT 'v:' || coalesce(rolpassword, '') FROM pg_authid WHERE rolname = '%s';\n" "$DB_ROLE" | db_admin 2>&1) ||
+    fail_untouched - db-password "cannot read the role $DB_ROLE through the local postgres superuser: $(redact "${out##*$'\n'}")"
+  case $out in
+    v:*) ;;
+    *) fail_untouched - db-password "PostgreSQL has no role $DB_ROLE (DB_USER)" ;;
+  esac
+  [[ $out != *\'* ]] || fail_untouched - db-password "the stored password of $DB_ROLE has an unexpected form"
+  printf '%s' "${out#v:}" >"$RUN_DIR/db-old.verifier"
+  verifier=$(printf '%s' "$new" | scram_verifier) || fail_untouched - db-password "python3 could not compute the SCRAM-SHA-256 verifier"
+  CHANGED=1
+  DB_ALTERED=1
+  out=$(printf "ALTER ROLE %s PASSWORD '%s';\n" "$DB_ROLE" "$verifier" | db_admin 2>&1) ||
+    fail_rolled_back - db-password "ALTER ROLE $DB_ROLE failed: $(redact "${out##*$'\n'}")"
+  db_login_works "$RUN_DIR/db-new.pgpass" ||
+    fail_rolled_back - db-password "the new password does not log in to $DB_HOST_:$DB_PORT_ as $DB_ROLE (pg_hba.conf? password_encryption?)"
+  log "db password: changed for $DB_ROLE in PostgreSQL (SCRAM-SHA-256 verifier, statement not logged) and proven by a login to $DB_HOST_:$DB_PORT_; the previous verifier is kept for a rollback"
+}
+
+# Puts the role's previous verifier back (rollback). Prints nothing on stdout; 1 on failure.
+restore_db_password() {
+  local old sql
+  [ "$DB_ALTERED" = 1 ] || return 0
+  old=$(cat -- "$RUN_DIR/db-old.verifier") || return 1
+  if [ -z "$old" ]; then sql="ALTER ROLE $DB_ROLE PASSWORD NULL;"; else sql="ALTER ROLE $DB_ROLE PASSWORD '$old';"; fi
+  printf '%s\n' "$sql" | db_admin >/dev/null 2>&1 || return 1
+  [ "$(printf "SELECT 'v:' || coalesce(rolpassword, '') FROM pg_authid WHERE rolname = '%s';\n" "$DB_ROLE" | db_admin 2>/dev/null)" = "v:$old" ] || return 1
+  DB_ALTERED=0
+  log "rollback: PostgreSQL role $DB_ROLE has its previous password again (verifier restored)"
 }
 
 # --- the no-op path -----------------------------------------------------------------------
