@@ -11,8 +11,9 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { secretKeyRolloutArgs } from "../../components/secret-key-rotation";
+import { commandSteps, type CliResult, PulumiStack } from "./pulumi-cli";
 import { ENV_FILE, envFile, leaked, randomValue, rollout, runningKeys, sh } from "./safety-host";
-import { unavailable } from "./scenario";
+import { fleetConfig, unavailable } from "./scenario";
 import {
   bootFleet,
   hostTestsUnavailableReason,
@@ -50,48 +51,55 @@ interface Verdicts {
   signed: number;
 }
 
+/** The Host header the app accepts on a host: the public name, or loopback when the stack says so. */
+interface App {
+  fleet: TestFleet;
+  hostHeader?: string;
+}
+
+const post = (app: App, host: TestHost, path: string, body = "") =>
+  app.fleet.http(host, path, { method: "POST", body, host: app.hostHeader });
+
+async function credentials(app: App, host: TestHost): Promise<Credentials> {
+  const login = await post(app, host, "/login/");
+  assert.equal(login.status, 200, login.body);
+  const cookie = /sessionid=([^;]+)/.exec(login.headers.get("set-cookie") ?? "")?.[1];
+  assert.ok(cookie, "login sets a session cookie");
+  const reset = await post(app, host, "/reset-token/issue/");
+  const signed = await post(app, host, "/token/issue/");
+  assert.equal(reset.status, 200, reset.body);
+  assert.equal(signed.status, 200, signed.body);
+  return {
+    cookie,
+    resetToken: (JSON.parse(reset.body) as { token: string }).token,
+    signed: (JSON.parse(signed.body) as { token: string }).token,
+  };
+}
+
+async function verdicts(app: App, host: TestHost, c: Credentials): Promise<Verdicts> {
+  const me = await app.fleet.http(host, "/me/", { host: app.hostHeader, headers: { cookie: `sessionid=${c.cookie}` } });
+  const reset = await post(app, host, "/reset-token/check/", c.resetToken);
+  const signed = await post(app, host, "/token/verify/", c.signed);
+  return { session: me.status, reset: reset.status, signed: signed.status };
+}
+
+const ACCEPTED: Verdicts = { session: 200, reset: 200, signed: 200 };
+const REJECTED: Verdicts = { session: 401, reset: 400, signed: 400 };
+
+async function keysOfApp(app: App, host: TestHost): Promise<{ secret_key: string; fallbacks: string[] }> {
+  const r = await app.fleet.http(host, "/key-fingerprint/", { host: app.hostHeader });
+  assert.equal(r.status, 200, r.body);
+  return JSON.parse(r.body) as { secret_key: string; fallbacks: string[] };
+}
+
 describe("SECRET_KEY rotation: graceful, retired, emergency, adoption", { skip }, () => {
   let fleet: TestFleet;
+  let app: App;
   const byName = (name: string): TestHost => {
     const h = fleet.hosts.find((x) => x.name === name);
     if (!h) throw new Error(`no host ${name}`);
     return h;
   };
-
-  const post = (host: TestHost, path: string, body = "") =>
-    fleet.http(host, path, { method: "POST", body, host: PUBLIC_HOST });
-
-  async function credentials(host: TestHost): Promise<Credentials> {
-    const login = await post(host, "/login/");
-    assert.equal(login.status, 200, login.body);
-    const cookie = /sessionid=([^;]+)/.exec(login.headers.get("set-cookie") ?? "")?.[1];
-    assert.ok(cookie, "login sets a session cookie");
-    const reset = await post(host, "/reset-token/issue/");
-    const signed = await post(host, "/token/issue/");
-    assert.equal(reset.status, 200, reset.body);
-    assert.equal(signed.status, 200, signed.body);
-    return {
-      cookie,
-      resetToken: (JSON.parse(reset.body) as { token: string }).token,
-      signed: (JSON.parse(signed.body) as { token: string }).token,
-    };
-  }
-
-  async function verdicts(host: TestHost, c: Credentials): Promise<Verdicts> {
-    const me = await fleet.http(host, "/me/", { host: PUBLIC_HOST, headers: { cookie: `sessionid=${c.cookie}` } });
-    const reset = await post(host, "/reset-token/check/", c.resetToken);
-    const signed = await post(host, "/token/verify/", c.signed);
-    return { session: me.status, reset: reset.status, signed: signed.status };
-  }
-
-  const ACCEPTED: Verdicts = { session: 200, reset: 200, signed: 200 };
-  const REJECTED: Verdicts = { session: 401, reset: 400, signed: 400 };
-
-  async function keysOfApp(host: TestHost): Promise<{ secret_key: string; fallbacks: string[] }> {
-    const r = await fleet.http(host, "/key-fingerprint/", { host: PUBLIC_HOST });
-    assert.equal(r.status, 200, r.body);
-    return JSON.parse(r.body) as { secret_key: string; fallbacks: string[] };
-  }
 
   async function mainPids(host: TestHost): Promise<string> {
     return sh(fleet, host, "systemctl show -p MainPID --value pms-backend.service celery-pms.service");
@@ -120,6 +128,7 @@ describe("SECRET_KEY rotation: graceful, retired, emergency, adoption", { skip }
     fleet = await bootFleet(["grace", "emerg", "adopt", "legacy"], log, {
       variant: { adopt: ["envfile"], legacy: ["legacy-env"] },
     });
+    app = { fleet, hostHeader: PUBLIC_HOST };
   });
   after(async () => {
     await fleet?.teardown();
@@ -130,20 +139,24 @@ describe("SECRET_KEY rotation: graceful, retired, emergency, adoption", { skip }
     const jwt = randomValue(64);
     const a = envFile({ JWT_SIGNING_KEY: jwt });
     await deploy(host, a.text, ROUTINE);
-    const first = await keysOfApp(host);
+    const first = await keysOfApp(app, host);
     assert.equal(first.secret_key, fp(a.secretKey));
     assert.deepEqual(first.fallbacks, [], "a first deploy onto a host without an env file keeps nothing");
-    const old = await credentials(host);
-    assert.deepEqual(await verdicts(host, old), ACCEPTED, "sanity: accepted before any rotation");
+    const old = await credentials(app, host);
+    assert.deepEqual(await verdicts(app, host, old), ACCEPTED, "sanity: accepted before any rotation");
 
     const b = envFile({ JWT_SIGNING_KEY: jwt });
     const rotated = await deploy(host, b.text, ROUTINE);
     assert.match(rotated.stdout, /previous key is kept as a fallback \(1 kept, at most 1\)/);
     assert.deepEqual(leaked(rotated.stdout + rotated.stderr, [a.secretKey, b.secretKey]), []);
-    const keys = await keysOfApp(host);
+    const keys = await keysOfApp(app, host);
     assert.equal(keys.secret_key, fp(b.secretKey));
     assert.deepEqual(keys.fallbacks, [fp(a.secretKey)]);
-    assert.deepEqual(await verdicts(host, old), ACCEPTED, "made with the old key, accepted after a routine rotation");
+    assert.deepEqual(
+      await verdicts(app, host, old),
+      ACCEPTED,
+      "made with the old key, accepted after a routine rotation",
+    );
     const held = await runningKeys(fleet, host, "SECRET_KEY_FALLBACKS");
     for (const [svc, values] of Object.entries(held)) assert.deepEqual(values, [a.secretKey], `${svc} processes`);
     const file = await sh(fleet, host, `cat ${ENV_FILE}`);
@@ -156,12 +169,12 @@ describe("SECRET_KEY rotation: graceful, retired, emergency, adoption", { skip }
     assert.equal(await mainPids(host), pids, "no restart on a re-run");
 
     // Retire (a reviewed config change: secretKeyFallbacks 0): same key, list dropped, proven.
-    const fresh = await credentials(host);
+    const fresh = await credentials(app, host);
     const retired = await deploy(host, b.text, RETIRE);
     assert.match(retired.stdout, /0 fallback\(s\) kept \(at most 0\)/);
-    assert.deepEqual((await keysOfApp(host)).fallbacks, []);
-    assert.deepEqual(await verdicts(host, old), REJECTED, "made with the retired key: rejected");
-    assert.deepEqual(await verdicts(host, fresh), ACCEPTED, "made with the current key: still accepted");
+    assert.deepEqual((await keysOfApp(app, host)).fallbacks, []);
+    assert.deepEqual(await verdicts(app, host, old), REJECTED, "made with the retired key: rejected");
+    assert.deepEqual(await verdicts(app, host, fresh), ACCEPTED, "made with the current key: still accepted");
     for (const [svc, values] of Object.entries(await runningKeys(fleet, host, "SECRET_KEY_FALLBACKS"))) {
       assert.deepEqual(values, ["<unset>"], `${svc}: no process holds a retired key`);
     }
@@ -174,7 +187,7 @@ describe("SECRET_KEY rotation: graceful, retired, emergency, adoption", { skip }
     await deploy(host, c.text, KEEP_TWO);
     await deploy(host, d.text, KEEP_TWO);
     await deploy(host, e.text, KEEP_TWO);
-    const keys = await keysOfApp(host);
+    const keys = await keysOfApp(app, host);
     assert.equal(keys.secret_key, fp(e.secretKey));
     // The key before c (from the previous test) has dropped out: at most two.
     assert.deepEqual(keys.fallbacks, [fp(d.secretKey), fp(c.secretKey)]);
@@ -186,8 +199,8 @@ describe("SECRET_KEY rotation: graceful, retired, emergency, adoption", { skip }
     const b = envFile();
     await deploy(host, a.text, ROUTINE);
     await deploy(host, b.text, ROUTINE); // a in SECRET_KEY_FALLBACKS and in a backup
-    const old = await credentials(host);
-    assert.deepEqual(await verdicts(host, old), ACCEPTED);
+    const old = await credentials(app, host);
+    assert.deepEqual(await verdicts(app, host, old), ACCEPTED);
     // The check below can fail: before the emergency, files hold both keys.
     assert.ok((await filesHolding(host, b.secretKey)).length >= 1, "the current key is in the env file");
     assert.ok((await filesHolding(host, a.secretKey)).length >= 2, "the old key is in the env file and a backup");
@@ -197,10 +210,10 @@ describe("SECRET_KEY rotation: graceful, retired, emergency, adoption", { skip }
     assert.match(r.stdout, /EMERGENCY \(--emergency\): no fallback kept/);
     assert.match(r.stdout, /purge: removed \d+ backup generations/);
     assert.deepEqual(leaked(r.stdout + r.stderr, [a.secretKey, b.secretKey, c.secretKey]), []);
-    const keys = await keysOfApp(host);
+    const keys = await keysOfApp(app, host);
     assert.equal(keys.secret_key, fp(c.secretKey));
     assert.deepEqual(keys.fallbacks, []);
-    assert.deepEqual(await verdicts(host, old), REJECTED, "made with the compromised key: rejected immediately");
+    assert.deepEqual(await verdicts(app, host, old), REJECTED, "made with the compromised key: rejected immediately");
     assert.deepEqual(await filesHolding(host, b.secretKey), [], "no file holds the compromised key");
     assert.deepEqual(await filesHolding(host, a.secretKey), [], "nor the key before it");
     assert.deepEqual(await filesHolding(host, c.secretKey), [ENV_FILE], "the new key is in the env file only");
@@ -208,28 +221,101 @@ describe("SECRET_KEY rotation: graceful, retired, emergency, adoption", { skip }
 
   it("adoption: first deploy onto a host whose env file someone wrote by hand logs nobody out", async () => {
     const host = byName("adopt");
-    const before = await keysOfApp(host);
+    const before = await keysOfApp(app, host);
     assert.equal(before.secret_key, fp(PRESET_ENV.SECRET_KEY));
-    const user = await credentials(host);
+    const user = await credentials(app, host);
     const a = envFile();
     const r = await deploy(host, a.text, ROUTINE);
     assert.match(r.stdout, /previous key is kept as a fallback/);
     assert.deepEqual(leaked(r.stdout + r.stderr, [PRESET_ENV.SECRET_KEY, a.secretKey]), []);
-    const keys = await keysOfApp(host);
+    const keys = await keysOfApp(app, host);
     assert.equal(keys.secret_key, fp(a.secretKey));
     assert.deepEqual(keys.fallbacks, [fp(PRESET_ENV.SECRET_KEY)]);
-    assert.deepEqual(await verdicts(host, user), ACCEPTED, "the logged-in user is still logged in");
+    assert.deepEqual(await verdicts(app, host, user), ACCEPTED, "the logged-in user is still logged in");
   });
 
   it("adoption of a years-old file (export lines, double quotes, unknown keys kept): the user stays logged in", async () => {
     const host = byName("legacy");
-    assert.equal((await keysOfApp(host)).secret_key, fp(LEGACY_ENV.SECRET_KEY));
-    const user = await credentials(host);
+    assert.equal((await keysOfApp(app, host)).secret_key, fp(LEGACY_ENV.SECRET_KEY));
+    const user = await credentials(app, host);
     const a = envFile({}, ["CELERY_BROKER_URL"]);
     await deploy(host, a.text, ROUTINE, "keep");
-    const keys = await keysOfApp(host);
+    const keys = await keysOfApp(app, host);
     assert.equal(keys.secret_key, fp(a.secretKey));
     assert.deepEqual(keys.fallbacks, [fp(LEGACY_ENV.SECRET_KEY)]);
-    assert.deepEqual(await verdicts(host, user), ACCEPTED);
+    assert.deepEqual(await verdicts(app, host, user), ACCEPTED);
+  });
+});
+
+/** The same through the real CLI: what a reviewer sees, and what the users feel. */
+describe("SECRET_KEY rotation through the real pulumi CLI: routine, then emergency", { skip }, () => {
+  let fleet: TestFleet;
+  let host: TestHost;
+  let stack: PulumiStack;
+  let config: Record<string, unknown>;
+  let app: App;
+
+  const ok = (r: CliResult): CliResult => {
+    assert.equal(r.code, 0, `pulumi ${r.args.slice(4).join(" ")} failed:\n${r.output}`);
+    return r;
+  };
+  const ran = (r: CliResult): string[] => commandSteps(r).filter((x) => /^(create|update|create-replacement) /.test(x));
+
+  before(async () => {
+    fleet = await bootFleet(["cli"], log);
+    host = fleet.hosts[0];
+    // fleetConfig's ALLOWED_HOSTS is loopback: the default Host header of http() is accepted.
+    app = { fleet };
+    stack = await PulumiStack.create({ stack: "dev", log });
+    config = fleetConfig(fleet, [host]);
+  });
+  after(async () => {
+    await stack?.dispose();
+    await fleet?.teardown();
+  });
+
+  it("routine: the preview shows no emergency; users made before it stay logged in; a re-run runs nothing", async () => {
+    await stack.setConfig(config);
+    ok(await stack.up());
+    const first = stack.generatedValue("SECRET_KEY");
+    const user = await credentials(app, host);
+
+    config = { ...config, rotate: { SECRET_KEY: "2026-11-26" } };
+    await stack.setConfig(config);
+    const preview = ok(await stack.preview());
+    assert.doesNotMatch(preview.output, /--emergency|keep NO fallback/);
+    ok(await stack.up());
+    const second = stack.generatedValue("SECRET_KEY");
+    assert.notEqual(second, first);
+    const keys = await keysOfApp(app, host);
+    assert.equal(keys.secret_key, fp(second));
+    assert.deepEqual(keys.fallbacks, [fp(first)]);
+    assert.deepEqual(await verdicts(app, host, user), ACCEPTED);
+    assert.match(String((await stack.stackOutput()).secretKeyRotation), /^graceful/);
+    assert.deepEqual(ran(ok(await stack.up())), [], "a re-run runs no command");
+    stack.noteSecret(first);
+    assert.deepEqual(stack.leaks(), []);
+  });
+
+  it("emergency: one keeper change; the preview says so at a glance; everything made before is rejected", async () => {
+    const user = await credentials(app, host);
+    const before = stack.generatedValue("SECRET_KEY");
+    config = { ...config, rotate: { SECRET_KEY: "emergency-2026-11-26" } };
+    await stack.setConfig(config);
+    const preview = ok(await stack.preview());
+    assert.match(preview.output, /--emergency/, "the rollout command shows --emergency");
+    assert.match(preview.output, /keep NO fallback/, "the warning");
+    assert.match(preview.output, /EMERGENCY \(rotate\.SECRET_KEY\)/, "the secretKeyRotation output");
+    ok(await stack.up());
+    const after = stack.generatedValue("SECRET_KEY");
+    assert.notEqual(after, before);
+    const keys = await keysOfApp(app, host);
+    assert.equal(keys.secret_key, fp(after));
+    assert.deepEqual(keys.fallbacks, []);
+    assert.deepEqual(await verdicts(app, host, user), REJECTED);
+    const left = await fleet.exec(host, "ls /var/lib/pms-secrets/backups/*/*.env 2>/dev/null | wc -l");
+    assert.equal(left.stdout.trim(), "0", "no backup generation holds the compromised key");
+    stack.noteSecret(before);
+    assert.deepEqual(stack.leaks(), []);
   });
 });
