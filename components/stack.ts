@@ -12,6 +12,7 @@ import { HostRollout } from "./host-rollout";
 import { planBatches } from "./rollout-plan";
 import { SecretStore } from "./secret-store";
 import { describeSecretKeyRotation, secretKeyRolloutArgs, secretKeyRotationWarnings } from "./secret-key-rotation";
+import { dbPasswordRolloutArgs } from "./db-password-rotation";
 
 /** Reads this project's config from the Pulumi runtime and validates it. Throws ConfigError. */
 export function loadStackConfig(): ParsedConfig {
@@ -80,7 +81,7 @@ export function deployPmsSecrets(parsed: ParsedConfig = loadStackConfig()): PmsS
           envFile,
           envFingerprint,
           secretKeys,
-          secretKeyArgs: secretKeyRolloutArgs(settings.secretKey),
+          secretKeyArgs: [...secretKeyRolloutArgs(settings.secretKey), ...dbPasswordRolloutArgs(settings.dbPassword)],
           sshPrivateKey: parsed.sshPrivateKey?.reveal(),
           ssh: settings.ssh,
         },

@@ -17,6 +17,7 @@ import { Sensitive } from "./sensitive";
 import { parseSshPrivateKey, parseSshSettings, SshSettings } from "./ssh";
 import { parseStore, StoreSettings } from "./store";
 import { parseSecretKeyRotation, SecretKeyRotation } from "../secret-key-rotation";
+import { DbPasswordRotation, parseDbPasswordRotation } from "../db-password-rotation";
 import { parseRollout, RolloutSettings } from "./rollout";
 
 export { ConfigError } from "./problems";
@@ -64,6 +65,8 @@ export interface StackSettings extends StoreSettings {
   ssh: SshSettings;
   /** How SECRET_KEY rotations treat the previous key (secret-key-rotation.ts). */
   secretKey: SecretKeyRotation;
+  /** Whether a generated DB_PASSWORD is changed in PostgreSQL by the rollout (db-password-rotation.ts). */
+  dbPassword: DbPasswordRotation;
   /** Canary + batch sizes of the fleet rollout (rollout-plan.ts). */
   rollout: RolloutSettings;
 }
@@ -133,6 +136,7 @@ export function parseStackConfig(
     env: readValue(raw, "env"),
     suppliedKeys,
   });
+  const dbPassword = parseDbPasswordRotation(problems, { generated, env: readValue(raw, "env") });
   const { env, allowedHosts } = parseEnv(problems, readValue(raw, "env"), { ...prod, generatedKeys, suppliedKeys });
   const app = parseApp(problems, readValue(raw, "app"), { ...prod, allowedHosts });
   const store = parseStore(
@@ -163,6 +167,7 @@ export function parseStackConfig(
       ...store,
       ssh,
       secretKey,
+      dbPassword,
       rollout,
     },
     sshPrivateKey,

@@ -60,7 +60,8 @@ export function parseSuppliedSecrets(
     }
   }
   for (const key of REQUIRED_SUPPLIED_SECRETS) {
-    if (!(key in supplied) && !problems.has(`secrets.${key}`)) {
+    // A generated DB_PASSWORD (generated.DB_PASSWORD) is set in PostgreSQL by the rollout instead.
+    if (!(key in supplied) && !generatedKeys.has(key) && !problems.has(`secrets.${key}`)) {
       problems.add(
         `secrets.${key}`,
         "is missing (the database already has it; it is delivered, not generated)",

@@ -15,6 +15,7 @@
 #   --purge-old-copies (emergency: delete every backup once the new env is proven),
 #   --secret-key-fallbacks N (0..5, default 1: previous keys the host keeps, see below),
 #   --emergency (no fallback kept, implies --purge-old-copies),
+#   --rotate-db-password (a changed DB_PASSWORD is set in the local PostgreSQL first, see below),
 #   --verify-only (change nothing: exit 0 in sync, 3 drift, other error).
 #
 # Steps (main/worker below read like this list):
@@ -97,6 +98,7 @@ PURGE_OLD=0
 VERIFY_ONLY=0
 SK_FALLBACKS=1
 EMERGENCY=0
+DB_ROTATE=0
 
 # Run state.
 STARTED_AT=${EPOCHREALTIME/./}
@@ -119,6 +121,11 @@ UNMANAGED_KEYS=()
 DROPINS_CHANGED=()
 RESTARTED=()
 declare -A ACTION=()
+DB_ALTERED=0
+DB_ROLE=""
+DB_HOST_=""
+DB_PORT_=""
+DB_NAME_=""
 
 # --- output -------------------------------------------------------------------------------
 
@@ -195,6 +202,7 @@ parse_args() {
       --purge-old-copies) PURGE_OLD=1; shift; continue ;;
       --verify-only) VERIFY_ONLY=1; shift; continue ;;
       --emergency) EMERGENCY=1; PURGE_OLD=1; shift; continue ;;
+      --rotate-db-password) DB_ROTATE=1; shift; continue ;;
     esac
     [ $# -ge 2 ] || usage_error "$1 needs a value"
     case $1 in
@@ -658,9 +666,9 @@ rotate_db_password() {
     *) fail_untouched - db-password "DB_HOST '$DB_HOST_' is not this host: the password is changed through the local postgres superuser. Fix: run the rotation on the database host, or supply DB_PASSWORD (secrets.DB_PASSWORD) and change it in PostgreSQL yourself" ;;
   esac
   is_count "$DB_PORT_" 1 65535 || fail_untouched - db-password "DB_PORT '$DB_PORT_' is not a port number"
-  LC_ALL=C
+  local LC_ALL=C
   [[ $new =~ ^[[:graph:]]+$ ]] || fail_untouched - db-password "the new DB_PASSWORD has characters other than printable ASCII (a SCRAM verifier would not match PostgreSQL's SASLprep)"
-  command -v psql >/dev/null && command -v python3 >/dev/null && id -u postgres >/dev/null 2>&1 ||
+  if ! command -v psql >/dev/null || ! command -v python3 >/dev/null || ! id -u postgres >/dev/null 2>&1; then
     fail_untouched - db-password "psql, python3 and the postgres user are needed on this host to change DB_PASSWORD in PostgreSQL"
   # pgpass: backslash and colon escaped; written by builtins (no password in argv).
   local esc=${new//\\/\\\\}
@@ -681,6 +689,7 @@ rotate_db_password() {
   printf '%s' "${out#v:}" >"$RUN_DIR/db-old.verifier"
   verifier=$(printf '%s' "$new" | scram_verifier) || fail_untouched - db-password "python3 could not compute the SCRAM-SHA-256 verifier"
   CHANGED=1
+  fi
   DB_ALTERED=1
   out=$(printf "ALTER ROLE %s PASSWORD '%s';\n" "$DB_ROLE" "$verifier" | db_admin 2>&1) ||
     fail_rolled_back - db-password "ALTER ROLE $DB_ROLE failed: $(redact "${out##*$'\n'}")"
@@ -1042,6 +1051,8 @@ rollback() {
     if [ -z "$expected" ]; then expected=$h; elif [ "$h" != "$expected" ]; then problems="$problems; $svc does not run the same env as ${RESTARTED[0]}"; fi
   done
   if [ -n "$problems" ]; then
+  # Before the restarts: the previous env holds the previous DB_PASSWORD.
+  restore_db_password || problems="$problems; could not restore the previous password of PostgreSQL role $DB_ROLE (its verifier is in $RUN_DIR/db-old.verifier)"
     printf 'ROLLBACK INCOMPLETE, the host needs attention%s' "$problems"
   elif [ "$HAD_PREVIOUS" = 1 ]; then
     printf 'previous env restored and services healthy on it'
@@ -1121,7 +1132,8 @@ worker_exit() {
   fi
   rm -f -- ./new ./previous 2>/dev/null
   if [ -n "$PRIVATE_NAME" ] && cd .. 2>/dev/null; then rmdir -- "./$PRIVATE_NAME" 2>/dev/null; fi
-  rm -f -- "$RUN_DIR/received.env" "$RUN_DIR/final.env" "$RUN_DIR/previous.env" "$RUN_DIR"/dropin.* "$PID_FILE"
+  rm -f -- "$RUN_DIR/received.env" "$RUN_DIR/final.env" "$RUN_DIR/previous.env" "$RUN_DIR"/dropin.* "$PID_FILE" "$RUN_DIR/db-new.pgpass"
+  if [ "$DB_ALTERED" = 0 ]; then rm -f -- "$RUN_DIR/db-old.verifier"; fi
   printf '%s\n' "$rc" >"$RUN_DIR/result"
   exit "$rc"
 }
@@ -1172,6 +1184,7 @@ take_host_lock() {
 prepare_state_dir() {
   local d
   for d in "$STATE_DIR" "$RUNS_DIR" "$BACKUP_ROOT"; do
+  rotate_db_password
     [ ! -L "$d" ] || fail_untouched - state-dir "$d is a symbolic link; it must be a root-only directory"
     mkdir -p -- "$d"
     [ "$(stat -c %u -- "$d")" = 0 ] || fail_untouched - state-dir "$d is not owned by root"
@@ -1186,7 +1199,7 @@ write_worker() {
     declare -p PROG STATE_DIR RUNS_DIR BACKUP_ROOT LOCK_FILE PID_FILE DROPIN_NAME PRIVATE_PREFIX END_MARKER \
       LOCK_TIMEOUT CHECK_TIMEOUT RESTART_TIMEOUT SYSTEMCTL_TIMEOUT HTTP_TIMEOUT HANDOFF_TIMEOUT EXIT_DRIFT KEY_ERROR_PATTERN \
       HOST ENV_FILE APP_DIR GROUP CHECK HEALTH_URLS HEALTH_HOST HEALTH_CA HEALTH_INSECURE STABLE_SECONDS \
-      HEALTH_TIMEOUT REDACT_KEYS SERVICES UNMANAGED BACKUPS PURGE_OLD SK_FALLBACKS EMERGENCY ENV_DIR ENV_NAME RUN_DIR RUN_ID
+      HEALTH_TIMEOUT REDACT_KEYS SERVICES UNMANAGED BACKUPS PURGE_OLD SK_FALLBACKS EMERGENCY DB_ROTATE ENV_DIR ENV_NAME RUN_DIR RUN_ID
     printf 'STARTED_AT=%s\nPRIVATE_NAME=""\nHAD_PREVIOUS=0\nENV_INSTALLED=0\nINSTALLED_ID=""\nCHANGED=0\n' "$STARTED_AT"
     printf 'FAILED_PRINTED=0\nROLLED_BACK=0\nLAST_ERR=""\nDELIVERED_HASH=""\nDELIVERED_KEYS=()\nREDACT_VALUES=()\n'
     printf 'UNMANAGED_KEYS=()\nDROPINS_CHANGED=()\nRESTARTED=()\ndeclare -A ACTION=()\n'
@@ -1209,6 +1222,7 @@ start_worker() {
     --description="pms-secrets rollout of $ENV_FILE" -p KillMode=mixed -p "TimeoutStopSec=$(worst_case_seconds)" \
     -- /bin/bash "$RUN_DIR/worker.sh" 2>&1) || fail_untouched - worker "could not start the rollout unit $unit: $out"
   local deadline=$(($(date +%s) + HANDOFF_TIMEOUT))
+    printf 'DB_ALTERED=0\nDB_ROLE=""\nDB_HOST_=""\nDB_PORT_=""\nDB_NAME_=""\n'
   until [ -e "$RUN_DIR/started" ] || [ -e "$RUN_DIR/result" ]; do
     [ "$(date +%s)" -lt "$deadline" ] || fail_untouched - worker "the rollout unit $unit did not start within ${HANDOFF_TIMEOUT}s"
     sleep 0.2
