@@ -670,6 +670,7 @@ rotate_db_password() {
   [[ $new =~ ^[[:graph:]]+$ ]] || fail_untouched - db-password "the new DB_PASSWORD has characters other than printable ASCII (a SCRAM verifier would not match PostgreSQL's SASLprep)"
   if ! command -v psql >/dev/null || ! command -v python3 >/dev/null || ! id -u postgres >/dev/null 2>&1; then
     fail_untouched - db-password "psql, python3 and the postgres user are needed on this host to change DB_PASSWORD in PostgreSQL"
+  fi
   # pgpass: backslash and colon escaped; written by builtins (no password in argv).
   local esc=${new//\\/\\\\}
   esc=${esc//:/\\:}
@@ -689,7 +690,6 @@ rotate_db_password() {
   printf '%s' "${out#v:}" >"$RUN_DIR/db-old.verifier"
   verifier=$(printf '%s' "$new" | scram_verifier) || fail_untouched - db-password "python3 could not compute the SCRAM-SHA-256 verifier"
   CHANGED=1
-  fi
   DB_ALTERED=1
   out=$(printf "ALTER ROLE %s PASSWORD '%s';\n" "$DB_ROLE" "$verifier" | db_admin 2>&1) ||
     fail_rolled_back - db-password "ALTER ROLE $DB_ROLE failed: $(redact "${out##*$'\n'}")"
@@ -698,16 +698,22 @@ rotate_db_password() {
   log "db password: changed for $DB_ROLE in PostgreSQL (SCRAM-SHA-256 verifier, statement not logged) and proven by a login to $DB_HOST_:$DB_PORT_; the previous verifier is kept for a rollback"
 }
 
-# Puts the role's previous verifier back (rollback). Prints nothing on stdout; 1 on failure.
+# Puts the role's previous verifier back (rollback). Prints nothing on stdout. On failure the
+# verifier is kept in the state dir (root-only; the run dir is removed) and it returns 1.
 restore_db_password() {
   local old sql
   [ "$DB_ALTERED" = 1 ] || return 0
-  old=$(cat -- "$RUN_DIR/db-old.verifier") || return 1
-  if [ -z "$old" ]; then sql="ALTER ROLE $DB_ROLE PASSWORD NULL;"; else sql="ALTER ROLE $DB_ROLE PASSWORD '$old';"; fi
-  printf '%s\n' "$sql" | db_admin >/dev/null 2>&1 || return 1
-  [ "$(printf "SELECT 'v:' || coalesce(rolpassword, '') FROM pg_authid WHERE rolname = '%s';\n" "$DB_ROLE" | db_admin 2>/dev/null)" = "v:$old" ] || return 1
-  DB_ALTERED=0
-  log "rollback: PostgreSQL role $DB_ROLE has its previous password again (verifier restored)"
+  if old=$(cat -- "$RUN_DIR/db-old.verifier"); then
+    if [ -z "$old" ]; then sql="ALTER ROLE $DB_ROLE PASSWORD NULL;"; else sql="ALTER ROLE $DB_ROLE PASSWORD '$old';"; fi
+    if printf '%s\n' "$sql" | db_admin >/dev/null 2>&1 &&
+      [ "$(printf "SELECT 'v:' || coalesce(rolpassword, '') FROM pg_authid WHERE rolname = '%s';\n" "$DB_ROLE" | db_admin 2>/dev/null)" = "v:$old" ]; then
+      DB_ALTERED=0
+      log "rollback: PostgreSQL role $DB_ROLE has its previous password again (verifier restored)"
+      return 0
+    fi
+  fi
+  cp -- "$RUN_DIR/db-old.verifier" "$STATE_DIR/db-old-verifier.$DB_ROLE" 2>/dev/null
+  return 1
 }
 
 # --- the no-op path -----------------------------------------------------------------------
@@ -1032,6 +1038,8 @@ rollback() {
   if [ "${#DROPINS_CHANGED[@]}" -gt 0 ]; then
     timeout "$SYSTEMCTL_TIMEOUT" systemctl daemon-reload || problems="$problems; daemon-reload failed"
   fi
+  # Before the restarts: the previous env holds the previous DB_PASSWORD.
+  restore_db_password || problems="$problems; could not restore the previous password of PostgreSQL role $DB_ROLE (its previous verifier is kept in $STATE_DIR/db-old-verifier.$DB_ROLE)"
   for svc in "${RESTARTED[@]+"${RESTARTED[@]}"}"; do
     if [ "$HAD_PREVIOUS" = 0 ]; then
       # Nothing worked before either: put the unit back as it was, without judging it.
@@ -1051,8 +1059,6 @@ rollback() {
     if [ -z "$expected" ]; then expected=$h; elif [ "$h" != "$expected" ]; then problems="$problems; $svc does not run the same env as ${RESTARTED[0]}"; fi
   done
   if [ -n "$problems" ]; then
-  # Before the restarts: the previous env holds the previous DB_PASSWORD.
-  restore_db_password || problems="$problems; could not restore the previous password of PostgreSQL role $DB_ROLE (its verifier is in $RUN_DIR/db-old.verifier)"
     printf 'ROLLBACK INCOMPLETE, the host needs attention%s' "$problems"
   elif [ "$HAD_PREVIOUS" = 1 ]; then
     printf 'previous env restored and services healthy on it'
@@ -1132,8 +1138,7 @@ worker_exit() {
   fi
   rm -f -- ./new ./previous 2>/dev/null
   if [ -n "$PRIVATE_NAME" ] && cd .. 2>/dev/null; then rmdir -- "./$PRIVATE_NAME" 2>/dev/null; fi
-  rm -f -- "$RUN_DIR/received.env" "$RUN_DIR/final.env" "$RUN_DIR/previous.env" "$RUN_DIR"/dropin.* "$PID_FILE" "$RUN_DIR/db-new.pgpass"
-  if [ "$DB_ALTERED" = 0 ]; then rm -f -- "$RUN_DIR/db-old.verifier"; fi
+  rm -f -- "$RUN_DIR/received.env" "$RUN_DIR/final.env" "$RUN_DIR/previous.env" "$RUN_DIR"/dropin.* "$PID_FILE" "$RUN_DIR/db-new.pgpass" "$RUN_DIR/db-old.verifier"
   printf '%s\n' "$rc" >"$RUN_DIR/result"
   exit "$rc"
 }
@@ -1165,6 +1170,7 @@ worker() {
   fi
   run_check
   backup_previous
+  rotate_db_password
   install_env
   install_dropins
   restart_services
@@ -1184,7 +1190,6 @@ take_host_lock() {
 prepare_state_dir() {
   local d
   for d in "$STATE_DIR" "$RUNS_DIR" "$BACKUP_ROOT"; do
-  rotate_db_password
     [ ! -L "$d" ] || fail_untouched - state-dir "$d is a symbolic link; it must be a root-only directory"
     mkdir -p -- "$d"
     [ "$(stat -c %u -- "$d")" = 0 ] || fail_untouched - state-dir "$d is not owned by root"
@@ -1203,6 +1208,7 @@ write_worker() {
     printf 'STARTED_AT=%s\nPRIVATE_NAME=""\nHAD_PREVIOUS=0\nENV_INSTALLED=0\nINSTALLED_ID=""\nCHANGED=0\n' "$STARTED_AT"
     printf 'FAILED_PRINTED=0\nROLLED_BACK=0\nLAST_ERR=""\nDELIVERED_HASH=""\nDELIVERED_KEYS=()\nREDACT_VALUES=()\n'
     printf 'UNMANAGED_KEYS=()\nDROPINS_CHANGED=()\nRESTARTED=()\ndeclare -A ACTION=()\n'
+    printf 'DB_ALTERED=0\nDB_ROLE=""\nDB_HOST_=""\nDB_PORT_=""\nDB_NAME_=""\n'
     declare -f
     printf 'worker\n'
   } >"$RUN_DIR/worker.sh"
@@ -1222,7 +1228,6 @@ start_worker() {
     --description="pms-secrets rollout of $ENV_FILE" -p KillMode=mixed -p "TimeoutStopSec=$(worst_case_seconds)" \
     -- /bin/bash "$RUN_DIR/worker.sh" 2>&1) || fail_untouched - worker "could not start the rollout unit $unit: $out"
   local deadline=$(($(date +%s) + HANDOFF_TIMEOUT))
-    printf 'DB_ALTERED=0\nDB_ROLE=""\nDB_HOST_=""\nDB_PORT_=""\nDB_NAME_=""\n'
   until [ -e "$RUN_DIR/started" ] || [ -e "$RUN_DIR/result" ]; do
     [ "$(date +%s)" -lt "$deadline" ] || fail_untouched - worker "the rollout unit $unit did not start within ${HANDOFF_TIMEOUT}s"
     sleep 0.2
