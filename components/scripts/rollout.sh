@@ -558,7 +558,8 @@ compose_secret_key_fallbacks() {
     while IFS= read -r line || [ -n "$line" ]; do
       key=$(line_key "$line")
       case $key in
-        SECRET_KEY) if value=$(line_value "$line"); then current=$value; else current=""; skipped=$((skipped + 1)); fi ;;
+        SECRET_KEY)
+          if value=$(line_value "$line") || value=$(running_value SECRET_KEY); then current=$value; else current=""; skipped=$((skipped + 1)); fi ;;
         SECRET_KEY_FALLBACKS) if value=$(line_value "$line"); then listed=$value; else listed=""; skipped=$((skipped + 1)); fi ;;
       esac
     done <"$RUN_DIR/previous.env"
@@ -593,6 +594,24 @@ compose_secret_key_fallbacks() {
   else
     log "secret key: unchanged; ${#kept[@]} fallback(s) kept (at most $limit)"
   fi
+}
+
+# A hand-written value the file parsers read differently (typically a `$` in a key made by
+# Django's get_random_secret_key) is taken from where it matters: the environment of the first
+# service's running main process, i.e. the key the users' sessions were signed with. Only a value
+# this script can write back exactly (no quote, backslash, comma, `${`, leading `$`, control char).
+running_value() { # key
+  local pid entry value=""
+  [ "$(unit_prop "${SERVICES[0]}" ActiveState)" = active ] || return 1
+  pid=$(unit_prop "${SERVICES[0]}" MainPID)
+  if [ -z "$pid" ] || [ "$pid" = 0 ]; then return 1; fi
+  while IFS= read -r -d '' entry; do
+    if [ "${entry%%=*}" = "$1" ]; then value=${entry#*=}; break; fi
+  done <"/proc/$pid/environ" || return 1
+  [ -n "$value" ] || return 1
+  case $value in *[\'\\,]* | *\$\{* | \$*) return 1 ;; esac
+  [[ ! $value =~ [[:cntrl:]] ]] || return 1
+  printf '%s' "$value"
 }
 
 # The proof covers the list too: with none kept, a process that still holds SECRET_KEY_FALLBACKS

@@ -234,6 +234,35 @@ describe("SECRET_KEY rotation: graceful, retired, emergency, adoption", { skip }
     assert.deepEqual(await verdicts(app, host, user), ACCEPTED, "the logged-in user is still logged in");
   });
 
+  it("adoption of a key made by Django's get_random_secret_key (a `$` in it, unquoted): taken from the running app, user stays logged in", async () => {
+    const host = byName("adopt");
+    // `$` makes the file ambiguous (bash would expand it, systemd does not): the script keeps the
+    // key the running app holds, which is what the sessions were signed with.
+    const djangoKey = `k8$v!2m@x9#q%w^e&r*t(y)u-i_o=p+a1s2d3f4g5h6j7k8${randomValue(12)}`;
+    const handWritten = Object.entries({ ...PRESET_ENV, SECRET_KEY: djangoKey })
+      .map(([k, v]) => `${k}=${v}`)
+      .join("\n");
+    await sh(
+      fleet,
+      host,
+      `install -m 600 /dev/stdin ${ENV_FILE} && systemctl restart pms-backend celery-pms`,
+      `${handWritten}\n`,
+    );
+    for (let i = 0; i < 60 && (await fleet.http(host, "/health/", { host: PUBLIC_HOST })).status !== 200; i++) {
+      await new Promise((res) => setTimeout(res, 500));
+    }
+    assert.equal((await keysOfApp(app, host)).secret_key, fp(djangoKey), "the app runs on the hand-written key");
+    const user = await credentials(app, host);
+    const a = envFile();
+    const r = await deploy(host, a.text, ROUTINE);
+    assert.match(r.stdout, /previous key is kept as a fallback \(1 kept/);
+    assert.deepEqual(leaked(r.stdout + r.stderr, [djangoKey, a.secretKey]), []);
+    const keys = await keysOfApp(app, host);
+    assert.equal(keys.secret_key, fp(a.secretKey));
+    assert.deepEqual(keys.fallbacks, [fp(djangoKey)]);
+    assert.deepEqual(await verdicts(app, host, user), ACCEPTED);
+  });
+
   it("adoption of a years-old file (export lines, double quotes, unknown keys kept): the user stays logged in", async () => {
     const host = byName("legacy");
     assert.equal((await keysOfApp(app, host)).secret_key, fp(LEGACY_ENV.SECRET_KEY));
