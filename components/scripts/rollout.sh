@@ -577,7 +577,7 @@ compose_secret_key_fallbacks() {
     if [ "${#kept[@]}" -lt "$limit" ]; then kept+=("$value"); fi
   done
   if [ "$skipped" -gt 0 ]; then
-    log "secret key: a SECRET_KEY or SECRET_KEY_FALLBACKS value in $ENV_FILE has a quote, backslash, \$, backtick or blank and cannot be kept as a fallback"
+    log "secret key: a SECRET_KEY or SECRET_KEY_FALLBACKS value in $ENV_FILE cannot be read exactly (a quote, backslash, \$, backtick or blank) and the running app's value was not usable either: not kept as a fallback"
   fi
   if [ "${#kept[@]}" -gt 0 ]; then
     joined=$(IFS=,; printf '%s' "${kept[*]}")
