@@ -21,7 +21,6 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
-import { ROLLOUT_SCRIPT } from "../../components/host-rollout";
 
 export const REPO = path.resolve(__dirname, "..", "..");
 export const PROJECT = "pms-secrets";
@@ -329,7 +328,8 @@ export class PulumiStack {
       timedOut: r.timedOut,
     };
     if (!opts.revealsSecrets) this.calls.push(result);
-    this.log(`$ pulumi ${args.join(" ")} -> exit ${r.code} in ${(result.ms / 1000).toFixed(1)}s`);
+    const shown = args.map((a) => (a.length > 80 ? `${a.slice(0, 40)}...(${a.length} chars)` : a));
+    this.log(`$ pulumi ${shown.join(" ")} -> exit ${r.code} in ${(result.ms / 1000).toFixed(1)}s`);
     return result;
   }
 
@@ -460,6 +460,11 @@ export class PulumiStack {
     if (r.code !== 0) throw new Error(`pulumi stack export failed:\n${r.output}`);
   }
 
+  /** The rollout script of this workspace's copy of the program (the bytes hosts receive). */
+  get rolloutScript(): string {
+    return fs.readFileSync(path.join(this.workspace, "components", "scripts", "rollout.sh"), "utf8");
+  }
+
   /** The resources of the last exported state. */
   get state(): StateResource[] {
     return this.lastState;
@@ -488,9 +493,10 @@ export class PulumiStack {
   sentEnvFile(host: string): string {
     const stdin = this.resource(`${host}-rollout`, "command:remote:Command")?.inputs.stdin;
     if (typeof stdin !== "string") throw new Error(`no rollout of ${host} in the state`);
-    if (!stdin.startsWith(ROLLOUT_SCRIPT)) throw new Error(`${host}'s rollout stdin does not start with the script`);
-    // Newer programs end stdin with a marker line the script checks and drops.
-    return stdin.slice(ROLLOUT_SCRIPT.length).replace(/# pms-secrets-end sha256=[0-9a-f]+\n?$/, "");
+    const script = this.rolloutScript;
+    if (!stdin.startsWith(script)) throw new Error(`${host}'s rollout stdin does not start with the script`);
+    // The program ends stdin with a marker line the script checks and drops.
+    return stdin.slice(script.length).replace(/# pms-secrets-end sha256=[0-9a-f]+\n?$/, "");
   }
 
   /** Remembers a value the leak scan must never find (long enough lines of it, for keys). */

@@ -20,6 +20,7 @@ import { changesOf, CliResult, commandSteps, PulumiStack, REPO } from "./pulumi-
 import {
   appKeyFingerprint,
   ENV_FILE,
+  envDiff,
   fleetConfig,
   hostFile,
   keyFingerprint,
@@ -105,6 +106,55 @@ describe("runbook recovery procedures, real pulumi + awscli on Moto", { skip }, 
   after(async () => {
     await stack?.dispose();
     await fleet?.teardown();
+  });
+
+  it("§6 a rollout whose SSH session dropped finishes on the host while Pulumi keeps the old state; a reverted config then sees no changes, and `up --replace <rollout>` brings the host back in line", async () => {
+    const env = config.env as Record<string, string>;
+    await stack.setConfig({ ...config, env: { ...env, FEATURE_FLAGS: "beta" } });
+    const running = stack.up();
+    // Once the worker runs on the host, cut the SSH session: kill the front end (the `bash -s`
+    // the provider's session runs), found by its argv, by PID.
+    let cut = "";
+    const deadline = Date.now() + 120_000;
+    while (cut === "" && Date.now() < deadline) {
+      const ps = await fleet.exec(
+        host,
+        '[ -s /var/lib/pms-secrets/rollout.pid ] && ps -eo pid=,args= | awk \'$2 == "/bin/bash" && $3 == "-s" && $6 == "solo" {print $1}\' || true',
+      );
+      cut = ps.stdout.trim().split("\n")[0] ?? "";
+      if (cut === "") await new Promise((res) => setTimeout(res, 200));
+    }
+    assert.match(cut, /^\d+$/, "the rollout's front end was found");
+    await fleet.exec(host, `kill -KILL ${cut}`);
+    const r = await running;
+    assert.notEqual(r.code, 0, "the provider saw the session end");
+    // The worker finishes on its own: the host gets the change, the state keeps the old env.
+    const hasFlag = async (): Promise<boolean> =>
+      /^FEATURE_FLAGS='beta'$/m.test((await hostFile(fleet, host, ENV_FILE)).content);
+    const until = Date.now() + 120_000;
+    while (!(await hasFlag()) && Date.now() < until) await new Promise((res) => setTimeout(res, 1000));
+    assert.ok(await hasFlag(), "the worker completed the rollout after the session dropped");
+    assert.doesNotMatch(stack.sentEnvFile(host.name), /FEATURE_FLAGS/, "Pulumi recorded the old env");
+
+    // The operator reverts the change: the real engine finds nothing to do; the host keeps it.
+    await stack.setConfig(config);
+    const reverted = await stack.up();
+    assertOk(reverted);
+    assert.deepEqual(commandSteps(reverted), [], "a reverted config re-runs nothing");
+    assert.ok(await hasFlag(), "the host still runs the reverted setting while Pulumi believes it does not");
+
+    // The runbook's step for an unknown outcome.
+    const line =
+      "pulumi up --stack prod --replace 'urn:pulumi:prod::pms-secrets::pms:secrets:HostRollout$command:remote:Command::<host>-rollout'";
+    const fixed = await runbookCommand(line, {
+      "<host>": host.name,
+      "urn:pulumi:prod::": `urn:pulumi:${stack.stack}::`,
+    });
+    assert.equal(fixed.code, 0, fixed.stdout + fixed.stderr);
+    assert.ok(!(await hasFlag()), "the host is back on the config's env");
+    await stack.exportState();
+    assert.deepEqual(envDiff((await hostFile(fleet, host, ENV_FILE)).content, stack.sentEnvFile(host.name)), []);
+    assert.equal((await appKeyFingerprint(fleet, host)).secret_key, keyFingerprint(stack.generatedValue("SECRET_KEY")));
   });
 
   it("§7 a rotated SECRET_KEY is restored: checkpoint import, keeper reverted, `up --replace` re-delivers it; the host runs the old key again", async () => {
@@ -201,7 +251,7 @@ describe("runbook recovery procedures, real pulumi + awscli on Moto", { skip }, 
     );
     assert.equal(stack.generatedValue("SECRET_KEY"), oldKey);
     assert.equal((await appKeyFingerprint(fleet, host)).secret_key, keyFingerprint(oldKey), "host back on the old key");
-    assert.equal((await hostFile(fleet, host, ENV_FILE)).content, stack.sentEnvFile(host.name));
+    assert.deepEqual(envDiff((await hostFile(fleet, host, ENV_FILE)).content, stack.sentEnvFile(host.name)), []);
     const current = ok(
       await shell(`aws secretsmanager get-secret-value --secret-id ${secretId} --query SecretString --output text`),
       "get current",

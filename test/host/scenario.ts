@@ -6,8 +6,8 @@
  */
 import { randomInt } from "node:crypto";
 import { alphabetCharacters } from "../../components/alphabet";
-import { fingerprint } from "../../components/env-file";
-import { APP, PUBLIC_HOST, TEST_DB, TestFleet, TestHost } from "./testhost";
+import { fingerprint, parseEnvFile } from "../../components/env-file";
+import { APP, TEST_DB, TestFleet, TestHost } from "./testhost";
 
 export const ENV_FILE = `${APP.dir}/.env.production`;
 export const HEALTH_URL = "http://127.0.0.1:8000/health/";
@@ -50,8 +50,9 @@ export function fleetConfig(
     },
     env: {
       DEBUG: "False",
-      // The public name first (the health check sends it), loopback for the tests' own requests.
-      ALLOWED_HOSTS: `${PUBLIC_HOST},127.0.0.1,localhost`,
+      // Loopback only: the tests reach the app on 127.0.0.1, and the program rightly warns about a
+      // documentation name such as the image's PUBLIC_HOST (api.pms.example.com).
+      ALLOWED_HOSTS: "127.0.0.1,localhost",
       DB_NAME: TEST_DB.name,
       DB_USER: TEST_DB.user,
       DB_HOST: TEST_DB.host,
@@ -69,6 +70,20 @@ export function fleetConfig(
     rotation: "2026-11-01",
     ...opts.overrides,
   };
+}
+
+/**
+ * How the env file on a host differs from the one the program sent (empty: it is that file).
+ * The host may add exactly one key of its own: SECRET_KEY_FALLBACKS, the previous key(s) it
+ * keeps on a graceful rotation (rollout.sh).
+ */
+export function envDiff(onHost: string, sent: string): string[] {
+  const host = parseEnvFile(onHost);
+  const want = parseEnvFile(sent);
+  const problems: string[] = [];
+  for (const [k, v] of Object.entries(want)) if (host[k] !== v) problems.push(`${k} differs`);
+  for (const k of Object.keys(host)) if (!(k in want) && k !== "SECRET_KEY_FALLBACKS") problems.push(`${k} added`);
+  return problems;
 }
 
 /** The stand-in app reports its key by the program's own fingerprint: sha256 hex, first 16 digits. */
