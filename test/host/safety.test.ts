@@ -298,30 +298,39 @@ describe("rollout safety on a real host", { skip }, () => {
         runuser -u pms -- ln -s /root/victim3 /run/lock/pms-secrets.lock
         runuser -u pms -- ln -s /root/victim4 ${APP.dir}/.pms-secrets.legacy`,
       );
-      // Meanwhile the app user swaps every temp name it sees for a link to /root (a race attempt).
+      const assertVictimsUntouched = async (): Promise<void> => {
+        for (const v of [1, 2, 3, 4]) {
+          const info = await fileInfo(fleet, host, `/root/victim${v}`);
+          assert.equal(info?.content, `victim ${v}\n`, `/root/victim${v} was written through a planted link`);
+          assert.equal(info?.owner, "root:root", `/root/victim${v} was re-owned`);
+        }
+        const root = await sh(
+          fleet,
+          host,
+          "ls -A /root | grep -v -E '^(victim[1-4]|\\.ssh|\\.bashrc|\\.profile)$' || true",
+        );
+        assert.equal(root.trim(), "", "nothing new was written into /root");
+      };
+      // Phase 1: the links alone. The rollout must finish and touch none of them.
+      const env = envFile();
+      const r = await rollout(fleet, host, env.text);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      await assertVictimsUntouched();
+      await assertBothOn(env.secretKey);
+      // Phase 2: meanwhile the app user swaps every temp name it sees for a link to /root (a race).
       const racer = sh(
         fleet,
         host,
         `timeout 25 runuser -u pms -- bash -c 'cd ${APP.dir}; while :; do for f in .env.pms-new.* .pms-secrets.*; do
            [ -e "$f" ] && [ ! -L "$f" ] && mv -f "$f" "$f.moved" 2>/dev/null && ln -s /root "$f" 2>/dev/null; done; done' || true`,
       );
-      const env = envFile();
-      const r = await rollout(fleet, host, env.text);
+      const env2 = envFile();
+      const r2 = await rollout(fleet, host, env2.text);
       await racer;
-      for (const v of [1, 2, 3, 4]) {
-        const info = await fileInfo(fleet, host, `/root/victim${v}`);
-        assert.equal(info?.content, `victim ${v}\n`, `/root/victim${v} was written through a planted link`);
-        assert.equal(info?.owner, "root:root", `/root/victim${v} was re-owned`);
-      }
-      const root = await sh(
-        fleet,
-        host,
-        "ls -A /root | grep -v -E '^(victim[1-4]|\\.ssh|\\.bashrc|\\.profile)$' || true",
-      );
-      assert.equal(root.trim(), "", "nothing new was written into /root");
+      await assertVictimsUntouched();
       // The run either finished safely or refused before changing anything; never half-way.
-      if (r.code === 0) await assertBothOn(env.secretKey);
-      else assert.match(r.stderr, /FAILED host=safety .*nothing on the host was changed/);
+      if (r2.code === 0) await assertBothOn(env2.secretKey);
+      else assert.match(r2.stderr, /FAILED host=safety .*nothing on the host was changed/);
       const file = await fileInfo(fleet, host, ENV_FILE);
       assert.equal(file?.kind, "regular file");
       assert.equal(file?.owner, "root:root");
@@ -520,16 +529,19 @@ describe("rollout safety on a real host", { skip }, () => {
       assert.deepEqual((await runningKeys(fleet, host))["pms-backend"], [env.secretKey]);
     });
 
-    it("systemd's default start limits, already hit: the rollout still starts the service [old: FAILS]", async () => {
-      await sh(
+    it("systemd's start limits already hit (burst 5; a 60 s window so the test is not a race): the rotation still restarts [old: FAILS]", async () => {
+      await deployed();
+      // Restarted in a row, systemd starts it 5 times and then refuses: Result=start-limit-hit.
+      const pre = await sh(
         fleet,
         host,
-        `for s in ${APP.services.join(" ")}; do mkdir -p /etc/systemd/system/$s.service.d
-          printf '[Unit]\\nStartLimitIntervalSec=10s\\nStartLimitBurst=5\\n' > /etc/systemd/system/$s.service.d/10-default-limits.conf; done
+        `for s in ${APP.services.join(" ")}; do
+          printf '[Unit]\\nStartLimitIntervalSec=60s\\nStartLimitBurst=5\\n' > /etc/systemd/system/$s.service.d/10-limits.conf; done
         systemctl daemon-reload
         for i in 1 2 3 4 5 6 7; do systemctl restart pms-backend.service 2>/dev/null || break; done
         systemctl show -p Result --value pms-backend.service`,
       );
+      assert.equal(pre.trim(), "start-limit-hit", "precondition: the start limit is hit");
       const env = envFile();
       const r = await rollout(fleet, host, env.text);
       assert.equal(r.code, 0, r.stdout + r.stderr);
