@@ -1,0 +1,83 @@
+/**
+ * The timeline chart: answers per 100 ms (ok vs failed) for each measured rotation, one panel
+ * per run, phases marked, rendered to SVG by vega-lite + vega (headless, no canvas needed).
+ */
+import type { LoadResult } from "./load";
+
+export interface Phase {
+  /** ms since epoch */
+  t: number;
+  label: string;
+}
+
+export interface Panel {
+  title: string;
+  t0: number;
+  load: LoadResult;
+  phases: Phase[];
+  /** Right end of the time axis, s (panels that should be compared share one). */
+  xMax: number;
+}
+
+export async function timelineSvg(panels: Panel[]): Promise<string> {
+  // Both packages are ESM with top-level await (vega-canvas): load them with import().
+  const vega = await import("vega");
+  // vega-lite's typings do not resolve under this project's CommonJS moduleResolution, so the
+  // module is named through a variable and typed by the one call used.
+  const vegaLite: string = "vega-lite";
+  const vl = (await import(vegaLite)) as unknown as { compile(spec: object): { spec: object } };
+  const x = (p: Panel): object => ({
+    field: "s",
+    type: "quantitative",
+    title: "seconds since the rotation started",
+    scale: { domain: [-1, Math.ceil(p.xMax)], nice: false },
+  });
+  const spec = {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    config: { font: "sans-serif", view: { stroke: "#ddd" } },
+    vconcat: panels.map((p) => ({
+      title: { text: p.title, anchor: "start", fontSize: 12 },
+      width: 760,
+      height: 110,
+      layer: [
+        {
+          data: {
+            values: p.load.bins.flatMap((b) => [
+              { s: (b.t - p.t0) / 1000, n: b.ok, answer: "ok (2xx)" },
+              { s: (b.t - p.t0) / 1000, n: b.failed, answer: "failed" },
+            ]),
+          },
+          mark: { type: "bar", width: { band: 1 }, binSpacing: 0 },
+          encoding: {
+            x: { ...x(p), bin: { binned: true, step: 0.1 } },
+            x2: { datum: 0 },
+            y: { field: "n", type: "quantitative", stack: "zero", title: "answers / 100 ms" },
+            color: {
+              field: "answer",
+              type: "nominal",
+              scale: { domain: ["ok (2xx)", "failed"], range: ["#4c78a8", "#e45756"] },
+              title: null,
+            },
+          },
+        },
+        {
+          // Labels sorted by time on four staggered lines, so close phases stay readable.
+          data: {
+            values: [...p.phases]
+              .sort((a, b) => a.t - b.t)
+              .map((ph, i) => ({ s: (ph.t - p.t0) / 1000, label: ph.label, ypx: 8 + 11 * (i % 4) })),
+          },
+          layer: [
+            { mark: { type: "rule", color: "#555", strokeDash: [3, 3] }, encoding: { x: x(p) } },
+            {
+              mark: { type: "text", align: "left", dx: 2, fontSize: 9, color: "#333" },
+              encoding: { x: x(p), y: { field: "ypx", type: "quantitative", scale: null }, text: { field: "label" } },
+            },
+          ],
+        },
+      ],
+    })),
+  };
+  const compiled = vl.compile(spec).spec as Parameters<typeof vega.parse>[0];
+  return new vega.View(vega.parse(compiled), { renderer: "none" }).toSVG();
+}

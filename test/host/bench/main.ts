@@ -1,0 +1,444 @@
+/**
+ * `npm run bench` (issue 11): the program's rotation against the old guide's steps 5-6 done in
+ * full by hand, on the same socket-activated hosts, under a constant load from autocannon.
+ *
+ * One host, BENCH_RUNS runs each (default 3), alternating:
+ *   program: `pulumi up` through the real CLI (pulumi-cli.ts), the run's own preview included;
+ *   manual:  one SSH session typing the guide: write .env.production, `systemctl daemon-reload`,
+ *            `systemctl restart pms-backend celery-pms`, `systemctl status` of both,
+ *            `check --deploy` exactly as the guide writes it, the journal read for key errors.
+ * Reported: (a) start -> the app serves the new key, (b) start -> run verified and done,
+ * (c) failed requests and the longest gap between two 2xx answers, (d) SSH sessions per host.
+ * (e) the fleet: 1, 3 and 6 hosts with rollout.batches [1, "50%"] (canary, then batches in
+ * parallel), under load through a real HAProxy in its own network namespace.
+ * Writes bench-results/bench.json, bench-results/timeline.svg and docs/bench-timeline.svg; prints
+ * the table. Nothing here asserts a timing.
+ */
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { PulumiStack } from "../pulumi-cli";
+import { ENV_FILE, fleetConfig, keyFingerprint, sshLogins } from "../scenario";
+import { APP, bootFleet, hostTestsUnavailableReason, PUBLIC_HOST, sshArgs, TestFleet, TestHost } from "../testhost";
+import { Balancer, BALANCER_PORT } from "./balancer";
+import { Panel, Phase, timelineSvg } from "./chart";
+import { DEFAULT_LOAD, LoadResult, LoadSpec, startLoad } from "./load";
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const BATCHES: (number | string)[] = [1, "50%"];
+const STABLE_SECONDS = 5;
+const REPO = path.join(__dirname, "..", "..", "..");
+const log = (l: string): void => void process.stderr.write(`${l}\n`);
+const sleep = (ms: number): Promise<void> => new Promise((res) => setTimeout(res, ms));
+
+interface Measured {
+  kind: "program" | "manual";
+  hosts: number;
+  /** (a) seconds from start until the app answered with the new key (one-host runs). */
+  keyServedS?: number;
+  /** (b) seconds from start until the run was verified and done. */
+  doneS: number;
+  ok: number;
+  failed: number;
+  errors: Record<string, number>;
+  longestGapMs: number;
+  sshPerHost: number;
+  t0: number;
+  phases: Phase[];
+  load: LoadResult;
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+/** Watches the key the app reports (every 100 ms) until stopped; returns when it first equalled `want`. */
+function watchKey(fleet: TestFleet, host: TestHost): { stop: (want: string) => Promise<number | undefined> } {
+  const seen: { t: number; fp: string }[] = [];
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      try {
+        const r = await fleet.http(host, "/key-fingerprint/", { timeoutMs: 20000 });
+        if (r.status === 200)
+          seen.push({ t: Date.now(), fp: (JSON.parse(r.body) as { secret_key: string }).secret_key });
+      } catch {
+        // counted by the load generator; here only the key matters
+      }
+      await sleep(100);
+    }
+  })();
+  return {
+    stop: async (want) => {
+      running = false;
+      await loop;
+      return seen.find((s) => s.fp === want)?.t;
+    },
+  };
+}
+
+/** systemd's own times of stopping and starting the app units since `sinceMs`, as chart phases. */
+async function unitPhases(fleet: TestFleet, host: TestHost, sinceMs: number, scriptsOnly = false): Promise<Phase[]> {
+  const r = await fleet.exec(
+    host,
+    `journalctl -q -o short-unix --no-pager --since @${Math.floor(sinceMs / 1000)} -u pms-backend.service -u celery-pms.service -u 'pms-rollout-*'`,
+  );
+  const phases: Phase[] = [];
+  for (const line of r.stdout.split("\n")) {
+    const m = /^(\d+\.\d+) \S+ systemd\[1\]: (Stopping|Started) (pms-backend|celery-pms)\.service/.exec(line);
+    const w = /^(\d+\.\d+) \S+ systemd\[1\]: (?:(Started) pms-rollout-|pms-rollout-\S+: (Deactivated))/.exec(line);
+    if (w) {
+      const label = scriptsOnly
+        ? `${host.name} ${w[2] ? "starts" : "done"}`
+        : `host script ${w[2] ? "starts" : "ends"}`;
+      if (!scriptsOnly || w[2]) phases.push({ t: Math.round(Number(w[1]) * 1000), label });
+    }
+    if (m && !scriptsOnly) {
+      phases.push({
+        t: Math.round(Number(m[1]) * 1000),
+        label: `${m[3] === "pms-backend" ? "gunicorn" : "celery"} ${m[2] === "Stopping" ? "stop" : "up"}`,
+      });
+    }
+  }
+  return phases.filter((p) => p.t >= sinceMs);
+}
+
+function loadOn(host: TestHost): LoadSpec {
+  return { netns: `th-${host.id}`, port: 8000, hostHeader: PUBLIC_HOST, ...DEFAULT_LOAD };
+}
+
+/** `pulumi up` through the real CLI; (b) ends when the CLI exits (the harness's state export is not timed). */
+async function programRun(
+  fleet: TestFleet,
+  stack: PulumiStack,
+  config: Record<string, unknown>,
+  hosts: TestHost[],
+  load: LoadSpec,
+): Promise<Measured> {
+  await stack.setConfig(config);
+  const logins = await Promise.all(hosts.map((h) => sshLogins(fleet, h)));
+  const running = await startLoad(load);
+  const key = hosts.length === 1 ? watchKey(fleet, hosts[0]) : undefined;
+  await sleep(1000); // a second of steady load before the start, for the chart
+  const t0 = Date.now();
+  const r = await stack.run(["up", "--yes"], { eventLog: true });
+  const done = Date.now();
+  if (r.code !== 0) throw new Error(`pulumi up failed:\n${r.output}`);
+  await sleep(1000);
+  const result = await running.stop();
+  await stack.exportState();
+  const served = await key?.stop(keyFingerprint(stack.generatedValue("SECRET_KEY")));
+  const after = await Promise.all(hosts.map((h) => sshLogins(fleet, h)));
+  // Each reading is one login of its own (the `after` one counts itself).
+  const ssh = hosts.map((_, i) => after[i] - logins[i] - 1);
+  const phases: Phase[] = [{ t: t0, label: "pulumi up" }];
+  if (hosts.length === 1) phases.push(...(await unitPhases(fleet, hosts[0], t0)));
+  else for (const h of hosts) phases.push(...(await unitPhases(fleet, h, t0, true)));
+  if (served !== undefined) phases.push({ t: served, label: "new key served" });
+  phases.push({ t: done, label: "run done" });
+  return {
+    kind: "program",
+    hosts: hosts.length,
+    keyServedS: served === undefined ? undefined : (served - t0) / 1000,
+    doneS: (done - t0) / 1000,
+    ok: result.ok,
+    failed: result.failed,
+    errors: result.errors,
+    longestGapMs: result.longestGapMs,
+    sshPerHost: median(ssh),
+    t0,
+    phases,
+    load: result,
+  };
+}
+
+/** The guide's steps 5-6 as an operator types them in one SSH session; `@phase` lines mark each step. */
+export function manualScript(envText: string): string {
+  const eof = `PMS_ENV_${randomBytes(6).toString("hex")}`;
+  return [
+    "set -e",
+    "echo '@phase write env'",
+    `cat > ${ENV_FILE} <<'${eof}'`,
+    envText.replace(/\n$/, ""),
+    eof,
+    `chmod 600 ${ENV_FILE}`,
+    "echo '@phase daemon-reload'",
+    "systemctl daemon-reload",
+    "echo '@phase restart'",
+    "systemctl restart pms-backend celery-pms",
+    "echo '@phase status'",
+    "systemctl status pms-backend celery-pms --no-pager >/dev/null",
+    "echo '@phase check --deploy'",
+    // The guide's check, in bash (it uses `source`) with the env the units get.
+    `bash -c 'set -a; . ${ENV_FILE}; set +a; ${APP.guideCheckCommand}' >/dev/null`,
+    "echo '@phase journal'",
+    "if journalctl -u pms-backend -u celery-pms --since -2min --no-pager | grep -q 'SECRET_KEY environment variable must be set'; then exit 1; fi",
+    "echo '@phase done'",
+    "",
+  ].join("\n");
+}
+
+function runStreaming(
+  fleet: TestFleet,
+  host: TestHost,
+  script: string,
+  onPhase: (label: string) => void,
+): Promise<{ code: number; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn("ssh", sshArgs(host, fleet.privateKeyPath, "root", "bash -s"), {
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let buf = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => {
+      buf += d.toString();
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (line.startsWith("@phase ")) onPhase(line.slice(7));
+      }
+    });
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.on("close", (code) => resolve({ code: code ?? -1, stderr }));
+    child.stdin.end(script);
+  });
+}
+
+async function manualRun(fleet: TestFleet, host: TestHost, sentEnv: string): Promise<Measured> {
+  const key = `manual-${randomBytes(24).toString("hex")}`;
+  const envText = sentEnv.replace(/^SECRET_KEY=.*$/m, `SECRET_KEY='${key}'`);
+  if (!envText.includes(key)) throw new Error("the program's env file has no SECRET_KEY line to replace");
+  const logins = await sshLogins(fleet, host);
+  const running = await startLoad(loadOn(host));
+  const watch = watchKey(fleet, host);
+  await sleep(1000);
+  const t0 = Date.now();
+  const phases: Phase[] = [];
+  const r = await runStreaming(fleet, host, manualScript(envText), (label) => phases.push({ t: Date.now(), label }));
+  const done = Date.now();
+  if (r.code !== 0) throw new Error(`manual procedure failed on ${host.name}: ${r.stderr.slice(-400)}`);
+  await sleep(1000);
+  const result = await running.stop();
+  const served = await watch.stop(keyFingerprint(key));
+  const ssh = (await sshLogins(fleet, host)) - logins - 1;
+  phases.push(...(await unitPhases(fleet, host, t0)));
+  if (served !== undefined) phases.push({ t: served, label: "new key served" });
+  return {
+    kind: "manual",
+    hosts: 1,
+    keyServedS: served === undefined ? undefined : (served - t0) / 1000,
+    doneS: (done - t0) / 1000,
+    ok: result.ok,
+    failed: result.failed,
+    errors: result.errors,
+    longestGapMs: result.longestGapMs,
+    sshPerHost: ssh,
+    t0,
+    phases: phases.filter((p) => !["done"].includes(p.label)).concat([{ t: done, label: "done" }]),
+    load: result,
+  };
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length)));
+  const lines = rows.map((r) => "| " + r.map((x, c) => (x ?? "").padEnd(widths[c])).join(" | ") + " |");
+  lines.splice(1, 0, "|" + widths.map((w) => "-".repeat(w + 2)).join("|") + "|");
+  return lines.join("\n");
+}
+
+const f = (n: number | undefined, d = 2): string => (n === undefined || Number.isNaN(n) ? "-" : n.toFixed(d));
+const ratio = (a: number, b: number): string => (b === 0 ? (a === 0 ? "1.00" : "inf") : (a / b).toFixed(2));
+
+async function main(): Promise<number> {
+  const why = hostTestsUnavailableReason();
+  if (why) {
+    log(`bench needs a Linux machine where you are root: ${why}`);
+    return 2;
+  }
+  const names = ["bench1", "bench2", "bench3", "bench4", "bench5", "bench6"];
+  const fleet = await bootFleet(names, log, { variant: ["socket", "envfile"], httpHost: "public" });
+  const stacks: PulumiStack[] = [];
+  let balancer: Balancer | undefined;
+  try {
+    const configFor = (hosts: TestHost[], rotate: string): Record<string, unknown> => ({
+      ...fleetConfig(fleet, hosts, {
+        stableSeconds: STABLE_SECONDS,
+        // The public name first: the balancer, the load and the program's health check send it.
+        env: { ALLOWED_HOSTS: `${PUBLIC_HOST},127.0.0.1,localhost` },
+        overrides: { rollout: { batches: BATCHES } },
+      }),
+      rotate: { SECRET_KEY: rotate },
+    });
+    const sizes = [1, 3, 6];
+    for (const n of sizes) stacks.push(await PulumiStack.create({ stack: `bench-${n}`, log: () => undefined }));
+    const [s1] = stacks;
+    const h1 = fleet.hosts[0];
+    await s1.setConfig(configFor([h1], "initial"));
+    let r = await s1.up();
+    if (r.code !== 0) throw new Error(r.output);
+
+    // One host: program vs manual, alternating.
+    const program: Measured[] = [];
+    const manual: Measured[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      program.push(await programRun(fleet, s1, configFor([h1], `p-${i}`), [h1], loadOn(h1)));
+      log(
+        `run ${i + 1}/${RUNS} program: (a) ${f(program[i].keyServedS)} s (b) ${f(program[i].doneS)} s, ${program[i].failed} failed`,
+      );
+      manual.push(await manualRun(fleet, h1, s1.sentEnvFile(h1.name)));
+      log(
+        `run ${i + 1}/${RUNS} manual:  (a) ${f(manual[i].keyServedS)} s (b) ${f(manual[i].doneS)} s, ${manual[i].failed} failed`,
+      );
+    }
+
+    // The fleet behind HAProxy: 1, 3 and 6 hosts, canary + batches.
+    balancer = await Balancer.start(fleet, fleet.hosts, log);
+    const lbLoad: LoadSpec = { netns: balancer.netns, port: BALANCER_PORT, hostHeader: PUBLIC_HOST, ...DEFAULT_LOAD };
+    for (const [i, n] of sizes.entries()) {
+      if (n === 1) continue;
+      await stacks[i].setConfig(configFor(fleet.hosts.slice(0, n), "initial"));
+      r = await stacks[i].up();
+      if (r.code !== 0) throw new Error(r.output);
+    }
+    const fleetRuns: Measured[] = [];
+    for (const [i, n] of sizes.entries()) {
+      const m = await programRun(
+        fleet,
+        stacks[i],
+        configFor(fleet.hosts.slice(0, n), `fleet-${n}`),
+        fleet.hosts.slice(0, n),
+        lbLoad,
+      );
+      fleetRuns.push(m);
+      log(`fleet ${n} host(s) through HAProxy: ${f(m.doneS)} s, ${m.failed} failed of ${m.ok + m.failed}`);
+    }
+
+    const med = (ms: Measured[], k: (m: Measured) => number | undefined): number =>
+      median(ms.map(k).filter((x): x is number => x !== undefined));
+    const sum = (ms: Measured[], k: (m: Measured) => number): number => ms.reduce((a, m) => a + k(m), 0);
+    const rows: string[][] = [
+      ["metric (1 host, socket activation; medians of " + RUNS + " runs)", "program", "manual guide", "program/manual"],
+      ...[
+        ["(a) start -> app serves the new key, s", (m: Measured) => m.keyServedS],
+        ["(b) start -> run verified and done, s", (m: Measured) => m.doneS],
+        ["(c) longest gap between 2xx answers, ms", (m: Measured) => m.longestGapMs],
+        ["(d) SSH sessions per host", (m: Measured) => m.sshPerHost],
+      ].map(([label, k]) => {
+        const key = k as (m: Measured) => number | undefined;
+        const p = med(program, key);
+        const q = med(manual, key);
+        return [label as string, f(p), f(q), ratio(p, q)];
+      }),
+      [
+        "(c) failed / all requests, all runs",
+        `${sum(program, (m) => m.failed)} / ${sum(program, (m) => m.ok + m.failed)}`,
+        `${sum(manual, (m) => m.failed)} / ${sum(manual, (m) => m.ok + m.failed)}`,
+        "-",
+      ],
+    ];
+    const fleetRows: string[][] = [
+      [
+        `(e) fleet, rollout.batches ${JSON.stringify(BATCHES)}, load through HAProxy`,
+        "run, s",
+        "x 1 host",
+        "failed / all requests",
+      ],
+      ...fleetRuns.map((m) => [
+        `${m.hosts} host${m.hosts === 1 ? "" : "s"}`,
+        f(m.doneS),
+        ratio(m.doneS, fleetRuns[0].doneS),
+        `${m.failed} / ${m.ok + m.failed}`,
+      ]),
+    ];
+    const out = [table(rows), "", table(fleetRows)].join("\n");
+    process.stdout.write(
+      `\nRotation benchmark (stableSeconds ${STABLE_SECONDS}, autocannon ${DEFAULT_LOAD.connections} connections at ${DEFAULT_LOAD.rate} req/s max on ${DEFAULT_LOAD.path})\n${out}\n`,
+    );
+
+    const outDir = path.join(REPO, "bench-results");
+    fs.mkdirSync(outDir, { recursive: true });
+    const strip = (m: Measured): Omit<Measured, "load"> & { bins: number } => {
+      const { load, ...rest } = m;
+      return { ...rest, bins: load.bins.length };
+    };
+    fs.writeFileSync(
+      path.join(outDir, "bench.json"),
+      JSON.stringify(
+        {
+          when: new Date().toISOString(),
+          runs: RUNS,
+          stableSeconds: STABLE_SECONDS,
+          batches: BATCHES,
+          load: DEFAULT_LOAD,
+          program: program.map(strip),
+          manual: manual.map(strip),
+          fleet: fleetRuns.map(strip),
+          table: rows,
+          fleetTable: fleetRows,
+          timelines: [...program, ...manual, ...fleetRuns].map((m) => ({
+            kind: m.kind,
+            hosts: m.hosts,
+            t0: m.t0,
+            phases: m.phases,
+            bins: m.load.bins,
+          })),
+        },
+        null,
+        2,
+      ) + "\n",
+    );
+    // The chart: the median-time program and manual runs on one host, then the fleet runs.
+    const pick = (ms: Measured[]): Measured => [...ms].sort((a, b) => a.doneS - b.doneS)[Math.floor(ms.length / 2)];
+    const pm = pick(program);
+    const mm = pick(manual);
+    // Program and manual on one host share a time axis; each fleet run gets its own.
+    const oneHostMax = Math.max(pm.load.endMs - pm.t0, mm.load.endMs - mm.t0) / 1000;
+    const panel = (m: Measured, title: string): Panel => ({
+      title,
+      t0: m.t0,
+      load: m.load,
+      phases: m.phases,
+      xMax: m === pm || m === mm ? oneHostMax : (m.load.endMs - m.t0) / 1000,
+    });
+    const svg = await timelineSvg([
+      panel(
+        pm,
+        `program, 1 host (pulumi up): ${pm.failed} failed of ${pm.ok + pm.failed}, longest gap ${pm.longestGapMs} ms`,
+      ),
+      panel(
+        mm,
+        `manual guide steps 5-6, 1 host: ${mm.failed} failed of ${mm.ok + mm.failed}, longest gap ${mm.longestGapMs} ms`,
+      ),
+      ...fleetRuns
+        .filter((m) => m.hosts > 1)
+        .map((m) =>
+          panel(
+            m,
+            `program, ${m.hosts} hosts, batches ${JSON.stringify(BATCHES)}, through HAProxy: ${m.failed} failed of ${m.ok + m.failed}`,
+          ),
+        ),
+    ]);
+    fs.writeFileSync(path.join(outDir, "timeline.svg"), svg);
+    fs.writeFileSync(path.join(REPO, "docs", "bench-timeline.svg"), svg);
+    process.stdout.write(
+      `written ${path.join(outDir, "bench.json")}, ${path.join(outDir, "timeline.svg")}, docs/bench-timeline.svg\n`,
+    );
+    return 0;
+  } finally {
+    await balancer?.close();
+    for (const s of stacks) await s.dispose();
+    await fleet.teardown();
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`bench failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  },
+);
