@@ -19,6 +19,17 @@ export interface Panel {
   xMax: number;
 }
 
+/** The load's bins with the empty 100 ms bins between them filled in as zeros. */
+export function filledBins(load: LoadResult): LoadResult["bins"] {
+  if (load.bins.length === 0) return [];
+  const byT = new Map(load.bins.map((b) => [b.t, b]));
+  const out: LoadResult["bins"] = [];
+  for (let t = load.bins[0].t; t <= load.bins[load.bins.length - 1].t; t += 100) {
+    out.push(byT.get(t) ?? { t, ok: 0, failed: 0 });
+  }
+  return out;
+}
+
 export async function timelineSvg(panels: Panel[]): Promise<string> {
   // Both packages are ESM with top-level await (vega-canvas): load them with import().
   const vega = await import("vega");
@@ -41,16 +52,17 @@ export async function timelineSvg(panels: Panel[]): Promise<string> {
       height: 110,
       layer: [
         {
+          // Every 100 ms bin from the first to the last, empty ones as 0: a stepped area keeps the
+          // file small (one path per series) and must not bridge a gap with the last value.
           data: {
-            values: p.load.bins.flatMap((b) => [
+            values: filledBins(p.load).flatMap((b) => [
               { s: (b.t - p.t0) / 1000, n: b.ok, answer: "ok (2xx)" },
               { s: (b.t - p.t0) / 1000, n: b.failed, answer: "failed" },
             ]),
           },
-          mark: { type: "bar", width: { band: 1 }, binSpacing: 0 },
+          mark: { type: "area", interpolate: "step-after" },
           encoding: {
-            x: { ...x(p), bin: { binned: true, step: 0.1 } },
-            x2: { datum: 0 },
+            x: x(p),
             y: { field: "n", type: "quantitative", stack: "zero", title: "answers / 100 ms" },
             color: {
               field: "answer",

@@ -22,8 +22,9 @@ import { PulumiStack } from "../pulumi-cli";
 import { ENV_FILE, fleetConfig, keyFingerprint, sshLogins } from "../scenario";
 import { APP, bootFleet, hostTestsUnavailableReason, PUBLIC_HOST, sshArgs, TestFleet, TestHost } from "../testhost";
 import { Balancer, BALANCER_PORT } from "./balancer";
-import { Panel, Phase, timelineSvg } from "./chart";
+import { Phase } from "./chart";
 import { DEFAULT_LOAD, LoadResult, LoadSpec, startLoad } from "./load";
+import { renderTimeline } from "./render";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const BATCHES: (number | string)[] = [1, "50%"];
@@ -391,39 +392,7 @@ async function main(): Promise<number> {
         2,
       ) + "\n",
     );
-    // The chart: the median-time program and manual runs on one host, then the fleet runs.
-    const pick = (ms: Measured[]): Measured => [...ms].sort((a, b) => a.doneS - b.doneS)[Math.floor(ms.length / 2)];
-    const pm = pick(program);
-    const mm = pick(manual);
-    // Program and manual on one host share a time axis; each fleet run gets its own.
-    const oneHostMax = Math.max(pm.load.endMs - pm.t0, mm.load.endMs - mm.t0) / 1000;
-    const panel = (m: Measured, title: string): Panel => ({
-      title,
-      t0: m.t0,
-      load: m.load,
-      phases: m.phases,
-      xMax: m === pm || m === mm ? oneHostMax : (m.load.endMs - m.t0) / 1000,
-    });
-    const svg = await timelineSvg([
-      panel(
-        pm,
-        `program, 1 host (pulumi up): ${pm.failed} failed of ${pm.ok + pm.failed}, longest gap ${pm.longestGapMs} ms`,
-      ),
-      panel(
-        mm,
-        `manual guide steps 5-6, 1 host: ${mm.failed} failed of ${mm.ok + mm.failed}, longest gap ${mm.longestGapMs} ms`,
-      ),
-      ...fleetRuns
-        .filter((m) => m.hosts > 1)
-        .map((m) =>
-          panel(
-            m,
-            `program, ${m.hosts} hosts, batches ${JSON.stringify(BATCHES)}, through HAProxy: ${m.failed} failed of ${m.ok + m.failed}`,
-          ),
-        ),
-    ]);
-    fs.writeFileSync(path.join(outDir, "timeline.svg"), svg);
-    fs.writeFileSync(path.join(REPO, "docs", "bench-timeline.svg"), svg);
+    await renderTimeline(program, manual, fleetRuns, BATCHES);
     process.stdout.write(
       `written ${path.join(outDir, "bench.json")}, ${path.join(outDir, "timeline.svg")}, docs/bench-timeline.svg\n`,
     );
