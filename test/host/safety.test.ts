@@ -10,10 +10,14 @@
  * Unit variants (an EnvironmentFile= already in the unit, override.conf, default start limits, a
  * stopped service) are made here with drop-ins / `systemctl stop` on the stock test units.
  *
- * Checked against the script before issue 8 (`git show 58d80f2:components/scripts/rollout.sh`
- * copied over components/scripts/rollout.sh, this file run): every scenario below marked
- * [old: FAILS] failed there and passes with the current script; [old: passes] ones guard
- * behaviour both have.
+ * Checked against the script before issue 8 (commit 58d80f2's components/scripts/rollout.sh, in a
+ * copy of the tree where appSpec() had no health URL and a /bin/sh-compatible check command, so
+ * the old script was not stopped early by the Host header or `source`): every scenario marked
+ * [old: FAILS] failed there for the reason it tests, e.g. env content written through the planted
+ * .bak.tmp link into /root/victim1, no FAILED line on ENOSPC, celery left on the old key after the
+ * SSH drop, "ROLLBACK INCOMPLETE" at the start limit, MainPID=0 taken for a restart loop.
+ * [old: no proof] = the old script deploys that unit shape, the test fails there only because
+ * nothing proves the processes' environment. [old: passes] guards behaviour both have.
  */
 import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, it } from "node:test";
@@ -102,7 +106,7 @@ describe("units in the wild: boot variants", { skip }, () => {
     ["fork", "Type=forking Celery (PIDFile)"],
     ["oneshot", "Type=oneshot Celery: MainPID=0, proof from the cgroup's processes"],
   ] as const) {
-    it(`${what}: first deploy and a rotation, every process proven on the new key [old: ${name === "tmpl" ? "passes" : "see header"}]`, async () => {
+    it(`${what}: first deploy and a rotation, every process proven on the new key [old: ${name === "oneshot" ? "FAILS" : "no proof"}]`, async () => {
       const host = byName(name);
       for (let round = 0; round < 2; round++) {
         const env = envFile();
