@@ -69,10 +69,17 @@ describe("runbook recovery procedures, real pulumi + awscli on Moto", { skip }, 
         ...stack.env(),
         AWS_CLI_BIN: AWS_CLI,
         AWS_PAGER: "",
+        // The operator's "yes" at the CLI's confirmation prompt (there is no terminal here).
+        PULUMI_SKIP_CONFIRMATIONS: "true",
         MOTO_ENDPOINT: stack.moto.endpoint,
       };
       const prelude = 'aws() { "$AWS_CLI_BIN" --endpoint-url "$MOTO_ENDPOINT" "$@"; }\nset -euo pipefail\n';
-      const child = spawn("bash", ["-c", prelude + script], { cwd: work, env, stdio: ["pipe", "pipe", "pipe"] });
+      // From the project directory, as an operator runs them from the repository root.
+      const child = spawn("bash", ["-c", prelude + script], {
+        cwd: stack.workspace,
+        env,
+        stdio: ["pipe", "pipe", "pipe"],
+      });
       let stdout = "";
       let stderr = "";
       child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -110,7 +117,8 @@ describe("runbook recovery procedures, real pulumi + awscli on Moto", { skip }, 
 
   it("§6 a rollout whose SSH session dropped finishes on the host while Pulumi keeps the old state; a reverted config then sees no changes, and `up --replace <rollout>` brings the host back in line", async () => {
     const env = config.env as Record<string, string>;
-    await stack.setConfig({ ...config, env: { ...env, FEATURE_FLAGS: "beta" } });
+    // A changed value (not an added key: the script would refuse to drop a key it does not manage).
+    await stack.setConfig({ ...config, env: { ...env, DEBUG: "True" } });
     const running = stack.up();
     // Once the worker runs on the host, cut the SSH session: kill the front end (the `bash -s`
     // the provider's session runs), found by its argv, by PID.
@@ -130,11 +138,11 @@ describe("runbook recovery procedures, real pulumi + awscli on Moto", { skip }, 
     assert.notEqual(r.code, 0, "the provider saw the session end");
     // The worker finishes on its own: the host gets the change, the state keeps the old env.
     const hasFlag = async (): Promise<boolean> =>
-      /^FEATURE_FLAGS='beta'$/m.test((await hostFile(fleet, host, ENV_FILE)).content);
+      /^DEBUG='True'$/m.test((await hostFile(fleet, host, ENV_FILE)).content);
     const until = Date.now() + 120_000;
     while (!(await hasFlag()) && Date.now() < until) await new Promise((res) => setTimeout(res, 1000));
     assert.ok(await hasFlag(), "the worker completed the rollout after the session dropped");
-    assert.doesNotMatch(stack.sentEnvFile(host.name), /FEATURE_FLAGS/, "Pulumi recorded the old env");
+    assert.match(stack.sentEnvFile(host.name), /^DEBUG='False'$/m, "Pulumi recorded the old env");
 
     // The operator reverts the change: the real engine finds nothing to do; the host keeps it.
     await stack.setConfig(config);
