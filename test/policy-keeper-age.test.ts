@@ -68,7 +68,7 @@ describe("rotation-keeper-age (advisory)", () => {
     );
     assert.match(
       out.violations[0] ?? "",
-      /keeper rotation="initial" is not an ISO date \(YYYY-MM-DD\), so the age of this secret cannot be judged/,
+      /keeper rotation="initial" is not an ISO date \(YYYY-MM-DD, optionally followed by a counter: YYYY-MM-DD\.2\), so the age of this secret cannot be judged/,
     );
     const none = await runResource(rotationKeeperAge, resourceArgs(type, "generated-SECRET_KEY", { length: 64 }));
     assert.match(none.violations[0] ?? "", /has no rotation keeper .* cannot be judged/);
@@ -77,7 +77,15 @@ describe("rotation-keeper-age (advisory)", () => {
   it("parses ISO dates strictly", () => {
     assert.equal(parseKeeperDate("2026-11-25"), Date.UTC(2026, 10, 25));
     assert.ok(parseKeeperDate("2026-11-25T10:00:00Z"));
-    for (const bad of ["2026-02-30", "25/11/2026", "2026-11", "v2", ""])
+    // The documented convention for a second rotation on one day: the date plus a counter.
+    for (const counted of ["2026-11-25.2", "2026-11-25-2", "2026-11-25_b"])
+      assert.equal(parseKeeperDate(counted), Date.UTC(2026, 10, 25), counted);
+    assert.equal(keeperAgeFinding("s", "K", { rotation: "2026-01-01.3" }, 90, Date.UTC(2026, 2, 1)), undefined);
+    assert.match(
+      keeperAgeFinding("s", "K", { rotation: "2026-01-01.3" }, 30, Date.UTC(2026, 2, 1)) ?? "",
+      /59 days ago/,
+    );
+    for (const bad of ["2026-02-30", "25/11/2026", "2026-11", "v2", "", "2026-02-30.2", "2026-11-25.", "2026-11-25 2"])
       assert.equal(parseKeeperDate(bad), undefined, bad);
     assert.equal(keeperAgeFinding("s", "K", { rotation: "2026-01-01" }, 90, Date.UTC(2026, 2, 1)), undefined);
     assert.match(keeperAgeFinding("s", "K", { rotation: "2026-01-01" }, 30, Date.UTC(2026, 2, 1)) ?? "", /59 days ago/);

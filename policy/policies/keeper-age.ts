@@ -8,11 +8,19 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 /** The keepers that rotate a generated secret: the global one and the secret's own. */
 const KEEPER_NAMES = ["rotation", "rotate"] as const;
 
-/** Milliseconds since the epoch for an ISO date (`2026-11-25`, or a full ISO timestamp), else undefined. */
+/**
+ * Milliseconds since the epoch for an ISO date (`2026-11-25`, or a full ISO timestamp), else
+ * undefined. A date followed by a counter (`2026-11-25.2`, `2026-11-25-2`, `2026-11-25_b`) counts
+ * as that date: the documented keeper convention, so that a second rotation on the same day
+ * changes the keeper and still has an age.
+ */
 export function parseKeeperDate(value: string): number | undefined {
-  const m = /^(\d{4})-(\d{2})-(\d{2})(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/.exec(value.trim());
+  const trimmed = value.trim();
+  const counted = /^(\d{4}-\d{2}-\d{2})[._-][A-Za-z0-9._-]+$/.exec(trimmed);
+  const text = counted ? counted[1] : trimmed;
+  const m = /^(\d{4})-(\d{2})-(\d{2})(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/.exec(text);
   if (!m) return undefined;
-  const time = Date.parse(value.trim().length === 10 ? `${value.trim()}T00:00:00Z` : value.trim());
+  const time = Date.parse(text.length === 10 ? `${text}T00:00:00Z` : text);
   if (Number.isNaN(time)) return undefined;
   // Reject dates Date.parse would roll over (2026-02-30).
   const d = new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])));
@@ -54,7 +62,7 @@ export function keeperAgeFinding(
   if (undated.length > 0) {
     return (
       `${subject}: keeper ${undated.map((k) => `${k.name}="${k.value}"`).join(", ")} is not an ISO date ` +
-      `(YYYY-MM-DD), so the age of this secret cannot be judged; use the rotation date as the keeper value.`
+      `(YYYY-MM-DD, optionally followed by a counter: YYYY-MM-DD.2), so the age of this secret cannot be judged; use the rotation date as the keeper value.`
     );
   }
   return (
