@@ -46,20 +46,19 @@ describe("the CLI's own config validation, on the shipped Pulumi.dev.yaml", { sk
     if (keys) fs.rmSync(keys, { recursive: true, force: true });
   });
 
-  it("without sshPrivateKey the run stops before any resource, listing every problem with its fix (the CLI's own check does not pre-empt it)", async () => {
-    const r = await stack.preview();
+  it("without sshPrivateKey `pulumi up` stops before any resource, listing the other problems with their fixes (the CLI's own check does not pre-empt them)", async () => {
+    const r = await stack.up();
     assert.notEqual(r.code, 0);
     // Pulumi.yaml declares no type/secret/required keys, so the CLI's first-finding-only check
     // ("Stack 'dev' is missing configuration value 'sshPrivateKey'") never fires.
     assert.doesNotMatch(r.output, /validating stack config/);
     assert.match(r.output, /Stack "dev" has \d+ configuration problems?; nothing was changed:/);
-    assert.match(
-      r.output,
-      /- pms-secrets:sshPrivateKey: is missing\b.*Fix: .*pulumi config set --secret sshPrivateKey/,
-    );
     assert.match(r.output, /- pms-secrets:hosts\[0\]\.address: .*Fix: /);
     assert.match(r.output, /- pms-secrets:secrets\.DB_PASSWORD: is missing.*Fix: /);
-    assert.deepEqual(commandSteps(r), [], "no rollout was even planned");
+    // A preview (the first phase of `up` too) runs without the deploy key, so its absence is
+    // reported only once an update would need it.
+    assert.doesNotMatch(r.output, /pms-secrets:sshPrivateKey/);
+    assert.deepEqual(commandSteps(r), [], "no rollout ran");
     log(r.output);
   });
 
