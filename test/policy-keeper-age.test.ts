@@ -78,14 +78,31 @@ describe("rotation-keeper-age (advisory)", () => {
     assert.equal(parseKeeperDate("2026-11-25"), Date.UTC(2026, 10, 25));
     assert.ok(parseKeeperDate("2026-11-25T10:00:00Z"));
     // The documented convention for a second rotation on one day: the date plus a counter.
-    for (const counted of ["2026-11-25.2", "2026-11-25-2", "2026-11-25_b"])
+    for (const counted of [
+      "2026-11-25.2",
+      "2026-11-25-2",
+      "2026-11-25_b",
+      "emergency-2026-11-25",
+      "emergency-2026-11-25.2",
+    ])
       assert.equal(parseKeeperDate(counted), Date.UTC(2026, 10, 25), counted);
     assert.equal(keeperAgeFinding("s", "K", { rotation: "2026-01-01.3" }, 90, Date.UTC(2026, 2, 1)), undefined);
     assert.match(
       keeperAgeFinding("s", "K", { rotation: "2026-01-01.3" }, 30, Date.UTC(2026, 2, 1)) ?? "",
       /59 days ago/,
     );
-    for (const bad of ["2026-02-30", "25/11/2026", "2026-11", "v2", "", "2026-02-30.2", "2026-11-25.", "2026-11-25 2"])
+    for (const bad of [
+      "2026-02-30",
+      "25/11/2026",
+      "2026-11",
+      "v2",
+      "",
+      "2026-02-30.2",
+      "2026-11-25.",
+      "2026-11-25 2",
+      "emergency-",
+      "emergency-2026-02-30",
+    ])
       assert.equal(parseKeeperDate(bad), undefined, bad);
     assert.equal(keeperAgeFinding("s", "K", { rotation: "2026-01-01" }, 90, Date.UTC(2026, 2, 1)), undefined);
     assert.match(keeperAgeFinding("s", "K", { rotation: "2026-01-01" }, 30, Date.UTC(2026, 2, 1)) ?? "", /59 days ago/);

@@ -12,10 +12,11 @@ const KEEPER_NAMES = ["rotation", "rotate"] as const;
  * Milliseconds since the epoch for an ISO date (`2026-11-25`, or a full ISO timestamp), else
  * undefined. A date followed by a counter (`2026-11-25.2`, `2026-11-25-2`, `2026-11-25_b`) counts
  * as that date: the documented keeper convention, so that a second rotation on the same day
- * changes the keeper and still has an age.
+ * changes the keeper and still has an age. So does an emergency keeper (`emergency-2026-11-25`,
+ * `emergency-2026-11-25.2`): the program reads the `emergency` prefix, the age is the date's.
  */
 export function parseKeeperDate(value: string): number | undefined {
-  const trimmed = value.trim();
+  const trimmed = value.trim().replace(/^emergency-(?=\d{4}-)/, "");
   const counted = /^(\d{4}-\d{2}-\d{2})[._-][A-Za-z0-9._-]+$/.exec(trimmed);
   const text = counted ? counted[1] : trimmed;
   const m = /^(\d{4})-(\d{2})-(\d{2})(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/.exec(text);
