@@ -1,17 +1,26 @@
 // pms-secrets: rotate the pms-backend secrets, store them in AWS Secrets Manager
 // and deliver them to every host. The program lives in components/; this file
-// only turns its result into stack outputs.
-import { deployPmsSecrets } from "./components/stack";
+// only orders its steps and turns its result into stack outputs.
+//
+// An async program (the Pulumi runtime awaits it): `pulumi up` first checks that every host
+// answers SSH and that SSH_AUTH_SOCK is usable (components/preflight.ts), before any resource.
+import { preflight } from "./components/preflight";
+import { deployPmsSecrets, loadStackConfig } from "./components/stack";
 
-const pms = deployPmsSecrets();
-
-export const secretArn = pms.secretArn;
-export const secretVersionId = pms.secretVersionId;
-/** Per host: address and the fingerprint of the env file it holds (no values). */
-export const hosts = pms.hosts;
-/** The rotation keepers in force. */
-export const keepers = pms.keepers;
-/** Which keys the env file has, by origin (names only). */
-export const envKeys = pms.envKeys;
-/** How SECRET_KEY rotations treat the previous key: graceful (fallbacks) or EMERGENCY. */
-export const secretKeyRotation = pms.secretKeyRotation;
+export = async () => {
+  const config = loadStackConfig();
+  await preflight(config.settings);
+  const pms = deployPmsSecrets(config);
+  return {
+    secretArn: pms.secretArn,
+    secretVersionId: pms.secretVersionId,
+    /** Per host: address and the fingerprint of the env file it holds (no values). */
+    hosts: pms.hosts,
+    /** The rotation keepers in force. */
+    keepers: pms.keepers,
+    /** Which keys the env file has, by origin (names only). */
+    envKeys: pms.envKeys,
+    /** How SECRET_KEY rotations treat the previous key: graceful (fallbacks) or EMERGENCY. */
+    secretKeyRotation: pms.secretKeyRotation,
+  };
+};
