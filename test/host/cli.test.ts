@@ -15,12 +15,10 @@ import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { commandSteps, PulumiStack, REPO } from "./pulumi-cli";
 import { unavailable } from "./scenario";
-import { hostTestsUnavailableReason } from "./testhost";
+import { hostTestsUnavailableReason, verboseLog } from "./testhost";
 
 const skip = unavailable(hostTestsUnavailableReason());
-const log = (line: string): void => {
-  if (process.env.PMS_TESTHOST_VERBOSE) process.stderr.write(`${line}\n`);
-};
+const log = verboseLog;
 
 /** A fresh ed25519 key pair: [private key (OpenSSH PEM), public key line]. */
 function keyPair(dir: string, name: string): [string, string] {

@@ -12,12 +12,18 @@ import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { ENV_FILE, envFile, leaked, randomValue, rollout, sh } from "./safety-host";
 import { unavailable } from "./scenario";
-import { bootFleet, hostTestsUnavailableReason, PUBLIC_HOST, TEST_DB, type TestFleet, type TestHost } from "./testhost";
+import {
+  bootFleet,
+  hostTestsUnavailableReason,
+  PUBLIC_HOST,
+  TEST_DB,
+  type TestFleet,
+  type TestHost,
+  verboseLog,
+} from "./testhost";
 
 const skip = unavailable(hostTestsUnavailableReason());
-const log = (line: string): void => {
-  if (process.env.PMS_TESTHOST_VERBOSE) process.stderr.write(`${line}\n`);
-};
+const log = verboseLog;
 const ROTATE = ["--rotate-db-password"];
 /** A password like a generated one (safe alphabet: letters, digits, `-_.+=,`). */
 const newPassword = (): string => `${randomValue(36)}-_.+=,${randomValue(6)}`;

@@ -23,12 +23,10 @@ import {
   servicesState,
   unavailable,
 } from "./scenario";
-import { bootFleet, hostTestsUnavailableReason, TestFleet, TestHost } from "./testhost";
+import { bootFleet, hostTestsUnavailableReason, TestFleet, TestHost, verboseLog } from "./testhost";
 
 const skip = unavailable(hostTestsUnavailableReason());
-const log = (line: string): void => {
-  if (process.env.PMS_TESTHOST_VERBOSE) process.stderr.write(`${line}\n`);
-};
+const log = verboseLog;
 
 /** How long a run against a stalled host may take before the test calls it hung. */
 const STALL_BOUND_MS = 4 * 60_000;

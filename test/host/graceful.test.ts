@@ -22,12 +22,11 @@ import {
   PUBLIC_HOST,
   type TestFleet,
   type TestHost,
+  verboseLog,
 } from "./testhost";
 
 const skip = unavailable(hostTestsUnavailableReason());
-const log = (line: string): void => {
-  if (process.env.PMS_TESTHOST_VERBOSE) process.stderr.write(`${line}\n`);
-};
+const log = verboseLog;
 
 const ROUTINE = secretKeyRolloutArgs({ fallbacks: 1, emergency: false });
 const RETIRE = secretKeyRolloutArgs({ fallbacks: 0, emergency: false });

@@ -20,12 +20,10 @@ import {
 } from "../preview-excerpt";
 import { CliResult, stepsOf } from "./pulumi-cli";
 import { unavailable } from "./scenario";
-import { hostTestsUnavailableReason } from "./testhost";
+import { hostTestsUnavailableReason, verboseLog } from "./testhost";
 
 const skip = unavailable(hostTestsUnavailableReason());
-const log = (line: string): void => {
-  if (process.env.PMS_TESTHOST_VERBOSE) process.stderr.write(`${line}\n`);
-};
+const log = verboseLog;
 
 /** The plan's operations on resource `name` (from the preview's engine events). */
 function planOf(r: CliResult, name: string): string[] {

@@ -27,16 +27,14 @@ import {
   servicesState,
   unavailable,
 } from "./scenario";
-import { bootFleet, hostTestsUnavailableReason, TestFleet, TestHost } from "./testhost";
+import { bootFleet, hostTestsUnavailableReason, TestFleet, TestHost, verboseLog } from "./testhost";
 
 const AWS_CLI = "/usr/bin/aws";
 const RUNBOOK = path.join(REPO, "docs", "RUNBOOK.md");
 const skip =
   unavailable(hostTestsUnavailableReason()) ??
   unavailable(fs.existsSync(AWS_CLI) ? undefined : `${AWS_CLI} is missing: apt-get install awscli`);
-const log = (line: string): void => {
-  if (process.env.PMS_TESTHOST_VERBOSE) process.stderr.write(`${line}\n`);
-};
+const log = verboseLog;
 
 describe("runbook recovery procedures, real pulumi + awscli on Moto", { skip }, () => {
   let fleet: TestFleet;

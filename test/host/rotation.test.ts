@@ -22,12 +22,10 @@ import {
   unavailable,
   waitForTaskRow,
 } from "./scenario";
-import { APP, bootFleet, hostTestsUnavailableReason, TestFleet, TestHost } from "./testhost";
+import { APP, bootFleet, hostTestsUnavailableReason, TestFleet, TestHost, verboseLog } from "./testhost";
 
 const skip = unavailable(hostTestsUnavailableReason());
-const log = (line: string): void => {
-  if (process.env.PMS_TESTHOST_VERBOSE) process.stderr.write(`${line}\n`);
-};
+const log = verboseLog;
 
 /** The commands a run executed on hosts: create/update/create-replacement steps of rollouts. */
 function ran(r: CliResult): string[] {

@@ -39,19 +39,18 @@ import { rolloutStdin } from "../../components/host-rollout";
 import { unavailable } from "./scenario";
 import {
   APP,
+  bootFleet,
+  hostTestsUnavailableReason,
   LEGACY_ENV,
   LEGACY_UNKNOWN_KEYS,
   PUBLIC_HOST,
-  bootFleet,
-  hostTestsUnavailableReason,
   type TestFleet,
   type TestHost,
+  verboseLog,
 } from "./testhost";
 
 const skip = unavailable(hostTestsUnavailableReason());
-const log = (line: string): void => {
-  if (process.env.PMS_TESTHOST_VERBOSE) process.stderr.write(`${line}\n`);
-};
+const log = verboseLog;
 
 /** A hand-written env file from the old procedure: keys the config does not know, with values. */
 const HAND_WRITTEN = [

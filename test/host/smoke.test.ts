@@ -21,18 +21,19 @@ import * as yaml from "js-yaml";
 import { fingerprint } from "../../components/env-file";
 import {
   APP,
+  bootFleet,
   ENVIRONMENT_SECRET_KEY,
   HOSTILE_USER,
+  hostTestsUnavailableReason,
   LEGACY_ENV,
   OTHER_ENV,
   OVERRIDE_SECRET_KEY,
   PRESET_ENV,
   PUBLIC_HOST,
   TEST_DB,
-  bootFleet,
-  hostTestsUnavailableReason,
   type TestFleet,
   type TestHost,
+  verboseLog,
 } from "./testhost";
 
 const unavailable = hostTestsUnavailableReason();
@@ -40,9 +41,7 @@ if (unavailable && process.env.CI) {
   throw new Error(`host tests must run in CI but cannot: ${unavailable}`);
 }
 
-const log = (line: string): void => {
-  if (process.env.PMS_TESTHOST_VERBOSE) process.stderr.write(`${line}\n`);
-};
+const log = verboseLog;
 
 const ENV_FILE = `${APP.dir}/.env.production`;
 

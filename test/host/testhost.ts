@@ -221,7 +221,10 @@ export interface TestFleet {
 
 type Log = (line: string) => void;
 
-const defaultLog: Log = process.env.PMS_TESTHOST_VERBOSE ? (line) => process.stderr.write(`${line}\n`) : () => {};
+/** The host tests' one logger: progress lines on stderr when PMS_TESTHOST_VERBOSE is set. */
+export const verboseLog: Log = process.env.PMS_TESTHOST_VERBOSE
+  ? (line) => process.stderr.write(`${line}\n`)
+  : () => {};
 
 /**
  * Why host tests cannot run on this machine, or undefined if they can. Callers decide whether
@@ -258,7 +261,7 @@ let imagePromise: Promise<string> | undefined;
  * Build the host image, or restore it from the cache (PMS_TESTHOST_CACHE, default
  * /var/cache/pms-secrets-testhost). Returns the image directory. Cached per process.
  */
-export function ensureImage(log: Log = defaultLog): Promise<string> {
+export function ensureImage(log: Log = verboseLog): Promise<string> {
   imagePromise ??= runScript("bash", [BUILD_SH], log, 30 * 60_000).then(({ stdout }) => {
     const dir = stdout.trim().split("\n").pop() ?? "";
     if (!dir.startsWith("/")) throw new Error(`image/build.sh printed no image directory (stdout: ${stdout})`);
@@ -280,7 +283,7 @@ export async function bootFleet(
   logOrOpts?: Log | BootOptions,
   maybeOpts: BootOptions = {},
 ): Promise<TestFleet> {
-  const log: Log = typeof logOrOpts === "function" ? logOrOpts : defaultLog;
+  const log: Log = typeof logOrOpts === "function" ? logOrOpts : verboseLog;
   const opts: BootOptions = typeof logOrOpts === "object" ? logOrOpts : maybeOpts;
   const variantsOf = (name: string): HostVariant[] => {
     const v = opts.variant;

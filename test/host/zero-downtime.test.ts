@@ -11,12 +11,10 @@ import { after, before, describe, it } from "node:test";
 import { DEFAULT_LOAD, startLoad } from "./bench/load";
 import { PulumiStack } from "./pulumi-cli";
 import { appKeyFingerprint, fleetConfig, keyFingerprint, unavailable, waitForTaskRow } from "./scenario";
-import { bootFleet, hostTestsUnavailableReason, PUBLIC_HOST, TestFleet } from "./testhost";
+import { bootFleet, hostTestsUnavailableReason, PUBLIC_HOST, TestFleet, verboseLog } from "./testhost";
 
 const skip = unavailable(hostTestsUnavailableReason());
-const log = (line: string): void => {
-  if (process.env.PMS_TESTHOST_VERBOSE) process.stderr.write(`${line}\n`);
-};
+const log = verboseLog;
 
 describe("socket activation: zero failed requests during a rotation", { skip }, () => {
   let fleet: TestFleet;
