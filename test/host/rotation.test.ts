@@ -359,26 +359,30 @@ describe("one host, real pulumi", { skip }, () => {
 
   it("a rollout killed at any point leaves the env file entirely old or entirely new, and the next run completes it", async () => {
     const seen = new Set<string>();
-    for (const [i, delayMs] of [300, 1200, 2500, 4000].entries()) {
+    // Delays after the worker takes the host lock: 0 lands before anything is changed (the
+    // check command alone takes longer), the later ones during and after the install.
+    for (const [i, delayMs] of [0, 1200, 2500, 4000].entries()) {
       const oldEnv = (await hostFile(fleet, host, ENV_FILE)).content;
+      // The PID file outlives a run: remember the last one so the watcher waits for a new worker.
+      const previous = (
+        await fleet.exec(host, "cat /var/lib/pms-secrets/rollout.pid 2>/dev/null || true")
+      ).stdout.trim();
       config = { ...config, rotate: { SECRET_KEY: `2026-12-1${i}` } };
       await stack.setConfig(config);
-      const running = stack.up();
-      // Wait for the rollout's worker to hold the host lock, then let it run `delayMs` more.
-      const deadline = Date.now() + 120_000;
-      let started = false;
-      while (!started && Date.now() < deadline) {
-        const lock = await fleet.exec(host, "cat /var/lib/pms-secrets/rollout.pid 2>/dev/null || true");
-        started = /^\d+$/.test(lock.stdout.trim());
-        if (!started) await new Promise((res) => setTimeout(res, 200));
-      }
-      assert.ok(started, "the rollout never started");
-      await new Promise((res) => setTimeout(res, delayMs));
-      // The worker records its PID next to the host lock; kill exactly that process, hard.
-      const kill = await fleet.exec(
+      // Watch on the host itself (no SSH round trip per poll): once a new worker holds the lock,
+      // let it run `delayMs` more, then kill exactly that process, hard.
+      const killing = fleet.exec(
         host,
-        'pid=$(cat /var/lib/pms-secrets/rollout.pid 2>/dev/null); [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null; echo killed=$pid',
+        `prev='${/^\d*$/.test(previous) ? previous : ""}'; for _ in $(seq 1 3000); do ` +
+          `pid=$(cat /var/lib/pms-secrets/rollout.pid 2>/dev/null || true); ` +
+          `if [ -n "$pid" ] && [ "$pid" != "$prev" ] && kill -0 "$pid" 2>/dev/null; then ` +
+          `sleep ${(delayMs / 1000).toFixed(3)}; kill -KILL "$pid" 2>/dev/null; echo "killed=$pid"; exit 0; fi; ` +
+          `sleep 0.05; done; echo never-started`,
+        { timeoutMs: 180_000 },
       );
+      const running = stack.up();
+      const kill = await killing;
+      assert.match(kill.stdout, /killed=\d+/, "the rollout's worker never started");
       const r = await running;
       const now = await hostFile(fleet, host, ENV_FILE);
       assert.ok(now.exists, "the env file must never be missing");
