@@ -30,7 +30,7 @@ export interface DeployedProd {
 
 /** Boots web1+web2, deploys a prod stack to them, runs `fn`, tears everything down. */
 export async function withDeployedProd<T>(log: (l: string) => void, fn: (d: DeployedProd) => Promise<T>): Promise<T> {
-  const fleet = await bootFleet(["web1", "web2"], log);
+  const fleet = await bootFleet(["web1", "web2"], log, { httpHost: "public" });
   let stack: PulumiStack | undefined;
   try {
     stack = await PulumiStack.create({ stack: "prod", log });

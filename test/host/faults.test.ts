@@ -50,7 +50,7 @@ describe("connection faults, real pulumi", { skip }, () => {
 
   before(async () => {
     scratch = fs.mkdtempSync(path.join(os.tmpdir(), "pms-faults-"));
-    fleet = await bootFleet(["solo"], log);
+    fleet = await bootFleet(["solo"], log, { httpHost: "public" });
     host = fleet.hosts[0];
     stack = await PulumiStack.create({ stack: "dev", log });
     config = fleetConfig(fleet, [host]);

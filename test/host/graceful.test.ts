@@ -290,10 +290,10 @@ describe("SECRET_KEY rotation through the real pulumi CLI: routine, then emergen
   const ran = (r: CliResult): string[] => commandSteps(r).filter((x) => /^(create|update|create-replacement) /.test(x));
 
   before(async () => {
-    fleet = await bootFleet(["cli"], log);
+    fleet = await bootFleet(["cli"], log, { httpHost: "public" });
     host = fleet.hosts[0];
-    // fleetConfig's ALLOWED_HOSTS is loopback: the default Host header of http() is accepted.
-    app = { fleet };
+    // fleetConfig's ALLOWED_HOSTS is the public name only, as in production: send it.
+    app = { fleet, hostHeader: PUBLIC_HOST };
     stack = await PulumiStack.create({ stack: "dev", log });
     config = fleetConfig(fleet, [host]);
   });

@@ -100,7 +100,7 @@ describe("runbook recovery procedures, real pulumi + awscli on Moto", { skip }, 
   };
 
   before(async () => {
-    fleet = await bootFleet(["solo"], log);
+    fleet = await bootFleet(["solo"], log, { httpHost: "public" });
     host = fleet.hosts[0];
     stack = await PulumiStack.create({ stack: "dev", log });
     work = path.join(stack.dir, "operator");

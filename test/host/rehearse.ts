@@ -39,7 +39,7 @@ async function main(): Promise<number> {
     return 2;
   }
   await step("build or restore the host image", () => ensureImage((l) => say(`  ${l}`)));
-  const fleet: TestFleet = await step("boot a throwaway host", () => bootFleet(["rehearsal"]));
+  const fleet: TestFleet = await step("boot a throwaway host", () => bootFleet(["rehearsal"], { httpHost: "public" }));
   let stack: PulumiStack | undefined;
   try {
     const host = fleet.hosts[0];

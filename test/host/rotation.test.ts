@@ -77,7 +77,7 @@ describe("one host, real pulumi", { skip }, () => {
   };
 
   before(async () => {
-    fleet = await bootFleet(["solo"], log);
+    fleet = await bootFleet(["solo"], log, { httpHost: "public" });
     host = fleet.hosts[0];
     stack = await PulumiStack.create({ stack: "dev", log });
     config = fleetConfig(fleet, [host]);
@@ -475,7 +475,7 @@ describe("three hosts, real pulumi", { skip }, () => {
   };
 
   before(async () => {
-    fleet = await bootFleet(["web1", "web2", "web3"], log);
+    fleet = await bootFleet(["web1", "web2", "web3"], log, { httpHost: "public" });
     stack = await PulumiStack.create({ stack: "prod", log });
     config = fleetConfig(fleet, fleet.hosts);
   });

@@ -7,7 +7,7 @@
 import { randomInt } from "node:crypto";
 import { alphabetCharacters } from "../../components/alphabet";
 import { fingerprint, parseEnvFile } from "../../components/env-file";
-import { APP, TEST_DB, TestFleet, TestHost } from "./testhost";
+import { APP, PUBLIC_HOST, TEST_DB, TestFleet, TestHost } from "./testhost";
 
 export const ENV_FILE = `${APP.dir}/.env.production`;
 export const HEALTH_URL = "http://127.0.0.1:8000/health/";
@@ -50,9 +50,11 @@ export function fleetConfig(
     },
     env: {
       DEBUG: "False",
-      // Loopback only: the tests reach the app on 127.0.0.1, and the program rightly warns about a
-      // documentation name such as the image's PUBLIC_HOST (api.pms.example.com).
-      ALLOWED_HOSTS: "127.0.0.1,localhost",
+      // The public name only, as Pulumi.prod.yaml ships it: Django refuses Host 127.0.0.1, so the
+      // program's health check (Host = first ALLOWED_HOSTS entry) is exercised as in production,
+      // and the tests' own requests must send it too (bootFleet httpHost "public"). The program
+      // warns about this documentation name; that warning is expected here.
+      ALLOWED_HOSTS: PUBLIC_HOST,
       DB_NAME: TEST_DB.name,
       DB_USER: TEST_DB.user,
       DB_HOST: TEST_DB.host,

@@ -268,8 +268,8 @@ async function main(): Promise<number> {
     const configFor = (hosts: TestHost[], rotate: string): Record<string, unknown> => ({
       ...fleetConfig(fleet, hosts, {
         stableSeconds: STABLE_SECONDS,
-        // The public name first: the balancer, the load and the program's health check send it.
-        env: { ALLOWED_HOSTS: `${PUBLIC_HOST},127.0.0.1,localhost` },
+        // fleetConfig's ALLOWED_HOSTS is the public name only: the balancer, the load, the key
+        // watcher (httpHost "public") and the program's health check all send it.
         overrides: { rollout: { batches: BATCHES } },
       }),
       rotate: { SECRET_KEY: rotate },
