@@ -37,12 +37,29 @@ export const REQUIRED_TOOLS = [
 export const AWS_REGION = "eu-west-1";
 
 /** Resource plugins by name and the version this project's SDK package asks for. */
-const RESOURCE_PLUGINS: ReadonlyArray<[string, string]> = ["command", "random", "aws"].map((name) => {
+/** The resource plugins the program's SDK packages ask for, at the versions they ask for. */
+export const RESOURCE_PLUGINS: ReadonlyArray<[string, string]> = ["command", "random", "aws"].map((name) => {
   const pkg = JSON.parse(fs.readFileSync(path.join(REPO, "node_modules", "@pulumi", name, "package.json"), "utf8")) as {
     version: string;
   };
   return [name, pkg.version];
 });
+
+/**
+ * `pulumi plugin install` argument lists that put the built plugins from `bin` into a
+ * PULUMI_HOME's plugin cache at RESOURCE_PLUGINS' versions, as a real installation has them.
+ */
+export function pluginInstallArgs(bin: string): string[][] {
+  return RESOURCE_PLUGINS.map(([name, version]) => [
+    "plugin",
+    "install",
+    "resource",
+    name,
+    version,
+    "--file",
+    path.join(bin, `pulumi-resource-${name}`),
+  ]);
+}
 
 export type Log = (line: string) => void;
 
@@ -247,17 +264,7 @@ export class PulumiStack {
       await s.mustRun(["login", `file://${path.join(dir, "backend")}`]);
       // Into this PULUMI_HOME's plugin cache at the versions the SDKs ask for, as a real
       // installation has them: found by name+version, with no "using ... from $PATH" warnings.
-      for (const [name, version] of RESOURCE_PLUGINS) {
-        await s.mustRun([
-          "plugin",
-          "install",
-          "resource",
-          name,
-          version,
-          "--file",
-          path.join(bin, `pulumi-resource-${name}`),
-        ]);
-      }
+      for (const args of pluginInstallArgs(bin)) await s.mustRun(args);
       await s.mustRun(["stack", "init", opts.stack, "--secrets-provider", "passphrase"]);
       await s.mustRun(["config", "set", "aws:region", AWS_REGION]);
     } catch (err) {

@@ -18,6 +18,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { pluginInstallArgs, RESOURCE_PLUGINS } from "./pulumi-cli";
 
 const REPO = path.resolve(__dirname, "..", "..");
 const BUILD_SH = path.join(REPO, "tools", "real", "build.sh");
@@ -31,11 +32,6 @@ const TOOLS = [
   "pulumi-resource-aws",
 ] as const;
 /** The provider stand-ins and the versions the npm packages ask for (tools/real/versions.sh). */
-const PROVIDERS = [
-  ["command", "1.2.1"],
-  ["random", "4.21.2"],
-  ["aws", "7.48.0"],
-] as const;
 /** The CLI release tools/real/versions.sh pins. */
 const PINNED_CLI = "v3.248.0";
 
@@ -146,17 +142,7 @@ class Workspace {
   }
 
   async init(stack: string): Promise<void> {
-    for (const [name, version] of PROVIDERS) {
-      await this.ok([
-        "plugin",
-        "install",
-        "resource",
-        name,
-        version,
-        "--file",
-        path.join(this.bin, `pulumi-resource-${name}`),
-      ]);
-    }
+    for (const args of pluginInstallArgs(this.bin)) await this.ok(args);
     await this.ok(["login", `file://${path.join(this.dir, "state")}`]);
     await this.ok(["stack", "init", stack]);
   }
@@ -375,7 +361,7 @@ describe("real Pulumi toolchain (tools/real)", { concurrency: false }, () => {
       await ws.init("dev");
       const about = await ws.ok(["about"]);
       assert.match(about.output, /language\s+nodejs\s+3\.248\.0/);
-      for (const [name, version] of PROVIDERS) {
+      for (const [name, version] of RESOURCE_PLUGINS) {
         assert.match(about.output, new RegExp(`resource\\s+${name}\\s+${version.replace(/\./g, "\\.")}`));
       }
       assert.match(about.output, /This project is written in nodejs: executable='[^']+node' version='v\d+/);
