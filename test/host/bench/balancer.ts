@@ -20,6 +20,20 @@ function ip(args: string[]): void {
   if (r.status !== 0) throw new Error(`ip ${args.join(" ")}: ${r.stderr.trim()}`);
 }
 
+/** Installs Debian's haproxy when the machine lacks it (a fresh machine has none). */
+function ensureHaproxy(log: (l: string) => void): void {
+  if (!spawnSync("haproxy", ["-v"]).error) return;
+  log("installing Debian's haproxy ...");
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  for (const args of [
+    ["update", "-qq"],
+    ["install", "-y", "-qq", "--no-install-recommends", "haproxy"],
+  ]) {
+    const r = spawnSync("apt-get", args, { encoding: "utf8", env });
+    if (r.status !== 0) throw new Error(`apt-get ${args.join(" ")} failed: ${r.stderr.trim()}`);
+  }
+}
+
 export class Balancer {
   private haproxy?: ChildProcess;
   private constructor(
@@ -29,6 +43,7 @@ export class Balancer {
 
   /** Wires `hosts` behind a new HAProxy; tear it down with close(). */
   static async start(fleet: TestFleet, hosts: TestHost[], log: (l: string) => void): Promise<Balancer> {
+    ensureHaproxy(log);
     const netns = `h10lb-${process.pid}`;
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "h10-lb-"));
     const lb = new Balancer(netns, dir);
