@@ -48,6 +48,7 @@ export function rolloutCommand(
   if (app.healthHost) args.push("--health-host", app.healthHost);
   if (app.healthCaFile) args.push("--health-ca", app.healthCaFile);
   if (app.healthInsecure) args.push("--health-insecure");
+  if (app.socketUnit) args.push("--socket", app.socketUnit);
   if (app.unmanagedKeys !== "refuse") args.push("--unmanaged-keys", app.unmanagedKeys);
   if (app.backupGenerations !== DEFAULT_BACKUP_GENERATIONS) args.push("--backups", String(app.backupGenerations));
   // Routine (nothing, or --secret-key-fallbacks N) vs --emergency: what a reviewer sees first.

@@ -97,12 +97,27 @@ const cases: Array<[string, Record<string, unknown>, string, RegExp]> = [
   ["backupGenerations 21", { backupGenerations: 21 }, "app.backupGenerations", /from 1 to 20/],
   ["stableSeconds 0", { stableSeconds: 0 }, "app.stableSeconds", /from 1 to 300/],
   ["bad group", { envFileGroup: "Www Data" }, "app.envFileGroup", /not a valid group name/],
+  [
+    "socketUnit that is a service",
+    { socketUnit: "pms-backend.service" },
+    "app.socketUnit",
+    /not a socket unit name.*e\.g\. pms-backend\.socket/,
+  ],
+  ["socketUnit with a space", { socketUnit: "pms backend.socket" }, "app.socketUnit", /not a socket unit name/],
+  ["socketUnit not a string", { socketUnit: true }, "app.socketUnit", /not a socket unit name/],
 ];
 for (const [title, value, key, what] of cases) {
   test(`app: ${title} -> ${key}`, () => {
     assertProblem(app(value).problems, key, what);
   });
 }
+
+test("socketUnit names the socket that activates the first service", () => {
+  const { result, problems } = app({ healthUrl: HEALTH, socketUnit: "pms-backend.socket" });
+  assert.deepEqual(problems, []);
+  assert.equal(result.socketUnit, "pms-backend.socket");
+  assert.equal(app({ healthUrl: HEALTH }).result.socketUnit, undefined);
+});
 
 test("app missing: one problem for app, defaults for the rest", () => {
   const { problems } = check((p) => parseApp(p, undefined, dev));

@@ -337,12 +337,14 @@ test("rolloutCommand passes the script's newer options only when set or not the 
     healthInsecure: true,
     unmanagedKeys: "keep",
     backupGenerations: 5,
+    socketUnit: "pms-backend.socket",
   });
   assert.equal(
     all,
     "/bin/bash -s -- --host h --env-file /srv/x/.env.production --app-dir /srv/x --service a " +
       "--health-url https://127.0.0.1/health/ --health-url https://127.0.0.1/api/status/ --health-host api.pms.internal " +
-      "--health-ca /etc/ssl/pms-ca.pem --health-insecure --unmanaged-keys keep --backups 5 --stable-seconds 5 --health-timeout 30",
+      "--health-ca /etc/ssl/pms-ca.pem --health-insecure --socket pms-backend.socket --unmanaged-keys keep --backups 5 " +
+      "--stable-seconds 5 --health-timeout 30",
   );
 });
 

@@ -30,6 +30,12 @@ export interface AppSpec extends HealthSettings {
   stableSeconds: number;
   /** How long the health URLs may take to answer 2xx after the restart. Default 30. */
   healthTimeoutSeconds: number;
+  /**
+   * The socket unit that activates the first service (docs/ZERO-DOWNTIME.md). When set, a rollout
+   * refuses to touch a host where it is not active or does not activate that service, and watches
+   * it after the restart.
+   */
+  socketUnit?: string;
 }
 
 export type AppRules = HealthRules;
@@ -50,6 +56,7 @@ const APP_KEYS = [
   "backupGenerations",
   "stableSeconds",
   "healthTimeoutSeconds",
+  "socketUnit",
 ];
 const UNIT_NAME = /^[A-Za-z0-9:_.\\@-]+$/;
 
@@ -165,6 +172,21 @@ function parseUnmanagedKeys(problems: Problems, value: unknown): UnmanagedKeys {
   return "refuse";
 }
 
+function parseSocketUnit(problems: Problems, value: unknown, services: readonly string[]): string | undefined {
+  if (value === undefined) return undefined;
+  const unit = scalar(value);
+  const example = `${services[0] ?? DEFAULT_SERVICES[0]}.socket`;
+  if (typeof value !== "string" || !/^[A-Za-z0-9_][A-Za-z0-9:_.\\@-]*\.socket$/.test(unit) || unit.length > 200) {
+    problems.add(
+      "app.socketUnit",
+      `${JSON.stringify(value)} is not a socket unit name`,
+      `name the socket unit that activates ${services[0] ?? "the first service"}, e.g. ${example} (docs/ZERO-DOWNTIME.md), or remove app.socketUnit`,
+    );
+    return undefined;
+  }
+  return unit;
+}
+
 /** Parses `app`; `rules.allowedHosts` gives the health check's default Host header. */
 export function parseApp(problems: Problems, value: unknown, rules: AppRules): AppSpec {
   if (!isObject(value)) {
@@ -186,10 +208,12 @@ export function parseApp(problems: Problems, value: unknown, rules: AppRules): A
       "has neither healthUrl(s) nor checkCommand: a rollout that breaks the app is only caught if a unit stops. Set at least one.",
     );
   }
+  const services = parseServices(problems, app.services);
+  const socketUnit = parseSocketUnit(problems, app.socketUnit, services);
   return {
     dir,
     envFile: parseEnvFilePath(problems, app, dir),
-    services: parseServices(problems, app.services),
+    services,
     ...health,
     checkCommand,
     envFileGroup: parseEnvFileGroup(problems, app.envFileGroup),
@@ -197,5 +221,6 @@ export function parseApp(problems: Problems, value: unknown, rules: AppRules): A
     backupGenerations: wholeNumber(problems, "app.backupGenerations", app.backupGenerations, BACKUPS),
     stableSeconds: wholeNumber(problems, "app.stableSeconds", app.stableSeconds, STABLE_SECONDS),
     healthTimeoutSeconds: wholeNumber(problems, "app.healthTimeoutSeconds", app.healthTimeoutSeconds, HEALTH_TIMEOUT),
+    ...(socketUnit === undefined ? {} : { socketUnit }),
   };
 }

@@ -15,7 +15,10 @@
 #   --purge-old-copies (emergency: delete every backup once the new env is proven),
 #   --secret-key-fallbacks N (0..5, default 1: previous keys the host keeps, see below),
 #   --emergency (no fallback kept, implies --purge-old-copies),
+#   --socket UNIT.socket (the first service is socket-activated by it: checked before any change
+#     and watched after the restart, see docs/ZERO-DOWNTIME.md),
 #   --rotate-db-password (a changed DB_PASSWORD is set in the local PostgreSQL first, see below),
+#   --db-roles A,B (with --rotate-db-password: two alternating login roles, the host writes DB_USER),
 #   --verify-only (change nothing: exit 0 in sync, 3 drift, other error).
 #
 # Steps (main/worker below read like this list):
@@ -26,8 +29,9 @@
 #      error before any change), open the env directory safely, read the current env file,
 #      compose the new one (unmanaged keys: refuse / keep / drop), stop here when everything is
 #      already in place and proven, run the check command as the first unit runs, back up the
-#      current file, install the new file, install drop-ins, restart each service in order and
-#      prove it (stable, process environment hash, health URLs), purge old copies if asked.
+#      current file, install the new file, install drop-ins, restart the services in order (the
+#      next one only once the health service answers its URLs), watch them all in one stability
+#      window, prove each one's processes hold the new env, purge old copies if asked.
 #   Any failure after the first change rolls back every step (each attempted, each failure
 #   reported) and ends with one `pms-rollout FAILED host= service= check=` line.
 #
@@ -99,6 +103,8 @@ VERIFY_ONLY=0
 SK_FALLBACKS=1
 EMERGENCY=0
 DB_ROTATE=0
+DB_ROLES=()
+SOCKET=""
 
 # Run state.
 STARTED_AT=${EPOCHREALTIME/./}
@@ -126,6 +132,7 @@ DB_ROLE=""
 DB_HOST_=""
 DB_PORT_=""
 DB_NAME_=""
+DB_SWITCH=0
 
 # --- output -------------------------------------------------------------------------------
 
@@ -215,12 +222,14 @@ parse_args() {
       --health-url) HEALTH_URLS+=("$2") ;;
       --health-host) HEALTH_HOST=$2 ;;
       --health-ca) HEALTH_CA=$2 ;;
+      --socket) SOCKET=$2 ;;
       --stable-seconds) STABLE_SECONDS=$2 ;;
       --health-timeout) HEALTH_TIMEOUT=$2 ;;
       --redact) REDACT_KEYS+=("$2") ;;
       --unmanaged-keys) UNMANAGED=$2 ;;
       --backups) BACKUPS=$2 ;;
       --secret-key-fallbacks) SK_FALLBACKS=$2 ;;
+      --db-roles) IFS=, read -r -a DB_ROLES <<<"$2" ;;
       --check-fail-level) ;; # the program appends --fail-level to the check command itself
       *) usage_error "unknown argument $1" ;;
     esac
@@ -239,12 +248,17 @@ parse_args() {
       '' | *@ | */* | -*) usage_error "--service '$svc' is not a unit name (a template needs an instance: name@instance)" ;;
     esac
   done
+  case $SOCKET in
+    '' | [A-Za-z0-9_]*.socket) ;;
+    *) usage_error "--socket '$SOCKET' is not a socket unit name (e.g. pms-backend.socket)" ;;
+  esac
   case $UNMANAGED in refuse | keep | drop) ;; *) usage_error "--unmanaged-keys must be refuse, keep or drop" ;; esac
   is_count "$BACKUPS" 1 20 || usage_error "--backups must be 1..20"
   is_count "$SK_FALLBACKS" 0 5 || usage_error "--secret-key-fallbacks must be 0..5"
   is_count "$STABLE_SECONDS" 0 600 || usage_error "--stable-seconds must be 0..600"
   is_count "$HEALTH_TIMEOUT" 1 600 || usage_error "--health-timeout must be 1..600"
   if [ -n "$HEALTH_CA" ] && [ "$HEALTH_INSECURE" = 1 ]; then usage_error "--health-ca and --health-insecure exclude each other"; fi
+  check_db_roles_arg
   [ -n "$APP_DIR" ] || APP_DIR=${ENV_FILE%/*}
   ENV_DIR=${ENV_FILE%/*}
   ENV_DIR=${ENV_DIR:-/}
@@ -262,6 +276,10 @@ is_health_service() { [ "$1" = "${SERVICES[0]}" ] && [ "${#HEALTH_URLS[@]}" -gt 
 
 unit_prop() { # unit property
   timeout "$SYSTEMCTL_TIMEOUT" systemctl show -p "$2" --value -- "$1.service"
+}
+
+socket_prop() { # property
+  timeout "$SYSTEMCTL_TIMEOUT" systemctl show -p "$1" --value -- "$SOCKET"
 }
 
 dropin_dir() { printf '/etc/systemd/system/%s.service.d' "$1"; }
@@ -636,6 +654,70 @@ prove_secret_key_fallbacks() {
 # one database: the first host changes it; the next ones find that the new password already logs
 # in and skip the ALTER (and so never restore it on their own rollback).
 
+# Alternating login roles (--db-roles A,B, the zero-downtime option): both roles are LOGIN
+# members of the role that owns the schema. The host writes DB_USER itself: a DB_PASSWORD change
+# goes to the role its running app does NOT use (the first one when DB_USER is neither), and
+# DB_USER points at it. The role in use keeps its password, so processes not yet restarted keep
+# opening connections: no request fails between the change and the restart. A re-run without a
+# keeper change keeps the current role, so the composed file equals the host's and nothing moves.
+
+check_db_roles_arg() {
+  [ "${#DB_ROLES[@]}" -gt 0 ] || return 0
+  [ "$DB_ROTATE" = 1 ] || usage_error "--db-roles needs --rotate-db-password"
+  if [ "${#DB_ROLES[@]}" != 2 ] || [[ ! ${DB_ROLES[0]} =~ ^[a-z_][a-z0-9_]*$ ]] || [[ ! ${DB_ROLES[1]} =~ ^[a-z_][a-z0-9_]*$ ]] ||
+    [ "${DB_ROLES[0]}" = "${DB_ROLES[1]}" ]; then
+    usage_error "--db-roles must be two different plain role names, A,B"
+  fi
+}
+
+# DB_USER is the host's to write: a delivered one is refused, the host file's is never "unmanaged".
+claim_db_user() {
+  [ "${#DB_ROLES[@]}" -gt 0 ] || return 0
+  if [[ -v DELIVERED_SET[DB_USER] ]]; then
+    fail_untouched - db-password "the delivered env file sets DB_USER, but with --db-roles the host writes it (remove env.DB_USER from the stack config)"
+  fi
+  DELIVERED_SET[DB_USER]=""
+}
+
+# Adds DB_USER='<role>' to final.env, right after DB_PASSWORD, and decides whether that role's
+# password must be set in PostgreSQL (DB_SWITCH).
+compose_db_user() {
+  local line key value current="" old="" new target tmp=$RUN_DIR/final.env.tmp
+  [ "${#DB_ROLES[@]}" -gt 0 ] || return 0
+  new=${DELIVERED_SET[DB_PASSWORD]-}
+  [ -n "$new" ] || fail_untouched - db-password "--rotate-db-password needs DB_PASSWORD in the delivered env file"
+  if [ "$HAD_PREVIOUS" = 1 ]; then
+    while IFS= read -r line || [ -n "$line" ]; do
+      key=$(line_key "$line")
+      case $key in
+        DB_USER) current=$(line_value "$line") || current="" ;;
+        DB_PASSWORD) old=$(line_value "$line") || old="" ;;
+      esac
+    done <"$RUN_DIR/previous.env"
+  fi
+  if [ "$current" = "${DB_ROLES[0]}" ] || [ "$current" = "${DB_ROLES[1]}" ]; then
+    if [ "$old" = "$new" ]; then
+      target=$current
+      log "db roles: DB_PASSWORD unchanged; the app stays on $current"
+    else
+      if [ "$current" = "${DB_ROLES[0]}" ]; then target=${DB_ROLES[1]}; else target=${DB_ROLES[0]}; fi
+      DB_SWITCH=1
+      log "db roles: DB_PASSWORD changes; it goes to $target, the role the app does not use ($current keeps its password until the next rotation)"
+    fi
+  else
+    target=${DB_ROLES[0]}
+    DB_SWITCH=1
+    log "db roles: the host's DB_USER is ${current:-not set}, neither of ${DB_ROLES[0]}, ${DB_ROLES[1]}: moving to $target${current:+ ($current keeps its password)}"
+  fi
+  if grep -q "^DB_PASSWORD=" -- "$RUN_DIR/final.env"; then
+    while IFS= read -r line; do
+      printf '%s\n' "$line"
+      if [ "${line%%=*}" = DB_PASSWORD ]; then printf "DB_USER='%s'\n" "$target"; fi
+    done <"$RUN_DIR/final.env" >"$tmp"
+    mv -f -- "$tmp" "$RUN_DIR/final.env"
+  fi
+}
+
 # Computes a SCRAM-SHA-256 verifier (RFC 5802/7677, PostgreSQL's stored form) of the password on
 # stdin. The code is on argv, the password never is.
 scram_verifier() {
@@ -669,13 +751,18 @@ rotate_db_password() {
   [ "$DB_ROTATE" = 1 ] || return 0
   new=${DELIVERED_SET[DB_PASSWORD]-}
   [ -n "$new" ] || fail_untouched - db-password "--rotate-db-password needs DB_PASSWORD in the delivered env file"
-  if [ "$HAD_PREVIOUS" = 1 ]; then
-    while IFS= read -r line || [ -n "$line" ]; do
-      key=$(line_key "$line")
-      if [ "$key" = DB_PASSWORD ]; then old=$(line_value "$line") || old=""; fi
-    done <"$RUN_DIR/previous.env"
+  if [ "${#DB_ROLES[@]}" -gt 0 ]; then
+    # compose_db_user decided: the role DB_USER now names gets the password, or nothing changes.
+    [ "$DB_SWITCH" = 1 ] || return 0
+  else
+    if [ "$HAD_PREVIOUS" = 1 ]; then
+      while IFS= read -r line || [ -n "$line" ]; do
+        key=$(line_key "$line")
+        if [ "$key" = DB_PASSWORD ]; then old=$(line_value "$line") || old=""; fi
+      done <"$RUN_DIR/previous.env"
+    fi
+    if [ "$old" = "$new" ]; then return 0; fi
   fi
-  if [ "$old" = "$new" ]; then return 0; fi
   DB_ROLE=${DELIVERED_SET[DB_USER]-}; DB_HOST_=${DELIVERED_SET[DB_HOST]-}
   DB_PORT_=${DELIVERED_SET[DB_PORT]:-5432}; DB_NAME_=${DELIVERED_SET[DB_NAME]-}
   [[ $DB_ROLE =~ ^[a-z_][a-z0-9_]*$ ]] ||
@@ -779,6 +866,24 @@ check_units() {
         if [ "$enabled" = disabled ]; then log "unit: $svc is disabled but $active: restarted, left disabled"; fi ;;
     esac
   done
+  check_socket
+}
+
+# --socket: the first service must really be socket-activated by that unit, or its restart
+# refuses connections (docs/ZERO-DOWNTIME.md). Checked before any change.
+check_socket() {
+  local svc=${SERVICES[0]} load active triggered fix="install and enable $SOCKET as docs/ZERO-DOWNTIME.md shows, or remove app.socketUnit"
+  [ -n "$SOCKET" ] || return 0
+  load=$(socket_prop LoadState) || fail_untouched "$svc" socket "systemctl show $SOCKET did not answer within ${SYSTEMCTL_TIMEOUT}s"
+  [ "$load" = loaded ] || fail_untouched "$svc" socket "systemd has no loaded unit $SOCKET (LoadState=$load): $fix"
+  active=$(socket_prop ActiveState)
+  [ "$active" = active ] || fail_untouched "$svc" socket "$SOCKET is $active, not listening: start it (systemctl enable --now $SOCKET)"
+  triggered=$(unit_prop "$svc" TriggeredBy)
+  case " $triggered " in
+    *" $SOCKET "*) ;;
+    *) fail_untouched "$svc" socket "$svc.service is not activated by $SOCKET (its TriggeredBy is ${triggered:-empty}): gunicorn binds its own port and a restart refuses connections; $fix" ;;
+  esac
+  log "socket: $svc.service is activated by $SOCKET ($(socket_prop Listen | head -n 1)): connections queue during its restart"
 }
 
 # The check command runs as the first unit runs: bash, its Environment=, every EnvironmentFile=
@@ -960,13 +1065,27 @@ PY
   fi
 }
 
-verify_health() {
-  local url deadline answer
+# Waits for every health URL to answer 2xx. With a unit whose generation restart_services
+# recorded, a unit that stops or crash-loops meanwhile fails at once (check=stability), not after
+# the whole health timeout.
+verify_health() { # [unit]
+  local url deadline answer state
   for url in "${HEALTH_URLS[@]}"; do
     deadline=$(($(date +%s) + HEALTH_TIMEOUT))
     while :; do
       answer=$(http_status "$url")
       case $answer in 2??*) break ;; esac
+      if [ -n "${1:-}" ]; then
+        state=$(unit_prop "$1" ActiveState)
+        if [ "$state" != active ] && [ "$state" != activating ]; then
+          printf 'stability|unit is %s/%s, not active' "$state" "$(unit_prop "$1" SubState)"
+          return 1
+        fi
+        if [ "$(unit_generation "$1")" != "${GENERATION[$1]}" ] || [ "$(unit_prop "$1" SubState)" = auto-restart ]; then
+          printf 'stability|systemd restarted it while its health URLs were checked (restart loop)'
+          return 1
+        fi
+      fi
       if [ "$(date +%s)" -ge "$deadline" ]; then
         case $answer in
           '000 no-client') printf 'health-url|neither curl nor python3 is installed on the host to check %s' "$url" ;;
@@ -991,15 +1110,11 @@ journal_hint() { # unit
   if [ -n "$line" ]; then printf '; its log says: %s' "$(redact "$line" | cut -c 1-200)"; fi
 }
 
-# Restarts one unit and proves it. Prints "check|detail" on failure.
+# Restarts one unit and proves it. Prints "check|detail" on failure. (The rollback's path: one
+# unit at a time, each with its own window.)
 restart_and_verify() { # unit expected-hash
-  local rc=0 result
-  timeout "$SYSTEMCTL_TIMEOUT" systemctl reset-failed -- "$1.service" 2>/dev/null || true # clears the start limit
-  timeout "$RESTART_TIMEOUT" systemctl restart -- "$1.service" 2>/dev/null || rc=$?
-  if [ "$rc" -ne 0 ]; then
-    printf 'restart|systemctl restart exited %s%s' "$rc" "$(journal_hint "$1")"
-    return 1
-  fi
+  local result
+  restart_unit "$1" || return 1
   if ! result=$(verify_stable "$1") || ! result=$(prove_env "$1" "$2" && printf '%s' "$PROOF_NOTE"); then
     printf '%s%s' "$result" "$(journal_hint "$1")"
     return 1
@@ -1008,14 +1123,80 @@ restart_and_verify() { # unit expected-hash
   printf '%s' "$result"
 }
 
+# systemctl restart, bounded. Prints "restart|detail" on failure.
+restart_unit() { # unit
+  local rc=0
+  timeout "$SYSTEMCTL_TIMEOUT" systemctl reset-failed -- "$1.service" 2>/dev/null || true # clears the start limit
+  timeout "$RESTART_TIMEOUT" systemctl restart -- "$1.service" 2>/dev/null || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    printf 'restart|systemctl restart exited %s%s' "$rc" "$(journal_hint "$1")"
+    return 1
+  fi
+}
+
+# "NRestarts MainPID" of a unit: what a restart by systemd changes.
+unit_generation() { # unit
+  printf '%s %s' "$(unit_prop "$1" NRestarts)" "$(unit_prop "$1" MainPID)"
+}
+
+# One stability window for every restarted unit (issue 11): each unit's generation was recorded
+# right after its own restart, and all are watched together until STABLE_SECONDS after the last
+# restart. Same catch as one window per unit (a unit that stops or that systemd restarts within
+# the window fails it, and the first unit is watched longer, not shorter), one window of waiting.
+# Prints "unit|check|detail" on failure.
+watch_stable() { # unit...
+  local unit state deadline
+  deadline=$((${EPOCHREALTIME/./} + STABLE_SECONDS * 1000000))
+  while :; do
+    for unit in "$@"; do
+      state=$(unit_prop "$unit" ActiveState)
+      if [ "$state" != active ]; then
+        printf '%s|stability|unit is %s/%s, not active' "$unit" "$state" "$(unit_prop "$unit" SubState)"
+        return 1
+      fi
+      if [ "$(unit_generation "$unit")" != "${GENERATION[$unit]}" ]; then
+        printf '%s|stability|systemd restarted it within %ss (restart loop)' "$unit" "$STABLE_SECONDS"
+        return 1
+      fi
+    done
+    if [ -n "$SOCKET" ] && [ "$(socket_prop ActiveState)" != active ]; then
+      printf '%s|socket|%s is %s after the restart: the port is closed (systemd stops the socket when the service hits its start limit)' \
+        "${SERVICES[0]}" "$SOCKET" "$(socket_prop ActiveState)"
+      return 1
+    fi
+    [ "${EPOCHREALTIME/./}" -lt "$deadline" ] || return 0
+    sleep 0.5
+  done
+}
+
+# Restarts the services in order, each one as soon as the one before it serves (the health
+# service must answer its URLs before the next unit is touched), then watches them all in one
+# window and proves each one's processes hold the delivered env.
 restart_services() {
-  local svc result
+  local svc result watched=()
+  declare -gA GENERATION=()
   for svc in "${SERVICES[@]}"; do
     [ "${ACTION[$svc]}" = restart ] || continue
     log "restart: $svc"
     RESTARTED+=("$svc")
-    result=$(restart_and_verify "$svc" "$DELIVERED_HASH") || fail_rolled_back "$svc" "${result%%|*}" "${result#*|}"
-    if is_health_service "$svc"; then result="$result, health URLs answered 2xx"; fi
+    result=$(restart_unit "$svc") || fail_rolled_back "$svc" "${result%%|*}" "${result#*|}"
+    GENERATION[$svc]=$(unit_generation "$svc")
+    watched+=("$svc")
+    if is_health_service "$svc"; then
+      result=$(verify_health "$svc") || fail_rolled_back "$svc" "${result%%|*}" "${result#*|}$(journal_hint "$svc")"
+      log "restart: $svc is up and its health URLs answered 2xx"
+    fi
+  done
+  [ "${#watched[@]}" -gt 0 ] || return 0
+  log "restart: watching ${watched[*]} together for ${STABLE_SECONDS}s"
+  if ! result=$(watch_stable "${watched[@]}"); then
+    svc=${result%%|*}
+    result=${result#*|}
+    fail_rolled_back "$svc" "${result%%|*}" "${result#*|}$(journal_hint "$svc")"
+  fi
+  for svc in "${watched[@]}"; do
+    result=$(prove_env "$svc" "$DELIVERED_HASH" && printf '%s' "$PROOF_NOTE") ||
+      fail_rolled_back "$svc" "${result%%|*}" "${result#*|}"
     log "restart: $svc active and stable for ${STABLE_SECONDS}s, $result"
   done
 }
@@ -1179,8 +1360,10 @@ worker() {
   adopt_legacy_backup
   load_delivered "$RUN_DIR/received.env"
   claim_secret_key_fallbacks
+  claim_db_user
   compose_env
   compose_secret_key_fallbacks
+  compose_db_user
   load_delivered "$RUN_DIR/final.env"
   prove_secret_key_fallbacks
   if already_in_place; then
@@ -1223,11 +1406,11 @@ write_worker() {
     declare -p PROG STATE_DIR RUNS_DIR BACKUP_ROOT LOCK_FILE PID_FILE DROPIN_NAME PRIVATE_PREFIX END_MARKER \
       LOCK_TIMEOUT CHECK_TIMEOUT RESTART_TIMEOUT SYSTEMCTL_TIMEOUT HTTP_TIMEOUT HANDOFF_TIMEOUT EXIT_DRIFT KEY_ERROR_PATTERN \
       HOST ENV_FILE APP_DIR GROUP CHECK HEALTH_URLS HEALTH_HOST HEALTH_CA HEALTH_INSECURE STABLE_SECONDS \
-      HEALTH_TIMEOUT REDACT_KEYS SERVICES UNMANAGED BACKUPS PURGE_OLD SK_FALLBACKS EMERGENCY DB_ROTATE ENV_DIR ENV_NAME RUN_DIR RUN_ID
+      HEALTH_TIMEOUT REDACT_KEYS SERVICES UNMANAGED BACKUPS PURGE_OLD SK_FALLBACKS EMERGENCY DB_ROTATE DB_ROLES SOCKET ENV_DIR ENV_NAME RUN_DIR RUN_ID
     printf 'STARTED_AT=%s\nPRIVATE_NAME=""\nHAD_PREVIOUS=0\nENV_INSTALLED=0\nINSTALLED_ID=""\nCHANGED=0\n' "$STARTED_AT"
     printf 'FAILED_PRINTED=0\nROLLED_BACK=0\nLAST_ERR=""\nDELIVERED_HASH=""\nDELIVERED_KEYS=()\nREDACT_VALUES=()\n'
     printf 'UNMANAGED_KEYS=()\nDROPINS_CHANGED=()\nRESTARTED=()\ndeclare -A ACTION=()\n'
-    printf 'DB_ALTERED=0\nDB_ROLE=""\nDB_HOST_=""\nDB_PORT_=""\nDB_NAME_=""\n'
+    printf 'DB_ALTERED=0\nDB_ROLE=""\nDB_HOST_=""\nDB_PORT_=""\nDB_NAME_=""\nDB_SWITCH=0\n'
     declare -f
     printf 'worker\n'
   } >"$RUN_DIR/worker.sh"

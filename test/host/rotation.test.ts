@@ -296,6 +296,45 @@ describe("one host, real pulumi", { skip }, () => {
     await assertDeployed(fleet, stack, host);
   });
 
+  it("crash loops are still caught with one shared stability window: a Celery worker that exits at start, a gunicorn that dies before it binds; each rolled back, naming its service", async () => {
+    const goodEnv = (await hostFile(fleet, host, ENV_FILE)).content;
+    const cases: Array<[string, Record<string, string>, RegExp]> = [
+      // A typo in the broker URL: Django's checks pass (they never load a Celery transport), the
+      // worker exits at start and systemd restarts it (Restart=on-failure, RestartSec=1s).
+      [
+        "celery-pms",
+        { CELERY_BROKER_URL: "nosuchtransport://127.0.0.1:6379/0" },
+        /pms-rollout FAILED host=solo service=celery-pms check=stability: (systemd restarted it within \d+s \(restart loop\)|unit is (activating|failed)\/)/,
+      ],
+      // gunicorn reads WEB_CONCURRENCY when it loads its config: it exits before binding.
+      [
+        "pms-backend",
+        { WEB_CONCURRENCY: "two" },
+        /pms-rollout FAILED host=solo service=pms-backend check=stability: (systemd restarted it while its health URLs were checked \(restart loop\)|unit is (activating|failed)\/)/,
+      ],
+    ];
+    for (const [svc, env, failure] of cases) {
+      const r = await up({ ...config, env: { ...(config.env as object), ...env } });
+      assert.notEqual(r.code, 0, `${svc}: the run must fail`);
+      assert.match(r.output, failure, r.output);
+      assert.match(r.output, /previous env restored and services healthy on it/);
+      if (svc === "celery-pms") {
+        // gunicorn served before Celery was touched, and both were watched in one window.
+        assert.match(
+          r.output,
+          /restart: pms-backend is up and its health URLs answered 2xx[\s\S]*restart: celery-pms[\s\S]*restart: watching pms-backend celery-pms together for \d+s/,
+        );
+      } else {
+        assert.doesNotMatch(r.output, /restart: celery-pms\s*$/m, "Celery is not touched when gunicorn fails");
+      }
+      assert.equal((await hostFile(fleet, host, ENV_FILE)).content, goodEnv, `${svc}: previous env restored`);
+      const units = await servicesState(fleet, host);
+      for (const [name, u] of Object.entries(units)) assert.equal(u.activeState, "active", `${svc} case: ${name}`);
+      assert.equal((await fleet.http(host, "/health/")).status, 200);
+    }
+    await assertDeployed(fleet, stack, host);
+  });
+
   it("a check command failure under the new env changes nothing on the host", async () => {
     const goodEnv = (await hostFile(fleet, host, ENV_FILE)).content;
     const before = await servicesState(fleet, host);
