@@ -18,7 +18,10 @@ import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import * as yaml from "js-yaml";
 
+import { execFileSync } from "node:child_process";
 import { fingerprint } from "../../components/env-file";
+import { rolloutCommand } from "../../components/host-rollout";
+import { appSpec, hostSpec, SECRET_KEYS } from "./safety-host";
 import {
   APP,
   bootFleet,
@@ -44,6 +47,15 @@ if (unavailable && process.env.CI) {
 const log = verboseLog;
 
 const ENV_FILE = `${APP.dir}/.env.production`;
+
+/** The one sudoers line of docs/RUNBOOK.md "Host setup" (test/runbook-sudoers.test.ts checks there is one). */
+function runbookSudoersLine(): string {
+  const runbook = fs.readFileSync(path.join(__dirname, "..", "..", "docs", "RUNBOOK.md"), "utf8");
+  const section = runbook.slice(runbook.indexOf("\n### Host setup\n"));
+  const line = /^```\n(\S+ ALL=\(root\) NOPASSWD: [^\n]+)\n```$/m.exec(section)?.[1];
+  assert.ok(line, "RUNBOOK.md Host setup has a sudoers line in a fenced block");
+  return line;
+}
 
 /** Django-style secret: 64 chars from an alphabet that is safe in every parser and shell. */
 function newSecretKey(): string {
@@ -121,6 +133,17 @@ function shippedStack(stack: string): { app: StackApp; env: Record<string, strin
   };
 }
 
+/** A process's start time in clock ticks since boot, or undefined when there is no such process. */
+function startTime(pid: number): string | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name (which may hold spaces) start at ") "; starttime is field 22.
+    return stat.slice(stat.lastIndexOf(") ") + 2).split(" ")[19];
+  } catch {
+    return undefined;
+  }
+}
+
 async function appFingerprint(fleet: TestFleet, host: TestHost): Promise<{ secret_key: string; debug: boolean }> {
   const r = await fleet.http(host, "/key-fingerprint/", { host: PUBLIC_HOST });
   assert.equal(r.status, 200, `${host.name}: /key-fingerprint/ answered ${r.status}: ${r.body.slice(0, 200)}`);
@@ -150,14 +173,79 @@ if (unavailable) {
       await fleet?.teardown();
     });
 
-    it("logs in over ssh as root and as deploy with passwordless sudo", async () => {
+    it("logs in over ssh as root and as deploy, whose sudo is exactly the runbook's line", async () => {
+      const line = runbookSudoersLine();
       for (const host of fleet.hosts) {
         const root = await fleet.exec(host, "id -un; hostname");
         assert.equal(root.code, 0, root.stderr);
         assert.equal(root.stdout, `root\n${host.name}\n`);
-        const deploy = await fleet.exec(host, "id -un && sudo -n true && echo sudo-ok", { user: "deploy" });
+        // The only rule for deploy: the runbook's line, in the file the runbook names, accepted by visudo.
+        const rules = await run(
+          fleet,
+          host,
+          "stat -c '%a %U:%G' /etc/sudoers.d/pms-rollout; cat /etc/sudoers.d/pms-rollout; visudo -c -q && echo visudo-ok; " +
+            "grep -rl deploy /etc/sudoers /etc/sudoers.d",
+        );
+        assert.equal(rules, `440 root:root\n${line}\nvisudo-ok\n/etc/sudoers.d/pms-rollout\n`);
+        const deploy = await fleet.exec(host, "id -un", { user: "deploy" });
         assert.equal(deploy.code, 0, deploy.stderr);
-        assert.equal(deploy.stdout, "deploy\nsudo-ok\n");
+        assert.equal(deploy.stdout, "deploy\n");
+      }
+    });
+
+    it("deploy's sudo runs the program's own rollout command line and refuses everything else", async () => {
+      const host = fleet.hosts[0];
+      // The exact command text the program sends for a deploy login, with every option that puts
+      // spaces, slashes, quotes or URLs into the argument list sudo matches against `-s -- *`.
+      const app = appSpec({
+        healthUrls: ["http://127.0.0.1:8000/health/", "https://127.0.0.1:8443/api/status/?full=1&x=y"],
+        healthCaFile: "/etc/ssl/certs/pms-ca.pem",
+        checkCommand: `${APP.guideCheckCommand} && echo "it's checked"`,
+        envFileGroup: "pms",
+        unmanagedKeys: "keep",
+        backupGenerations: 5,
+      });
+      const cmd = rolloutCommand({ ...hostSpec(host), user: "deploy" }, app, SECRET_KEYS, [
+        "--secret-key-fallbacks",
+        "2",
+      ]);
+      assert.ok(cmd.startsWith("sudo -n /bin/bash -s -- --host "), cmd);
+      // stdin is the script bash runs: here one that shows who runs it and with which arguments.
+      const allowed = await fleet.exec(host, cmd, {
+        user: "deploy",
+        stdin: 'id -un; printf "%s\\n" "$#" "$*"\n',
+      });
+      assert.equal(allowed.code, 0, allowed.stderr);
+      const [who, argc, args] = allowed.stdout.split("\n");
+      assert.equal(who, "root");
+      const expected = execFileSync(
+        "bash",
+        ["-c", `${cmd.replace(/^sudo -n \/bin\/bash -s --/, "set --")}; printf '%s\\n' "$#" "$*"`],
+        {
+          encoding: "utf8",
+        },
+      ).split("\n");
+      assert.deepEqual([argc, args], expected.slice(0, 2), "bash got the program's argument list unchanged");
+      assert.match(args ?? "", /--check .*check --deploy && echo "it's checked"/);
+
+      // The runbook's own check of the rule, as the deploy user.
+      const listed = await fleet.exec(host, "sudo -n -l /bin/bash -s -- --host web1", { user: "deploy" });
+      assert.equal(listed.code, 0, listed.stderr);
+      assert.equal(listed.stdout.trim(), "/bin/bash -s -- --host web1");
+
+      for (const refused of [
+        "sudo -n true",
+        "sudo -n /bin/bash -c id",
+        "sudo -n /bin/bash -s",
+        "sudo -n /bin/bash -s id",
+        "sudo -n /bin/sh -s -- --host web1",
+        "sudo -n -u pms /bin/bash -s -- --host web1",
+      ]) {
+        const r = await fleet.exec(host, refused, { user: "deploy", stdin: "id -un\n" });
+        assert.notEqual(r.code, 0, `\`${refused}\` must be refused: ${r.stdout}`);
+        assert.doesNotMatch(r.stdout, /^root$/m, refused);
+        // sudo -n asks for no password: the command is simply refused.
+        assert.match(r.stderr, /a password is required|is not allowed/, refused);
       }
     });
 
@@ -492,12 +580,19 @@ if (unavailable) {
     it("teardown leaves no process, mount, cgroup or netns behind", async () => {
       const pids = pidFiles.filter((f) => fs.existsSync(f)).map((f) => Number(fs.readFileSync(f, "utf8").trim()));
       assert.equal(pids.length, 6);
+      // PIDs wrap fast on a busy machine (pid_max 32768): a process is the same one only if its
+      // start time (field 22 of /proc/PID/stat) is too.
+      const started = new Map(pids.map((pid) => [pid, startTime(pid)]));
+      assert.ok(
+        [...started.values()].every((t) => t !== undefined),
+        "every recorded process runs before teardown",
+      );
       const ids = fleet.hosts.map((h) => h.id);
       const t0 = Date.now();
       await fleet.teardown();
       process.stderr.write(`# teardown of 2 hosts took ${((Date.now() - t0) / 1000).toFixed(1)}s\n`);
 
-      for (const pid of pids) assert.equal(fs.existsSync(`/proc/${pid}`), false, `pid ${pid} still alive`);
+      for (const pid of pids) assert.notEqual(startTime(pid), started.get(pid), `pid ${pid} still alive`);
       const netns = fs.existsSync("/run/netns") ? fs.readdirSync("/run/netns") : [];
       for (const id of ids) assert.equal(netns.includes(`th-${id}`), false, `netns th-${id} left`);
       const mounts = fs.readFileSync("/proc/self/mounts", "utf8");

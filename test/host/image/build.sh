@@ -39,6 +39,11 @@ REDIS_USER="pms"
 REDIS_PASSWORD="pms-redis-test-password"
 APP_ROOT="/srv/pms-backend"
 VENV="$APP_ROOT/venv"
+# The deploy user's sudo rule: exactly the line docs/RUNBOOK.md "Host setup" tells operators to
+# install (test/runbook-sudoers.test.ts checks both say the same), so the hosts prove that line is
+# enough for a real rollout and allows nothing but the rollout's command form (smoke.test.ts).
+DEPLOY_SUDOERS_LINE='deploy ALL=(root) NOPASSWD: /bin/bash -s -- *'
+DEPLOY_SUDOERS_FILE="/etc/sudoers.d/pms-rollout"
 # Where the variant files live inside the image (root-only: they hold fixture secrets).
 SHARE="/usr/local/share/pms-testhost"
 PRUNE_DAYS=2
@@ -189,11 +194,14 @@ stage_app() { # stage_app DIR
     chown -R pms:pms $APP_ROOT
     chmod -R u=rwX,go=rX $APP_ROOT
 
-    # A non-root login user with passwordless sudo, the way the rollout reaches real hosts.
+    # A non-root login user whose sudo allows only the rollout's command form (the runbook's line),
+    # the way the rollout reaches real hosts; visudo refuses the build if the line does not parse.
     useradd --create-home --shell /bin/bash deploy
     usermod -p '*' deploy   # no password, but not 'locked' (sshd refuses locked accounts)
-    echo 'deploy ALL=(ALL) NOPASSWD: ALL' >/etc/sudoers.d/deploy
-    chmod 0440 /etc/sudoers.d/deploy
+    printf '%s\n' '$DEPLOY_SUDOERS_LINE' >$DEPLOY_SUDOERS_FILE
+    chmod 0440 $DEPLOY_SUDOERS_FILE
+    visudo -c -q -f $DEPLOY_SUDOERS_FILE
+    visudo -c -q
 
     # A hostile local user: shell login, no sudo, member of nothing but its own group.
     useradd --create-home --shell /bin/bash mallory
