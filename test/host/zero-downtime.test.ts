@@ -16,6 +16,11 @@ import { bootFleet, hostTestsUnavailableReason, PUBLIC_HOST, TestFleet, verboseL
 const skip = unavailable(hostTestsUnavailableReason());
 const log = verboseLog;
 
+/** The stack config with `app.socketUnit` set, as docs/ZERO-DOWNTIME.md tells the operator. */
+function withSocket(config: Record<string, unknown>): Record<string, unknown> {
+  return { ...config, app: { ...(config.app as object), socketUnit: "pms-backend.socket" } };
+}
+
 describe("socket activation: zero failed requests during a rotation", { skip }, () => {
   let fleet: TestFleet;
   let stack: PulumiStack;
@@ -43,10 +48,14 @@ describe("socket activation: zero failed requests during a rotation", { skip }, 
     const [h] = fleet.hosts;
     const mainPid = async (): Promise<string> =>
       (await fleet.exec(h, "systemctl show -p MainPID --value pms-backend.service")).stdout.trim();
-    let config = fleetConfig(fleet, [h], { stableSeconds: 3 });
+    let config = withSocket(fleetConfig(fleet, [h], { stableSeconds: 3 }));
     await stack.setConfig(config);
     const first = await stack.up();
     assert.equal(first.code, 0, first.output);
+    assert.match(
+      first.output,
+      /socket: pms-backend\.service is activated by pms-backend\.socket \(127\.0\.0\.1:8000 \(Stream\)\)/,
+    );
 
     config = { ...config, rotate: { SECRET_KEY: "zero-downtime-1" } };
     await stack.setConfig(config);
@@ -93,5 +102,49 @@ describe("socket activation: zero failed requests during a rotation", { skip }, 
       assert.ok(await waitForTaskRow(fleet, h, id, 30000), `Celery task ${id} ran`);
     }
     assert.deepEqual(stack.leaks(), []);
+  });
+
+  it("app.socketUnit refuses, before any change, a host whose socket an operator stopped and a host where gunicorn binds its own port", async () => {
+    const [h] = fleet.hosts;
+    const plain = await bootFleet(["sock2"], log, { variant: ["envfile"], httpHost: "public" });
+    const other = await PulumiStack.create({ stack: "zero-downtime-plain", log });
+    try {
+      const [p] = plain.hosts;
+      await other.setConfig(withSocket(fleetConfig(plain, [p], { stableSeconds: 3 })));
+      const envBefore = (await plain.exec(p, "sha256sum /srv/pms-backend/.env.production")).stdout;
+      const r = await other.up();
+      assert.notEqual(r.code, 0);
+      assert.match(
+        r.output,
+        /pms-rollout FAILED host=sock2 service=pms-backend check=socket: (pms-backend\.service is not activated by pms-backend\.socket|systemd has no loaded unit pms-backend\.socket).*nothing on the host was changed/,
+      );
+      assert.equal((await plain.exec(p, "sha256sum /srv/pms-backend/.env.production")).stdout, envBefore);
+      assert.deepEqual(other.leaks(), []);
+    } finally {
+      await other.dispose();
+      await plain.teardown();
+    }
+
+    // An operator stopped the socket on the socket host: the next rotation refuses to start.
+    assert.equal((await fleet.exec(h, "systemctl stop pms-backend.socket")).code, 0);
+    try {
+      await stack.setConfig(
+        withSocket({ ...fleetConfig(fleet, [h], { stableSeconds: 3 }), rotate: { SECRET_KEY: "zero-downtime-2" } }),
+      );
+      const pidBefore = (await fleet.exec(h, "systemctl show -p MainPID --value pms-backend.service")).stdout;
+      const r = await stack.up();
+      assert.notEqual(r.code, 0);
+      assert.match(
+        r.output,
+        /pms-rollout FAILED host=sock1 service=pms-backend check=socket: pms-backend\.socket is inactive, not listening.*nothing on the host was changed/,
+      );
+      assert.equal(
+        (await fleet.exec(h, "systemctl show -p MainPID --value pms-backend.service")).stdout,
+        pidBefore,
+        "gunicorn was not restarted",
+      );
+    } finally {
+      await fleet.exec(h, "systemctl start pms-backend.socket pms-backend.service");
+    }
   });
 });
