@@ -60,14 +60,27 @@ die() {
 }
 
 #######################################
-# Prints the cache key of a Go module dir: version, source hash, go version.
+# Prints the sha256 over every file below a dir (names and contents).
+# Arguments:
+#   Absolute dir.
+#######################################
+tree_sha() {
+  (cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+}
+
+#######################################
+# Prints the cache key of a Go module dir: version, source hash (with the local modules its
+# go.mod replaces with a ../ path, e.g. pluginkit), go version.
 # Arguments:
 #   Tool version, absolute source dir.
 #######################################
 cache_key() {
-  local version="$1" dir="$2" src_sha
-  src_sha="$(cd "${dir}" && find . -type f -print0 | LC_ALL=C sort -z \
-    | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
+  local version="$1" dir="$2" src_sha local_dir
+  src_sha="$(tree_sha "${dir}")"
+  while read -r local_dir; do
+    [[ -n "${local_dir}" ]] || continue
+    src_sha="${src_sha}+${local_dir}:$(tree_sha "${dir}/${local_dir}")"
+  done < <(sed -n 's/^replace[[:space:]].*=>[[:space:]]*\(\.\.\/[^[:space:]]*\)[[:space:]]*$/\1/p' "${dir}/go.mod")
   printf 'version=%s src=%s go=%s\n' "${version}" "${src_sha}" "$(go version)"
 }
 

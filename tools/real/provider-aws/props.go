@@ -7,35 +7,20 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/plugin"
+	"pms-secrets/tools/real/pluginkit"
 )
 
-// input is one property as the engine sent it: absent/null, unknown (preview), or known
-// (secret wrappers removed: the engine keeps secret-ness on its side, and the state this
-// provider returns re-wraps what upstream marks secret).
-type input struct {
-	set, known bool
-	v          resource.PropertyValue
-}
+// input is one property as the engine sent it (absent, unknown in a preview, or known, secret
+// wrappers removed); get reads one. Both are pluginkit's, shared with the other stand-in.
+type input = pluginkit.Input
 
-func get(m resource.PropertyMap, key resource.PropertyKey) input {
-	v, ok := m[key]
-	if !ok || v.IsNull() {
-		return input{}
-	}
-	for v.IsSecret() {
-		v = v.SecretValue().Element
-	}
-	if v.ContainsUnknowns() {
-		return input{set: true}
-	}
-	return input{set: true, known: true, v: v}
-}
+func get(m resource.PropertyMap, key resource.PropertyKey) input { return pluginkit.Get(m, key) }
 
 // str returns a known string property ("" when absent).
 func str(m resource.PropertyMap, key resource.PropertyKey) string {
 	in := get(m, key)
-	if in.known && in.v.IsString() {
-		return in.v.StringValue()
+	if in.Known && in.V.IsString() {
+		return in.V.StringValue()
 	}
 	return ""
 }
@@ -43,13 +28,13 @@ func str(m resource.PropertyMap, key resource.PropertyKey) string {
 // strMap returns a known map-of-strings property (nil when absent).
 func strMap(m resource.PropertyMap, key resource.PropertyKey) map[string]string {
 	in := get(m, key)
-	if !in.known || !in.v.IsObject() {
+	if !in.Known || !in.V.IsObject() {
 		return nil
 	}
 	out := map[string]string{}
-	for k := range in.v.ObjectValue() {
-		if e := get(in.v.ObjectValue(), k); e.known && e.v.IsString() {
-			out[string(k)] = e.v.StringValue()
+	for k := range in.V.ObjectValue() {
+		if e := get(in.V.ObjectValue(), k); e.Known && e.V.IsString() {
+			out[string(k)] = e.V.StringValue()
 		}
 	}
 	return out
@@ -57,11 +42,11 @@ func strMap(m resource.PropertyMap, key resource.PropertyKey) map[string]string 
 
 func strList(m resource.PropertyMap, key resource.PropertyKey) ([]string, bool) {
 	in := get(m, key)
-	if !in.known || !in.v.IsArray() {
+	if !in.Known || !in.V.IsArray() {
 		return nil, false
 	}
 	var out []string
-	for _, e := range in.v.ArrayValue() {
+	for _, e := range in.V.ArrayValue() {
 		for e.IsSecret() {
 			e = e.SecretValue().Element
 		}
@@ -128,23 +113,23 @@ func (f *failures) checkKeys(typ string, news resource.PropertyMap, accepted, un
 
 // checkType fails a property that is set and known but not of the wanted kind.
 func (f *failures) checkString(news resource.PropertyMap, key string) {
-	if in := get(news, resource.PropertyKey(key)); in.known && !in.v.IsString() {
-		f.add(key, "%s must be a string, got a %s", key, in.v.TypeString())
+	if in := get(news, resource.PropertyKey(key)); in.Known && !in.V.IsString() {
+		f.add(key, "%s must be a string, got a %s", key, in.V.TypeString())
 	}
 }
 
 func (f *failures) checkStringMap(news resource.PropertyMap, key string) {
 	in := get(news, resource.PropertyKey(key))
-	if !in.known {
+	if !in.Known {
 		return
 	}
-	if !in.v.IsObject() {
-		f.add(key, "%s must be a map of strings, got a %s", key, in.v.TypeString())
+	if !in.V.IsObject() {
+		f.add(key, "%s must be a map of strings, got a %s", key, in.V.TypeString())
 		return
 	}
-	for k := range in.v.ObjectValue() {
-		if e := get(in.v.ObjectValue(), k); e.known && !e.v.IsString() {
-			f.add(key, "%s.%s must be a string, got a %s", key, k, e.v.TypeString())
+	for k := range in.V.ObjectValue() {
+		if e := get(in.V.ObjectValue(), k); e.Known && !e.V.IsString() {
+			f.add(key, "%s.%s must be a string, got a %s", key, k, e.V.TypeString())
 		}
 	}
 }
@@ -152,13 +137,13 @@ func (f *failures) checkStringMap(news resource.PropertyMap, key string) {
 // diffKind is the detailed-diff kind for a property that changed from old to new.
 func diffKind(oldIn, newIn input, replace bool) plugin.DiffKind {
 	switch {
-	case !oldIn.set && replace:
+	case !oldIn.Set && replace:
 		return plugin.DiffAddReplace
-	case !oldIn.set:
+	case !oldIn.Set:
 		return plugin.DiffAdd
-	case !newIn.set && replace:
+	case !newIn.Set && replace:
 		return plugin.DiffDeleteReplace
-	case !newIn.set:
+	case !newIn.Set:
 		return plugin.DiffDelete
 	case replace:
 		return plugin.DiffUpdateReplace
@@ -167,21 +152,21 @@ func diffKind(oldIn, newIn input, replace bool) plugin.DiffKind {
 }
 
 func sameInput(a, b input) bool {
-	if a.set != b.set {
+	if a.Set != b.Set {
 		return false
 	}
-	if !a.set {
+	if !a.Set {
 		return true
 	}
-	if !a.known || !b.known {
+	if !a.Known || !b.Known {
 		return false
 	}
-	return a.v.DeepEquals(b.v)
+	return a.V.DeepEquals(b.V)
 }
 
 // emptyAsUnset treats "" like an absent optional string, as Terraform's SDKv2 does.
 func emptyAsUnset(in input) input {
-	if in.known && in.v.IsString() && in.v.StringValue() == "" {
+	if in.Known && in.V.IsString() && in.V.StringValue() == "" {
 		return input{}
 	}
 	return in

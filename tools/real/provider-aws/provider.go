@@ -16,9 +16,9 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	"github.com/blang/semver"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/plugin"
+	"pms-secrets/tools/real/pluginkit"
 )
 
 const (
@@ -47,8 +47,9 @@ type providerConfig struct {
 	skipCredentialsValidation   bool
 }
 
+// provider embeds pluginkit.Base (handshake, plugin info) and implements the two resources.
 type provider struct {
-	plugin.UnimplementedProvider
+	pluginkit.Base
 
 	mu      sync.Mutex
 	cfg     *providerConfig
@@ -56,15 +57,8 @@ type provider struct {
 	clients map[string]*secretsmanager.Client
 }
 
-func newProvider() *provider { return &provider{clients: map[string]*secretsmanager.Client{}} }
-
-func (p *provider) Handshake(context.Context, plugin.ProviderHandshakeRequest) (*plugin.ProviderHandshakeResponse, error) {
-	return &plugin.ProviderHandshakeResponse{AcceptSecrets: true, AcceptResources: true}, nil
-}
-
-func (p *provider) GetPluginInfo(context.Context) (plugin.PluginInfo, error) {
-	v := semver.MustParse(providerVersion)
-	return plugin.PluginInfo{Version: &v}, nil
+func newProvider() *provider {
+	return &provider{Base: pluginkit.Base{Version: providerVersion}, clients: map[string]*secretsmanager.Client{}}
 }
 
 // GetSchema returns the part of pulumi-aws's schema this stand-in implements.
@@ -392,7 +386,7 @@ func (p *provider) Check(ctx context.Context, req plugin.CheckRequest) (plugin.C
 func (p *provider) Diff(ctx context.Context, req plugin.DiffRequest) (plugin.DiffResponse, error) {
 	// A resource without its own region lives in the provider's: when aws:region changes, its
 	// region changes, which (as in pulumi-aws 7) replaces it.
-	if !get(req.NewInputs, "region").set && str(req.OldOutputs, "region") != "" {
+	if !get(req.NewInputs, "region").Set && str(req.OldOutputs, "region") != "" {
 		if r := p.previewRegion(); r.IsString() {
 			req.NewInputs = req.NewInputs.Copy()
 			req.NewInputs["region"] = r

@@ -1,21 +1,13 @@
 package main
 
 import (
-	"bufio"
-	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
+	"pms-secrets/tools/real/pluginkit/plugintest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/plugin"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -254,37 +246,5 @@ func mustStruct(t *testing.T, m resource.PropertyMap) *structpb.Struct {
 }
 
 func TestBinaryServesPluginInfo(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "pulumi-resource-aws")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		t.Fatalf("go build: %v", err)
-	}
-	cmd := exec.Command(bin)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	port, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("reading the port line: %v", err)
-	}
-	conn, err := grpc.NewClient("127.0.0.1:"+strings.TrimSpace(port), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(bg, 10*time.Second)
-	defer cancel()
-	info, err := pulumirpc.NewResourceProviderClient(conn).GetPluginInfo(ctx, &emptypb.Empty{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.GetVersion() != "7.48.0" {
-		t.Fatalf("version = %q, want 7.48.0", info.GetVersion())
-	}
+	plugintest.ServesPluginInfo(t, providerName, providerVersion)
 }

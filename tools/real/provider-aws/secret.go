@@ -50,22 +50,22 @@ func checkSecret(req plugin.CheckRequest) (plugin.CheckResponse, error) {
 		f.checkString(news, k)
 	}
 	f.checkStringMap(news, "tags")
-	if in := get(news, "forceOverwriteReplicaSecret"); in.known && !in.v.IsBool() {
-		f.add("forceOverwriteReplicaSecret", "forceOverwriteReplicaSecret must be true or false, got a %s", in.v.TypeString())
+	if in := get(news, "forceOverwriteReplicaSecret"); in.Known && !in.V.IsBool() {
+		f.add("forceOverwriteReplicaSecret", "forceOverwriteReplicaSecret must be true or false, got a %s", in.V.TypeString())
 	}
 
 	name, prefix := get(news, "name"), get(news, "namePrefix")
-	if name.set && prefix.set {
+	if name.Set && prefix.Set {
 		f.add("name", `"name": conflicts with namePrefix`)
 	}
-	if name.known && name.v.IsString() {
-		checkSecretName(&f, "name", name.v.StringValue(), 512)
+	if name.Known && name.V.IsString() {
+		checkSecretName(&f, "name", name.V.StringValue(), 512)
 	}
-	if prefix.known && prefix.v.IsString() {
-		checkSecretName(&f, "namePrefix", prefix.v.StringValue(), 512-uniqueIDSuffixLength)
+	if prefix.Known && prefix.V.IsString() {
+		checkSecretName(&f, "namePrefix", prefix.V.StringValue(), 512-uniqueIDSuffixLength)
 	}
-	if in := get(news, "recoveryWindowInDays"); in.known {
-		n := in.v
+	if in := get(news, "recoveryWindowInDays"); in.Known {
+		n := in.V
 		if !n.IsNumber() || n.NumberValue() != float64(int64(n.NumberValue())) {
 			f.add("recoveryWindowInDays", "recoveryWindowInDays must be a whole number, got a %s", n.TypeString())
 		} else if d := int64(n.NumberValue()); d != 0 && (d < 7 || d > 30) {
@@ -73,18 +73,18 @@ func checkSecret(req plugin.CheckRequest) (plugin.CheckResponse, error) {
 				"expected recoveryWindowInDays to be one of [0], got %d", d, d)
 		}
 	}
-	if in := get(news, "policy"); in.known && in.v.IsString() && in.v.StringValue() != "" {
+	if in := get(news, "policy"); in.Known && in.V.IsString() && in.V.StringValue() != "" {
 		var doc any
-		if err := json.Unmarshal([]byte(in.v.StringValue()), &doc); err != nil {
+		if err := json.Unmarshal([]byte(in.V.StringValue()), &doc); err != nil {
 			f.add("policy", `"policy" contains an invalid JSON: %v`, err)
 		}
 	}
 
 	// pulumi-aws auto-names a Secret without name or namePrefix: the resource name plus a
 	// random suffix, drawn from the engine's per-resource seed so a re-check gives the same name.
-	if !name.set && !prefix.set {
-		if old := get(req.Olds, "name"); old.known {
-			news["name"] = old.v
+	if !name.Set && !prefix.Set {
+		if old := get(req.Olds, "name"); old.Known {
+			news["name"] = old.V
 		} else {
 			news["name"] = resource.NewStringProperty(autoName(req.Name, req.RandomSeed))
 		}
@@ -127,15 +127,15 @@ func namePrefixFromName(name string) string {
 }
 
 func recoveryWindow(m resource.PropertyMap) int64 {
-	if in := get(m, "recoveryWindowInDays"); in.known && in.v.IsNumber() {
-		return int64(in.v.NumberValue())
+	if in := get(m, "recoveryWindowInDays"); in.Known && in.V.IsNumber() {
+		return int64(in.V.NumberValue())
 	}
 	return defaultRecoveryWindow
 }
 
 func forceOverwrite(m resource.PropertyMap) bool {
 	in := get(m, "forceOverwriteReplicaSecret")
-	return in.known && in.v.IsBool() && in.v.BoolValue()
+	return in.Known && in.V.IsBool() && in.V.BoolValue()
 }
 
 // sameJSON compares policies as documents (upstream suppresses equivalent-policy diffs).
@@ -159,7 +159,7 @@ func diffSecret(req plugin.DiffRequest) plugin.DiffResult {
 	// name and namePrefix are Optional+Computed and ForceNew: unset keeps the state's value.
 	for _, key := range []resource.PropertyKey{"name", "namePrefix", "region"} {
 		o, n := get(olds, key), get(news, key)
-		if n.set && !sameInput(o, n) {
+		if n.Set && !sameInput(o, n) {
 			note(string(key), o, n, true)
 		}
 	}
@@ -170,18 +170,18 @@ func diffSecret(req plugin.DiffRequest) plugin.DiffResult {
 		}
 	}
 	if o, n := emptyAsUnset(get(olds, "policy")), emptyAsUnset(get(news, "policy")); !sameInput(o, n) {
-		if !(o.known && n.known && sameJSON(o.v.StringValue(), n.v.StringValue())) {
+		if !(o.Known && n.Known && sameJSON(o.V.StringValue(), n.V.StringValue())) {
 			note("policy", o, n, false)
 		}
 	}
-	if recoveryWindow(olds) != recoveryWindow(news) || get(news, "recoveryWindowInDays").set && !get(news, "recoveryWindowInDays").known {
+	if recoveryWindow(olds) != recoveryWindow(news) || get(news, "recoveryWindowInDays").Set && !get(news, "recoveryWindowInDays").Known {
 		note("recoveryWindowInDays", get(olds, "recoveryWindowInDays"), get(news, "recoveryWindowInDays"), false)
 	}
 	if forceOverwrite(olds) != forceOverwrite(news) {
 		note("forceOverwriteReplicaSecret", get(olds, "forceOverwriteReplicaSecret"), get(news, "forceOverwriteReplicaSecret"), false)
 	}
 	oldTags, newTags := get(olds, "tags"), get(news, "tags")
-	if newTags.set && !newTags.known {
+	if newTags.Set && !newTags.Known {
 		note("tags", oldTags, newTags, false)
 	} else if !reflect.DeepEqual(nonEmpty(strMap(olds, "tags")), nonEmpty(strMap(news, "tags"))) {
 		note("tags", oldTags, newTags, false)
@@ -213,18 +213,18 @@ func (p *provider) createSecret(ctx context.Context, req plugin.CreateRequest) (
 	if req.Preview {
 		st := news.Copy()
 		st["arn"] = unknown()
-		if !get(news, "name").set {
+		if !get(news, "name").Set {
 			st["name"] = unknown()
 		}
 		st["namePrefix"] = resource.NewStringProperty(str(news, "namePrefix"))
-		if in := get(news, "tags"); in.set && !in.known {
+		if in := get(news, "tags"); in.Set && !in.Known {
 			st["tagsAll"] = unknown()
 		} else {
 			st["tagsAll"] = mapProperty(p.allTags(strMap(news, "tags")))
 		}
 		st["recoveryWindowInDays"] = resource.NewNumberProperty(float64(recoveryWindow(news)))
 		st["forceOverwriteReplicaSecret"] = resource.NewBoolProperty(forceOverwrite(news))
-		if !get(news, "region").set {
+		if !get(news, "region").Set {
 			st["region"] = p.previewRegion()
 		}
 		return plugin.CreateResponse{Properties: st, Status: resource.StatusOK}, nil

@@ -36,37 +36,37 @@ func checkVersion(req plugin.CheckRequest) (plugin.CheckResponse, error) {
 	for _, k := range []string{"region", "secretBinary", "secretId", "secretString", "secretStringWo"} {
 		f.checkString(news, k)
 	}
-	if !get(news, "secretId").set {
+	if !get(news, "secretId").Set {
 		f.add("secretId", `Missing required argument: The argument "secretId" is required, but no definition was found.`)
 	}
 	// The three ways to give the value exclude each other (upstream's ConflictsWith).
 	values := []string{}
 	for _, k := range []string{"secretString", "secretBinary", "secretStringWo"} {
-		if get(news, resource.PropertyKey(k)).set {
+		if get(news, resource.PropertyKey(k)).Set {
 			values = append(values, k)
 		}
 	}
 	if len(values) > 1 {
 		f.add(values[1], `"%s": conflicts with %s`, values[1], values[0])
 	}
-	if in := get(news, "secretBinary"); in.known && in.v.IsString() {
-		if _, err := base64.StdEncoding.DecodeString(in.v.StringValue()); err != nil {
+	if in := get(news, "secretBinary"); in.Known && in.V.IsString() {
+		if _, err := base64.StdEncoding.DecodeString(in.V.StringValue()); err != nil {
 			// Never the value itself: it is secret.
 			f.add("secretBinary", "secretBinary must be base64-encoded (it is not valid base64)")
 		}
 	}
-	wo, woVersion := get(news, "secretStringWo").set, get(news, "secretStringWoVersion").set
+	wo, woVersion := get(news, "secretStringWo").Set, get(news, "secretStringWoVersion").Set
 	if wo != woVersion {
 		f.add("secretStringWoVersion", `"secretStringWo": all of `+"`secretStringWo,secretStringWoVersion`"+` must be specified`)
 	}
-	if in := get(news, "secretStringWoVersion"); in.known && (!in.v.IsNumber() || in.v.NumberValue() != float64(int64(in.v.NumberValue()))) {
-		f.add("secretStringWoVersion", "secretStringWoVersion must be a whole number, got a %s", in.v.TypeString())
+	if in := get(news, "secretStringWoVersion"); in.Known && (!in.V.IsNumber() || in.V.NumberValue() != float64(int64(in.V.NumberValue()))) {
+		f.add("secretStringWoVersion", "secretStringWoVersion must be a whole number, got a %s", in.V.TypeString())
 	}
-	if in := get(news, "versionStages"); in.known {
-		if !in.v.IsArray() {
-			f.add("versionStages", "versionStages must be a list of strings, got a %s", in.v.TypeString())
+	if in := get(news, "versionStages"); in.Known {
+		if !in.V.IsArray() {
+			f.add("versionStages", "versionStages must be a list of strings, got a %s", in.V.TypeString())
 		} else {
-			for i, e := range in.v.ArrayValue() {
+			for i, e := range in.V.ArrayValue() {
 				if !e.IsString() && !e.IsComputed() && !e.IsSecret() {
 					f.add("versionStages", "versionStages[%d] must be a string, got a %s", i, e.TypeString())
 				}
@@ -100,8 +100,8 @@ func diffVersion(req plugin.DiffRequest) plugin.DiffResult {
 	detailed := map[string]plugin.PropertyDiff{}
 	for _, key := range []resource.PropertyKey{"secretId", "secretString", "secretBinary", "secretStringWoVersion"} {
 		o, n := emptyAsUnset(get(olds, key)), emptyAsUnset(get(news, key))
-		if key == "secretString" && get(olds, "hasSecretStringWo").known && get(olds, "hasSecretStringWo").v.IsBool() &&
-			get(olds, "hasSecretStringWo").v.BoolValue() && !n.set {
+		if key == "secretString" && get(olds, "hasSecretStringWo").Known && get(olds, "hasSecretStringWo").V.IsBool() &&
+			get(olds, "hasSecretStringWo").V.BoolValue() && !n.Set {
 			continue // a write-only value is not kept in state; nothing to compare
 		}
 		if !sameInput(o, n) {
@@ -109,11 +109,11 @@ func diffVersion(req plugin.DiffRequest) plugin.DiffResult {
 			detailed[string(key)] = plugin.PropertyDiff{Kind: diffKind(o, n, true)}
 		}
 	}
-	if n := get(news, "region"); n.set && !sameInput(get(olds, "region"), n) {
+	if n := get(news, "region"); n.Set && !sameInput(get(olds, "region"), n) {
 		detailed["region"] = plugin.PropertyDiff{Kind: diffKind(get(olds, "region"), n, true)}
 	}
 	// versionStages is Optional+Computed: unset keeps whatever AWS has.
-	if n := get(news, "versionStages"); n.set {
+	if n := get(news, "versionStages"); n.Set {
 		newStages, newKnown := stageSet(news)
 		oldStages, _ := stageSet(olds)
 		if !newKnown || strings.Join(newStages, ",") != strings.Join(oldStages, ",") {
@@ -137,11 +137,11 @@ func (p *provider) createVersion(ctx context.Context, req plugin.CreateRequest) 
 		st := news.Copy()
 		delete(st, "secretStringWo")
 		st["arn"], st["secretArn"], st["versionId"] = unknown(), unknown(), unknown()
-		if !get(news, "versionStages").set {
+		if !get(news, "versionStages").Set {
 			st["versionStages"] = unknown()
 		}
-		st["hasSecretStringWo"] = resource.NewBoolProperty(get(news, "secretStringWo").set)
-		if !get(news, "region").set {
+		st["hasSecretStringWo"] = resource.NewBoolProperty(get(news, "secretStringWo").Set)
+		if !get(news, "region").Set {
 			st["region"] = p.previewRegion()
 		}
 		return plugin.CreateResponse{Properties: st, Status: resource.StatusOK}, nil
@@ -219,8 +219,8 @@ func versionState(ctx context.Context, client *secretsmanager.Client, secretID, 
 	}
 	stages := append([]string(nil), out.VersionStages...)
 	sort.Strings(stages)
-	writeOnly := get(prior, "secretStringWo").set
-	if in := get(prior, "hasSecretStringWo"); in.known && in.v.IsBool() && in.v.BoolValue() {
+	writeOnly := get(prior, "secretStringWo").Set
+	if in := get(prior, "hasSecretStringWo"); in.Known && in.V.IsBool() && in.V.BoolValue() {
 		writeOnly = true
 	}
 	st := resource.PropertyMap{

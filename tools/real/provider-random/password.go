@@ -9,6 +9,7 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"golang.org/x/crypto/bcrypt"
+	"pms-secrets/tools/real/pluginkit"
 )
 
 // The character classes of terraform-provider-random's string generator.
@@ -129,26 +130,11 @@ func bcryptHash(result string) (string, error) {
 	return string(h), nil
 }
 
-// input is one property as the engine sent it: absent/null, unknown (computed, during
-// preview), or a known value (secret-ness removed; the engine keeps it on its side).
-type input struct {
-	set, known bool
-	v          resource.PropertyValue
-}
+// input is one property as the engine sent it (absent, unknown in a preview, or known, secret
+// wrappers removed); get reads one. Both are pluginkit's, shared with the other stand-in.
+type input = pluginkit.Input
 
-func get(m resource.PropertyMap, key resource.PropertyKey) input {
-	v, ok := m[key]
-	if !ok || v.IsNull() {
-		return input{}
-	}
-	for v.IsSecret() {
-		v = v.SecretValue().Element
-	}
-	if v.ContainsUnknowns() {
-		return input{set: true}
-	}
-	return input{set: true, known: true, v: v}
-}
+func get(m resource.PropertyMap, key resource.PropertyKey) input { return pluginkit.Get(m, key) }
 
 // checkFailure is a validation error reported against one property (the engine prints it
 // as "<type> resource '<name>': property <key> ... has a problem: <reason>").
@@ -181,39 +167,39 @@ func parseSpec(news resource.PropertyMap) (spec passwordSpec, known bool, failur
 	intOf := func(key string, def int64) (int64, bool) {
 		in := get(news, resource.PropertyKey(key))
 		switch {
-		case !in.set:
+		case !in.Set:
 			return def, true
-		case !in.known:
+		case !in.Known:
 			known = false
 			return 0, false
-		case !in.v.IsNumber() || in.v.NumberValue() != float64(int64(in.v.NumberValue())):
-			fail(key, "%s must be a whole number, got a %s", key, in.v.TypeString())
+		case !in.V.IsNumber() || in.V.NumberValue() != float64(int64(in.V.NumberValue())):
+			fail(key, "%s must be a whole number, got a %s", key, in.V.TypeString())
 			return 0, false
 		}
-		return int64(in.v.NumberValue()), true
+		return int64(in.V.NumberValue()), true
 	}
 	boolOf := func(key string) (value, set, ok bool) {
 		in := get(news, resource.PropertyKey(key))
 		switch {
-		case !in.set:
+		case !in.Set:
 			return false, false, true
-		case !in.known:
+		case !in.Known:
 			known = false
 			return false, true, false
-		case !in.v.IsBool():
-			fail(key, "%s must be true or false, got a %s", key, in.v.TypeString())
+		case !in.V.IsBool():
+			fail(key, "%s must be true or false, got a %s", key, in.V.TypeString())
 			return false, true, false
 		}
-		return in.v.BoolValue(), true, true
+		return in.V.BoolValue(), true, true
 	}
 
 	// length: required, at least 1, at least the sum of the minimums.
 	lengthIn := get(news, "length")
-	if !lengthIn.set {
+	if !lengthIn.Set {
 		fail("length", "Missing required argument: The argument \"length\" is required, but no definition was found.")
 	}
 	length, lengthOK := intOf("length", 0)
-	if lengthIn.set && lengthOK && length < 1 {
+	if lengthIn.Set && lengthOK && length < 1 {
 		fail("length", "Attribute length value must be at least 1, got: %d", length)
 	}
 	mins := map[string]int64{}
@@ -228,7 +214,7 @@ func parseSpec(news resource.PropertyMap) (spec passwordSpec, known bool, failur
 		mins[key] = v
 		minsOK = minsOK && ok
 	}
-	if lengthIn.set && lengthOK && minsOK {
+	if lengthIn.Set && lengthOK && minsOK {
 		sum := mins["minUpper"] + mins["minLower"] + mins["minNumeric"] + mins["minSpecial"]
 		if length < sum {
 			fail("length", "Attribute length value must be at least sum of min_upper + min_lower + "+
@@ -260,28 +246,28 @@ func parseSpec(news resource.PropertyMap) (spec passwordSpec, known bool, failur
 	}
 
 	override := ""
-	if in := get(news, "overrideSpecial"); in.set && !in.known {
+	if in := get(news, "overrideSpecial"); in.Set && !in.Known {
 		known = false
-	} else if in.set {
+	} else if in.Set {
 		switch {
-		case !in.v.IsString():
-			fail("overrideSpecial", "overrideSpecial must be a string, got a %s", in.v.TypeString())
-		case !isPrintableASCII(in.v.StringValue()):
+		case !in.V.IsString():
+			fail("overrideSpecial", "overrideSpecial must be a string, got a %s", in.V.TypeString())
+		case !isPrintableASCII(in.V.StringValue()):
 			// Upstream draws bytes, so a multi-byte character would be split into invalid
 			// UTF-8; ours refuses it instead of producing a broken value.
 			fail("overrideSpecial", "overrideSpecial must contain printable ASCII characters (space to ~) only")
 		default:
-			override = in.v.StringValue()
+			override = in.V.StringValue()
 		}
 	}
 
-	if in := get(news, "keepers"); in.set && in.known {
-		if !in.v.IsObject() {
-			fail("keepers", "keepers must be a map of strings, got a %s", in.v.TypeString())
+	if in := get(news, "keepers"); in.Set && in.Known {
+		if !in.V.IsObject() {
+			fail("keepers", "keepers must be a map of strings, got a %s", in.V.TypeString())
 		} else {
-			for k, v := range in.v.ObjectValue() {
-				e := get(in.v.ObjectValue(), k)
-				if e.set && e.known && !e.v.IsString() {
+			for k, v := range in.V.ObjectValue() {
+				e := get(in.V.ObjectValue(), k)
+				if e.Set && e.Known && !e.V.IsString() {
 					fail("keepers", "keepers.%s must be a string, got a %s", k, v.TypeString())
 				}
 			}

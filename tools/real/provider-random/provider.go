@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/blang/semver"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/plugin"
+	"pms-secrets/tools/real/pluginkit"
 )
 
 const (
@@ -18,20 +18,12 @@ const (
 	passwordID = "none"
 )
 
+// provider embeds pluginkit.Base (handshake, plugin info) and implements RandomPassword.
 type provider struct {
-	plugin.UnimplementedProvider
+	pluginkit.Base
 }
 
-func newProvider() *provider { return &provider{} }
-
-func (p *provider) Handshake(context.Context, plugin.ProviderHandshakeRequest) (*plugin.ProviderHandshakeResponse, error) {
-	return &plugin.ProviderHandshakeResponse{AcceptSecrets: true, AcceptResources: true}, nil
-}
-
-func (p *provider) GetPluginInfo(context.Context) (plugin.PluginInfo, error) {
-	v := semver.MustParse(providerVersion)
-	return plugin.PluginInfo{Version: &v}, nil
-}
+func newProvider() *provider { return &provider{Base: pluginkit.Base{Version: providerVersion}} }
 
 // GetSchema returns the part of pulumi-random's schema this stand-in implements.
 func (p *provider) GetSchema(context.Context, plugin.GetSchemaRequest) (plugin.GetSchemaResponse, error) {
@@ -155,12 +147,12 @@ func (p *provider) Diff(_ context.Context, req plugin.DiffRequest) (plugin.DiffR
 		}
 		kind := plugin.DiffUpdateReplace
 		switch {
-		case !oldIn.set:
+		case !oldIn.Set:
 			kind = plugin.DiffAddReplace
-		case !newIn.set:
+		case !newIn.Set:
 			kind = plugin.DiffDeleteReplace
 		}
-		if key == "overrideSpecial" && !newIn.set && oldIn.known && oldIn.v.IsString() && oldIn.v.StringValue() == "" {
+		if key == "overrideSpecial" && !newIn.Set && oldIn.Known && oldIn.V.IsString() && oldIn.V.StringValue() == "" {
 			kind = plugin.DiffDelete
 		}
 		detailed[name] = plugin.PropertyDiff{Kind: kind}
@@ -172,16 +164,16 @@ func (p *provider) Diff(_ context.Context, req plugin.DiffRequest) (plugin.DiffR
 }
 
 func sameInput(a, b input) bool {
-	if a.set != b.set {
+	if a.Set != b.Set {
 		return false
 	}
-	if !a.set {
+	if !a.Set {
 		return true
 	}
-	if !a.known || !b.known {
+	if !a.Known || !b.Known {
 		return false // an unknown new value may differ
 	}
-	return a.v.DeepEquals(b.v)
+	return a.V.DeepEquals(b.V)
 }
 
 // diffKeepers follows upstream's RequiresReplaceIfValuesNotNull: a change replaces, except
@@ -190,22 +182,22 @@ func diffKeepers(oldIn, newIn input, detailed map[string]plugin.PropertyDiff) {
 	if sameInput(oldIn, newIn) {
 		return
 	}
-	if !oldIn.known || !newIn.known || !oldIn.v.IsObject() || !newIn.v.IsObject() {
+	if !oldIn.Known || !newIn.Known || !oldIn.V.IsObject() || !newIn.V.IsObject() {
 		kind := plugin.DiffUpdateReplace
 		switch {
-		case !oldIn.set:
+		case !oldIn.Set:
 			kind = plugin.DiffAddReplace
-		case !newIn.set:
+		case !newIn.Set:
 			kind = plugin.DiffDeleteReplace
 		}
 		// Unset to an all-null map is not a replacement upstream.
-		if !oldIn.set && newIn.known && newIn.v.IsObject() && allNull(newIn.v.ObjectValue()) {
+		if !oldIn.Set && newIn.Known && newIn.V.IsObject() && allNull(newIn.V.ObjectValue()) {
 			kind = plugin.DiffAdd
 		}
 		detailed["keepers"] = plugin.PropertyDiff{Kind: kind}
 		return
 	}
-	olds, news := oldIn.v.ObjectValue(), newIn.v.ObjectValue()
+	olds, news := oldIn.V.ObjectValue(), newIn.V.ObjectValue()
 	for k := range news {
 		o, n := get(olds, k), get(news, k)
 		if sameInput(o, n) {
@@ -213,16 +205,16 @@ func diffKeepers(oldIn, newIn input, detailed map[string]plugin.PropertyDiff) {
 		}
 		path := resource.PropertyPath{"keepers", string(k)}.String()
 		switch {
-		case !n.set: // a null value for a key the state lacks: not a change upstream
+		case !n.Set: // a null value for a key the state lacks: not a change upstream
 			continue
-		case !o.set:
+		case !o.Set:
 			detailed[path] = plugin.PropertyDiff{Kind: plugin.DiffAddReplace}
 		default:
 			detailed[path] = plugin.PropertyDiff{Kind: plugin.DiffUpdateReplace}
 		}
 	}
 	for k := range olds {
-		if _, ok := news[k]; !ok && get(olds, k).set {
+		if _, ok := news[k]; !ok && get(olds, k).Set {
 			detailed[resource.PropertyPath{"keepers", string(k)}.String()] = plugin.PropertyDiff{Kind: plugin.DiffDeleteReplace}
 		}
 	}

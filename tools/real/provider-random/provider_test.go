@@ -1,21 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
+	"pms-secrets/tools/real/pluginkit/plugintest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/plugin"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/types/known/emptypb"
 )
 
 var ctx = context.Background()
@@ -237,37 +230,5 @@ func TestGRPCCreateMarksResultSecret(t *testing.T) {
 // The built binary speaks the plugin protocol: first stdout line is the port; it reports the
 // version @pulumi/random 4.21.2 asks for.
 func TestBinaryServesPluginInfo(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "pulumi-resource-random")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		t.Fatalf("go build: %v", err)
-	}
-	cmd := exec.Command(bin)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	port, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("reading the port line: %v", err)
-	}
-	conn, err := grpc.NewClient("127.0.0.1:"+strings.TrimSpace(port), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	info, err := pulumirpc.NewResourceProviderClient(conn).GetPluginInfo(callCtx, &emptypb.Empty{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.GetVersion() != "4.21.2" {
-		t.Fatalf("version = %q, want 4.21.2", info.GetVersion())
-	}
+	plugintest.ServesPluginInfo(t, providerName, providerVersion)
 }
