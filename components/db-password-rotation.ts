@@ -19,6 +19,16 @@
  *     root-only pgpass file) before the env file is installed and the services restart;
  *   - several hosts sharing the database: the first host of the run changes it; each later host
  *     finds that the new password already logs in and skips the change.
+ *
+ * Alternating login roles (`generated.DB_PASSWORD.roles: [pms_app_a, pms_app_b]`, the
+ * zero-downtime option): both roles are LOGIN members of the NOLOGIN role that owns the schema
+ * (docs/RUNBOOK.md gives the SQL). The host then composes DB_USER itself (`--db-roles A,B`): a
+ * rotation sets the password of the role the running app does NOT use and points DB_USER at it;
+ * the role in use keeps its password, so the processes not yet restarted keep opening
+ * connections and no request fails between the password change and the restart. The previous
+ * role's password stays valid until the next rotation changes it (which flips back). Why the host
+ * picks: it alone knows which role its running app uses, so a re-run without a keeper change
+ * composes the same file (nothing restarts) and no role name ever has to be typed per rotation.
  */
 import type { GeneratedSecretSpec } from "./config/generated";
 import type { Problems } from "./config/problems";
@@ -30,15 +40,87 @@ export const LOCAL_DB_HOSTS: readonly string[] = ["127.0.0.1", "localhost", "::1
 /** Role names the script accepts unquoted in ALTER ROLE (PostgreSQL folds case otherwise). */
 const PLAIN_ROLE = /^[a-z_][a-z0-9_]*$/;
 
+/** PostgreSQL's longest identifier (NAMEDATALEN - 1). */
+const MAX_ROLE_LENGTH = 63;
+
 export interface DbPasswordRotation {
   /** DB_PASSWORD is generated: a changed value is set in PostgreSQL by the rollout. */
   rotate: boolean;
+  /** The two alternating login roles (the host writes DB_USER); absent: the single env.DB_USER. */
+  roles?: readonly [string, string];
 }
 
 export interface DbPasswordInput {
   generated: readonly GeneratedSecretSpec[];
+  /** The raw `generated` map (for `generated.DB_PASSWORD.roles`). */
+  generatedRaw?: unknown;
   /** The raw `env` map (parseEnv reports its own problems). */
   env: unknown;
+}
+
+const ROLES_AT = "generated.DB_PASSWORD.roles";
+const ROLES_EXAMPLE =
+  "`pulumi config set --path 'generated.DB_PASSWORD.roles[0]' pms_app_a` and `... roles[1]' pms_app_b` (create both first: docs/RUNBOOK.md, \"Alternating login roles\")";
+
+function rolesAsked(generatedRaw: unknown): boolean {
+  return isObject(generatedRaw) && isObject(generatedRaw.DB_PASSWORD) && generatedRaw.DB_PASSWORD.roles !== undefined;
+}
+
+/**
+ * The env keys the hosts write themselves, so the config must not require them: DB_USER when
+ * `generated.DB_PASSWORD.roles` is set (even a wrong one, whose own problem is listed instead).
+ */
+export function hostComposedEnvKeys(generatedRaw: unknown): string[] {
+  return rolesAsked(generatedRaw) ? ["DB_USER"] : [];
+}
+
+/** `generated.DB_PASSWORD.roles`: undefined when absent, else two distinct plain role names (or problems). */
+function parseRoles(problems: Problems, raw: unknown, user: string | undefined): [string, string] | undefined {
+  if (!rolesAsked(raw) || !isObject(raw) || !isObject(raw.DB_PASSWORD)) return undefined;
+  const spec = raw.DB_PASSWORD;
+  if (!Array.isArray(spec.roles) || spec.roles.length !== 2) {
+    problems.add(
+      ROLES_AT,
+      `must be a list of exactly two role names, not ${scalar(spec.roles)}`,
+      `set ${ROLES_EXAMPLE}`,
+    );
+    return undefined;
+  }
+  const names = spec.roles.map(scalar);
+  let ok = true;
+  names.forEach((name, i) => {
+    const why = !PLAIN_ROLE.test(name)
+      ? "is not a plain lower-case PostgreSQL role name (letters, digits, _; not starting with a digit)"
+      : name.length > MAX_ROLE_LENGTH
+        ? `is longer than ${MAX_ROLE_LENGTH} characters (PostgreSQL would cut it)`
+        : name === "postgres" || name.startsWith("pg_")
+          ? "is the superuser or a reserved pg_ name, never an app login"
+          : undefined;
+    if (why) {
+      ok = false;
+      problems.add(
+        `${ROLES_AT}[${i}]`,
+        `${JSON.stringify(name)} ${why}`,
+        `use a role made for the app, e.g. ${ROLES_EXAMPLE}`,
+      );
+    }
+  });
+  if (names[0] === names[1]) {
+    ok = false;
+    problems.add(
+      ROLES_AT,
+      `names ${JSON.stringify(names[0])} twice; alternating needs two different roles`,
+      `set two roles, e.g. ${ROLES_EXAMPLE}`,
+    );
+  }
+  if (user !== undefined) {
+    problems.add(
+      "env.DB_USER",
+      `is set (${JSON.stringify(user)}), but with ${ROLES_AT} each host writes DB_USER itself (the role the rotation moved to)`,
+      "remove it: `pulumi config rm --path 'env.DB_USER'`",
+    );
+  }
+  return ok ? [names[0], names[1]] : undefined;
 }
 
 /** Whether DB_PASSWORD is rotated with PostgreSQL; a generated one needs a local DB and a plain role. */
@@ -48,6 +130,7 @@ export function parseDbPasswordRotation(problems: Problems, input: DbPasswordInp
   const env = isObject(input.env) ? input.env : {};
   const host = env.DB_HOST === undefined ? undefined : scalar(env.DB_HOST);
   const user = env.DB_USER === undefined ? undefined : scalar(env.DB_USER);
+  const roles = parseRoles(problems, input.generatedRaw, user);
   const supplied =
     "or remove generated.DB_PASSWORD and supply it with `pulumi config set --secret --path 'secrets.DB_PASSWORD'` (it prompts), changing it in PostgreSQL yourself";
   if (host !== undefined && !LOCAL_DB_HOSTS.includes(host)) {
@@ -57,17 +140,18 @@ export function parseDbPasswordRotation(problems: Problems, input: DbPasswordInp
       `set env.DB_HOST to one of ${LOCAL_DB_HOSTS.join(", ")} (the database runs on the app host), ${supplied}`,
     );
   }
-  if (user !== undefined && !PLAIN_ROLE.test(user)) {
+  if (!rolesAsked(input.generatedRaw) && user !== undefined && !PLAIN_ROLE.test(user)) {
     problems.add(
       "env.DB_USER",
       `${JSON.stringify(user)} is not a plain lower-case PostgreSQL role name (letters, digits, _), which generated.DB_PASSWORD needs`,
       `use such a role for the app, ${supplied}`,
     );
   }
-  return { rotate };
+  return roles ? { rotate, roles } : { rotate };
 }
 
 /** The rollout arguments for the DB password mode; none when DB_PASSWORD is supplied. */
 export function dbPasswordRolloutArgs(rotation: DbPasswordRotation): string[] {
-  return rotation.rotate ? ["--rotate-db-password"] : [];
+  if (!rotation.rotate) return [];
+  return rotation.roles ? ["--rotate-db-password", "--db-roles", rotation.roles.join(",")] : ["--rotate-db-password"];
 }

@@ -98,3 +98,79 @@ test("the program passes --rotate-db-password to every host only when DB_PASSWOR
   assert.doesNotMatch(cmd, /rotate-db-password/);
   assert.ok(!cmd.includes(SENTINEL_DB_PASSWORD));
 });
+
+/** generated.DB_PASSWORD with `roles` (alternating login roles) and env without DB_USER. */
+const alternating = (roles: unknown, env: Record<string, unknown> = {}): Record<string, unknown> => {
+  const config = generatedDb(env);
+  config.generated = { ...(config.generated as Record<string, unknown>), DB_PASSWORD: { roles } };
+  const e = { ...(config.env as Record<string, unknown>) };
+  delete e.DB_USER;
+  config.env = { ...e, ...env };
+  return config;
+};
+
+test("alternating roles: two plain roles, env.DB_USER left to the hosts; the rollout gets --db-roles A,B", async () => {
+  const parsed = parseStackConfig(raw(alternating(["pms_app_a", "pms_app_b"])), "dev");
+  assert.deepEqual(parsed.settings.dbPassword, { rotate: true, roles: ["pms_app_a", "pms_app_b"] });
+  assert.deepEqual(dbPasswordRolloutArgs(parsed.settings.dbPassword), [
+    "--rotate-db-password",
+    "--db-roles",
+    "pms_app_a,pms_app_b",
+  ]);
+  assert.equal(parsed.settings.env.DB_USER, undefined, "the program sends no DB_USER: the host writes it");
+
+  const program = await runProgram({ stack: "dev", config: defined(alternating(["pms_app_a", "pms_app_b"])) });
+  const cmd = program.find(TYPES.command, "web1-rollout").inputs;
+  assert.match(String(cmd.create), / --rotate-db-password --db-roles pms_app_a,pms_app_b( |$)/);
+  const env = parseEnvFile(String(cmd.stdin).slice(ROLLOUT_SCRIPT.length));
+  assert.equal(env.DB_USER, undefined);
+  assert.ok(env.DB_PASSWORD && !String(cmd.create).includes(env.DB_PASSWORD));
+});
+
+test("alternating roles: every wrong shape is listed at once, each with its key and a fix", () => {
+  const problems = problemsOf(alternating(["Pms-A", "pg_app"], { DB_USER: "pms", DB_HOST: "db.lan" }));
+  assertProblem(problems, "generated.DB_PASSWORD.roles[0]", /"Pms-A" is not a plain lower-case PostgreSQL role name/);
+  assertProblem(problems, "generated.DB_PASSWORD.roles[1]", /"pg_app" is the superuser or a reserved pg_ name/);
+  assertProblem(
+    problems,
+    "env.DB_USER",
+    /is set \("pms"\), but with generated\.DB_PASSWORD\.roles each host writes DB_USER itself.*Fix: remove it/,
+  );
+  assertProblem(problems, "env.DB_HOST", /"db\.lan" is not the app host/);
+
+  assertProblem(
+    problemsOf(alternating(["pms_app_a", "pms_app_a"])),
+    "generated.DB_PASSWORD.roles",
+    /names "pms_app_a" twice/,
+  );
+  assertProblem(problemsOf(alternating(["pms_app_a"])), "generated.DB_PASSWORD.roles", /exactly two role names/);
+  assertProblem(
+    problemsOf(alternating("pms_app_a,pms_app_b")),
+    "generated.DB_PASSWORD.roles",
+    /exactly two role names/,
+  );
+  assertProblem(
+    problemsOf(alternating(["pms_app_a", "b".repeat(64)])),
+    "generated.DB_PASSWORD.roles[1]",
+    /longer than 63/,
+  );
+  assertProblem(problemsOf(alternating(["postgres", "pms_app_b"])), "generated.DB_PASSWORD.roles[0]", /superuser/);
+  // A wrong list still means "the host writes DB_USER": no extra "env.DB_USER is missing".
+  assert.ok(!problemsOf(alternating(["pms_app_a"])).some((p) => p.includes("env.DB_USER")));
+});
+
+test("roles belong to generated.DB_PASSWORD only, and without roles env.DB_USER stays required", () => {
+  const config = baseConfig("dev", {
+    generated: { ...(base.generated as Record<string, unknown>), JWT_SIGNING_KEY: { roles: ["a_1", "b_1"] } },
+  });
+  assertProblem(
+    problemsOf(config),
+    "generated.JWT_SIGNING_KEY.roles",
+    /is not a setting of generated\.JWT_SIGNING_KEY/,
+  );
+  const noUser = generatedDb();
+  const e = { ...(noUser.env as Record<string, unknown>) };
+  delete e.DB_USER;
+  noUser.env = e;
+  assertProblem(problemsOf(noUser), "env.DB_USER", /is missing/);
+});

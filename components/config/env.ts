@@ -23,6 +23,8 @@ export interface EnvRules {
   because: string;
   generatedKeys: ReadonlySet<string>;
   suppliedKeys: ReadonlySet<string>;
+  /** Keys each host writes itself (DB_USER with alternating DB roles): not required here. */
+  hostComposedKeys?: ReadonlySet<string>;
 }
 
 export interface EnvSettings {
@@ -137,7 +139,7 @@ export function parseEnv(problems: Problems, value: unknown, rules: EnvRules): E
     }
   }
   for (const key of REQUIRED_SETTINGS) {
-    if (env[key] === undefined && !problems.has(`env.${key}`)) {
+    if (env[key] === undefined && !problems.has(`env.${key}`) && !rules.hostComposedKeys?.has(key)) {
       problems.add(
         `env.${key}`,
         "is missing (the app's settings read it without a default)",

@@ -17,7 +17,7 @@ import { Sensitive } from "./sensitive";
 import { parseSshPrivateKey, parseSshSettings, SshSettings } from "./ssh";
 import { parseStore, StoreSettings } from "./store";
 import { parseSecretKeyRotation, SecretKeyRotation } from "../secret-key-rotation";
-import { DbPasswordRotation, parseDbPasswordRotation } from "../db-password-rotation";
+import { DbPasswordRotation, hostComposedEnvKeys, parseDbPasswordRotation } from "../db-password-rotation";
 import { parseRollout, RolloutSettings } from "./rollout";
 
 export { ConfigError } from "./problems";
@@ -136,8 +136,17 @@ export function parseStackConfig(
     env: readValue(raw, "env"),
     suppliedKeys,
   });
-  const dbPassword = parseDbPasswordRotation(problems, { generated, env: readValue(raw, "env") });
-  const { env, allowedHosts } = parseEnv(problems, readValue(raw, "env"), { ...prod, generatedKeys, suppliedKeys });
+  const dbPassword = parseDbPasswordRotation(problems, {
+    generated,
+    generatedRaw: readValue(raw, "generated"),
+    env: readValue(raw, "env"),
+  });
+  const { env, allowedHosts } = parseEnv(problems, readValue(raw, "env"), {
+    ...prod,
+    generatedKeys,
+    suppliedKeys,
+    hostComposedKeys: new Set(hostComposedEnvKeys(readValue(raw, "generated"))),
+  });
   const app = parseApp(problems, readValue(raw, "app"), { ...prod, allowedHosts });
   const store = parseStore(
     problems,
