@@ -1170,8 +1170,9 @@ watch_stable() { # unit...
 }
 
 # Restarts the services in order, each one as soon as the one before it serves (the health
-# service must answer its URLs before the next unit is touched), then watches them all in one
-# window and proves each one's processes hold the delivered env.
+# service must answer its URLs, and every unit's processes so far must hold the delivered env,
+# before the next unit is touched), then watches them all in one window and proves each one's
+# processes hold the delivered env again.
 restart_services() {
   local svc result watched=()
   declare -gA GENERATION=()
@@ -1186,6 +1187,10 @@ restart_services() {
       result=$(verify_health "$svc") || fail_rolled_back "$svc" "${result%%|*}" "${result#*|}$(journal_hint "$svc")"
       log "restart: $svc is up and its health URLs answered 2xx"
     fi
+    # The processes it has so far must hold the new env before the next unit is touched (an
+    # override or UnsetEnvironment= is caught here, with only this unit to put back); the proof
+    # after the window covers the processes started later.
+    result=$(prove_env "$svc" "$DELIVERED_HASH") || fail_rolled_back "$svc" "${result%%|*}" "${result#*|}"
   done
   [ "${#watched[@]}" -gt 0 ] || return 0
   log "restart: watching ${watched[*]} together for ${STABLE_SECONDS}s"
