@@ -11,8 +11,13 @@
  * (c) failed requests and the longest gap between two 2xx answers, (d) SSH sessions per host.
  * (e) the fleet: 1, 3 and 6 hosts with rollout.batches [1, "50%"] (canary, then batches in
  * parallel), under load through a real HAProxy in its own network namespace.
+ * (f) DB_PASSWORD (issue 10): a rotation of a generated DB_PASSWORD, single role vs alternating
+ * login roles (bench/db.ts), BENCH_RUNS each, same host and load, after the rest.
  * Writes bench-results/bench.json, bench-results/timeline.svg and docs/bench-timeline.svg; prints
  * the table. Nothing here asserts a timing.
+ *
+ * `npm run bench -- --only db` (or BENCH_ONLY=db) boots one host and runs only (f); it puts its
+ * rows into an existing bench-results/bench.json (db, dbTable) and leaves the rest and the chart.
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -23,10 +28,14 @@ import { ENV_FILE, fleetConfig, keyFingerprint, sshLogins } from "../scenario";
 import { APP, bootFleet, hostTestsUnavailableReason, PUBLIC_HOST, sshArgs, TestFleet, TestHost } from "../testhost";
 import { Balancer, BALANCER_PORT } from "./balancer";
 import { Phase } from "./chart";
+import { dbRotationConfig, runbookRolesSql, superuserSql } from "./db";
 import { DEFAULT_LOAD, LoadResult, LoadSpec, startLoad } from "./load";
 import { renderTimeline } from "./render";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const ONLY = process.argv.includes("--only")
+  ? process.argv[process.argv.indexOf("--only") + 1]
+  : process.env.BENCH_ONLY;
 const BATCHES: (number | string)[] = [1, "50%"];
 const STABLE_SECONDS = 5;
 const REPO = path.join(__dirname, "..", "..", "..");
@@ -254,10 +263,110 @@ function table(rows: string[][]): string {
 const f = (n: number | undefined, d = 2): string => (n === undefined || Number.isNaN(n) ? "-" : n.toFixed(d));
 const ratio = (a: number, b: number): string => (b === 0 ? (a === 0 ? "1.00" : "inf") : (a / b).toFixed(2));
 
+interface DbRuns {
+  single: Measured[];
+  alternating: Measured[];
+}
+
+/**
+ * (f) On `host`, with its own stack: one setup run (DB_PASSWORD becomes generated), RUNS measured
+ * single-role rotations, the runbook's SQL, one setup run onto the roles, RUNS measured
+ * alternating rotations. Leaves the host on the roles (run it last).
+ */
+async function dbRuns(fleet: TestFleet, stack: PulumiStack, host: TestHost): Promise<DbRuns> {
+  const config = (roles: boolean, keeper: string): Record<string, unknown> =>
+    dbRotationConfig(fleet, host, { roles, keeper, stableSeconds: STABLE_SECONDS });
+  const [createRoles, retireOwnerLogin] = runbookRolesSql();
+  const setup = async (c: Record<string, unknown>): Promise<void> => {
+    await stack.setConfig(c);
+    const r = await stack.up();
+    if (r.code !== 0) throw new Error(`DB bench setup failed:\n${r.output}`);
+  };
+  await setup(config(false, "db-setup"));
+  const single: Measured[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    single.push(await programRun(fleet, stack, config(false, `db-single-${i}`), [host], loadOn(host)));
+    log(
+      `DB single role run ${i + 1}/${RUNS}: ${f(single[i].doneS)} s, ${single[i].failed} failed of ${single[i].ok + single[i].failed}`,
+    );
+  }
+  await superuserSql(fleet, host, createRoles);
+  await setup(config(true, `db-single-${RUNS - 1}`));
+  await superuserSql(fleet, host, retireOwnerLogin);
+  const alternating: Measured[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    alternating.push(await programRun(fleet, stack, config(true, `db-alt-${i}`), [host], loadOn(host)));
+    log(
+      `DB alternating run ${i + 1}/${RUNS}: ${f(alternating[i].doneS)} s, ${alternating[i].failed} failed of ${alternating[i].ok + alternating[i].failed}`,
+    );
+  }
+  return { single, alternating };
+}
+
+function dbTable(db: DbRuns): string[][] {
+  const sum = (ms: Measured[], k: (m: Measured) => number): number => ms.reduce((a, m) => a + k(m), 0);
+  const med = (ms: Measured[], k: (m: Measured) => number): string => f(median(ms.map(k)));
+  return [
+    [`(f) DB_PASSWORD rotation, 1 host, ${RUNS} runs each`, "single role", "alternating roles"],
+    [
+      "failed / all requests, all runs",
+      `${sum(db.single, (m) => m.failed)} / ${sum(db.single, (m) => m.ok + m.failed)}`,
+      `${sum(db.alternating, (m) => m.failed)} / ${sum(db.alternating, (m) => m.ok + m.failed)}`,
+    ],
+    [
+      "longest gap between 2xx answers, ms (median)",
+      med(db.single, (m) => m.longestGapMs),
+      med(db.alternating, (m) => m.longestGapMs),
+    ],
+    ["start -> run verified and done, s (median)", med(db.single, (m) => m.doneS), med(db.alternating, (m) => m.doneS)],
+  ];
+}
+
+const strip = (m: Measured): Omit<Measured, "load"> & { bins: number } => {
+  const { load, ...rest } = m;
+  return { ...rest, bins: load.bins.length };
+};
+
+/** `--only db`: boots one host, runs (f), merges its rows into bench.json (or writes a new one). */
+async function mainDbOnly(): Promise<number> {
+  const fleet = await bootFleet(["bench1"], log, { variant: ["socket", "envfile"], httpHost: "public" });
+  let stack: PulumiStack | undefined;
+  try {
+    stack = await PulumiStack.create({ stack: "bench-db", log: () => undefined });
+    const db = await dbRuns(fleet, stack, fleet.hosts[0]);
+    const rows = dbTable(db);
+    process.stdout.write(
+      `\nDB_PASSWORD rotation benchmark (stableSeconds ${STABLE_SECONDS}, autocannon ${DEFAULT_LOAD.connections} connections at ${DEFAULT_LOAD.rate} req/s max on ${DEFAULT_LOAD.path})\n${table(rows)}\n`,
+    );
+    const outDir = path.join(REPO, "bench-results");
+    const file = path.join(outDir, "bench.json");
+    fs.mkdirSync(outDir, { recursive: true });
+    const doc = fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, "utf8")) as Record<string, unknown>) : {};
+    doc.db = {
+      when: new Date().toISOString(),
+      runs: RUNS,
+      single: db.single.map(strip),
+      alternating: db.alternating.map(strip),
+    };
+    doc.dbTable = rows;
+    fs.writeFileSync(file, JSON.stringify(doc, null, 2) + "\n");
+    process.stdout.write(`written the db rows into ${file}\n`);
+    return 0;
+  } finally {
+    await stack?.dispose();
+    await fleet.teardown();
+  }
+}
+
 async function main(): Promise<number> {
   const why = hostTestsUnavailableReason();
   if (why) {
     log(`bench needs a Linux machine where you are root: ${why}`);
+    return 2;
+  }
+  if (ONLY === "db") return mainDbOnly();
+  if (ONLY !== undefined) {
+    log(`--only ${ONLY}: the only part that runs alone is db`);
     return 2;
   }
   const names = ["bench1", "bench2", "bench3", "bench4", "bench5", "bench6"];
@@ -355,17 +464,18 @@ async function main(): Promise<number> {
         `${m.failed} / ${m.ok + m.failed}`,
       ]),
     ];
-    const out = [table(rows), "", table(fleetRows)].join("\n");
+    // (f) last: it leaves bench1 on the alternating roles.
+    const dbStack = await PulumiStack.create({ stack: "bench-db", log: () => undefined });
+    stacks.push(dbStack);
+    const db = await dbRuns(fleet, dbStack, h1);
+    const dbRows = dbTable(db);
+    const out = [table(rows), "", table(fleetRows), "", table(dbRows)].join("\n");
     process.stdout.write(
       `\nRotation benchmark (stableSeconds ${STABLE_SECONDS}, autocannon ${DEFAULT_LOAD.connections} connections at ${DEFAULT_LOAD.rate} req/s max on ${DEFAULT_LOAD.path})\n${out}\n`,
     );
 
     const outDir = path.join(REPO, "bench-results");
     fs.mkdirSync(outDir, { recursive: true });
-    const strip = (m: Measured): Omit<Measured, "load"> & { bins: number } => {
-      const { load, ...rest } = m;
-      return { ...rest, bins: load.bins.length };
-    };
     fs.writeFileSync(
       path.join(outDir, "bench.json"),
       JSON.stringify(
@@ -378,8 +488,10 @@ async function main(): Promise<number> {
           program: program.map(strip),
           manual: manual.map(strip),
           fleet: fleetRuns.map(strip),
+          db: { runs: RUNS, single: db.single.map(strip), alternating: db.alternating.map(strip) },
           table: rows,
           fleetTable: fleetRows,
+          dbTable: dbRows,
           timelines: [...program, ...manual, ...fleetRuns].map((m) => ({
             kind: m.kind,
             hosts: m.hosts,
