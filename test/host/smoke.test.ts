@@ -5,6 +5,9 @@
  * - the app answers only its public name (400 for Host: 127.0.0.1), DEBUG is off, the old
  *   guide's `check --deploy` command runs as written (under bash), systemd's default start
  *   limits apply, pms owns the app directory, mallory is an ordinary local user;
+ * - deploy's only sudo rule is docs/RUNBOOK.md's Host setup line: the program's own rollout command
+ *   line (every option that puts spaces, slashes and URLs into it) runs as root through it, and
+ *   `sudo -n true`, `bash -c`, `bash -s` without `--`, another shell or another user are refused;
  * - every host variant boots and is what HOST_VARIANTS says it is.
  *
  *   node --import tsx --test test/host/smoke.test.ts
