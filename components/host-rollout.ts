@@ -49,6 +49,11 @@ export function rolloutCommand(
   if (app.healthCaFile) args.push("--health-ca", app.healthCaFile);
   if (app.healthInsecure) args.push("--health-insecure");
   if (app.socketUnit) args.push("--socket", app.socketUnit);
+  if (app.loginProbe) {
+    const probe = app.loginProbe;
+    args.push("--login-url", probe.url, "--login-user", probe.username);
+    args.push("--login-password-file", probe.passwordFile, "--login-check-url", probe.checkUrl);
+  }
   if (app.unmanagedKeys !== "refuse") args.push("--unmanaged-keys", app.unmanagedKeys);
   if (app.backupGenerations !== DEFAULT_BACKUP_GENERATIONS) args.push("--backups", String(app.backupGenerations));
   // Routine (nothing, or --secret-key-fallbacks N) vs --emergency: what a reviewer sees first.

@@ -338,12 +338,20 @@ test("rolloutCommand passes the script's newer options only when set or not the 
     unmanagedKeys: "keep",
     backupGenerations: 5,
     socketUnit: "pms-backend.socket",
+    loginProbe: {
+      url: "https://127.0.0.1/accounts/login/",
+      username: "rollout-probe",
+      passwordFile: "/etc/pms-secrets/login-probe",
+      checkUrl: "https://127.0.0.1/me/",
+    },
   });
   assert.equal(
     all,
     "/bin/bash -s -- --host h --env-file /srv/x/.env.production --app-dir /srv/x --service a " +
       "--health-url https://127.0.0.1/health/ --health-url https://127.0.0.1/api/status/ --health-host api.pms.internal " +
-      "--health-ca /etc/ssl/pms-ca.pem --health-insecure --socket pms-backend.socket --unmanaged-keys keep --backups 5 " +
+      "--health-ca /etc/ssl/pms-ca.pem --health-insecure --socket pms-backend.socket " +
+      "--login-url https://127.0.0.1/accounts/login/ --login-user rollout-probe " +
+      "--login-password-file /etc/pms-secrets/login-probe --login-check-url https://127.0.0.1/me/ --unmanaged-keys keep --backups 5 " +
       "--stable-seconds 5 --health-timeout 30",
   );
 });

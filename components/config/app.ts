@@ -4,6 +4,7 @@ import type { Problems } from "./problems";
 import { HealthRules, HealthSettings, parseHealth } from "./health";
 import { absolutePath, ConfigObject, isObject, NumberRange, scalar, unknownKeys, wholeNumber } from "./read";
 import { UNIX_NAME } from "./hosts";
+import { LoginProbe, parseLoginProbe } from "./login-probe";
 
 const DEFAULT_SERVICES = ["pms-backend", "celery-pms"] as const;
 const UNMANAGED_KEYS = ["refuse", "keep", "drop"] as const;
@@ -36,6 +37,8 @@ export interface AppSpec extends HealthSettings {
    * it after the restart.
    */
   socketUnit?: string;
+  /** The old guide's "tested login", by the host after the restart (login-probe.ts). */
+  loginProbe?: LoginProbe;
 }
 
 export type AppRules = HealthRules;
@@ -57,6 +60,7 @@ const APP_KEYS = [
   "stableSeconds",
   "healthTimeoutSeconds",
   "socketUnit",
+  "loginProbe",
 ];
 const UNIT_NAME = /^[A-Za-z0-9:_.\\@-]+$/;
 
@@ -210,6 +214,7 @@ export function parseApp(problems: Problems, value: unknown, rules: AppRules): A
   }
   const services = parseServices(problems, app.services);
   const socketUnit = parseSocketUnit(problems, app.socketUnit, services);
+  const loginProbe = parseLoginProbe(problems, app.loginProbe, health);
   return {
     dir,
     envFile: parseEnvFilePath(problems, app, dir),
@@ -222,5 +227,6 @@ export function parseApp(problems: Problems, value: unknown, rules: AppRules): A
     stableSeconds: wholeNumber(problems, "app.stableSeconds", app.stableSeconds, STABLE_SECONDS),
     healthTimeoutSeconds: wholeNumber(problems, "app.healthTimeoutSeconds", app.healthTimeoutSeconds, HEALTH_TIMEOUT),
     ...(socketUnit === undefined ? {} : { socketUnit }),
+    ...(loginProbe === undefined ? {} : { loginProbe }),
   };
 }

@@ -23,7 +23,7 @@ export interface HealthRules {
   allowedHosts: readonly string[];
 }
 
-function isHttpUrl(u: string): boolean {
+export function isHttpUrl(u: string): boolean {
   try {
     const parsed = new URL(u);
     return (

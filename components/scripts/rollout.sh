@@ -15,6 +15,9 @@
 #   --purge-old-copies (emergency: delete every backup once the new env is proven),
 #   --secret-key-fallbacks N (0..5, default 1: previous keys the host keeps, see below),
 #   --emergency (no fallback kept, implies --purge-old-copies),
+#   --login-url URL --login-user NAME --login-password-file PATH --login-check-url URL (all four:
+#     after the health URLs answer, log in as that account as a browser does and fetch a page that
+#     needs the session; the password file must be root-only, see login_probe),
 #   --socket UNIT.socket (the first service is socket-activated by it: checked before any change
 #     and watched after the restart, see docs/ZERO-DOWNTIME.md),
 #   --rotate-db-password (a changed DB_PASSWORD is set in the local PostgreSQL first, see below),
@@ -105,6 +108,10 @@ EMERGENCY=0
 DB_ROTATE=0
 DB_ROLES=()
 SOCKET=""
+LOGIN_URL=""
+LOGIN_USER=""
+LOGIN_PASSWORD_FILE=""
+LOGIN_CHECK_URL=""
 
 # Run state.
 STARTED_AT=${EPOCHREALTIME/./}
@@ -223,6 +230,10 @@ parse_args() {
       --health-host) HEALTH_HOST=$2 ;;
       --health-ca) HEALTH_CA=$2 ;;
       --socket) SOCKET=$2 ;;
+      --login-url) LOGIN_URL=$2 ;;
+      --login-user) LOGIN_USER=$2 ;;
+      --login-password-file) LOGIN_PASSWORD_FILE=$2 ;;
+      --login-check-url) LOGIN_CHECK_URL=$2 ;;
       --stable-seconds) STABLE_SECONDS=$2 ;;
       --health-timeout) HEALTH_TIMEOUT=$2 ;;
       --redact) REDACT_KEYS+=("$2") ;;
@@ -248,6 +259,12 @@ parse_args() {
       '' | *@ | */* | -*) usage_error "--service '$svc' is not a unit name (a template needs an instance: name@instance)" ;;
     esac
   done
+  if [ -n "$LOGIN_URL$LOGIN_USER$LOGIN_PASSWORD_FILE$LOGIN_CHECK_URL" ]; then
+    if [ -z "$LOGIN_URL" ] || [ -z "$LOGIN_USER" ] || [ -z "$LOGIN_CHECK_URL" ] || [ "${#HEALTH_URLS[@]}" = 0 ]; then
+      usage_error "--login-url, --login-user, --login-password-file and --login-check-url go together, with --health-url"
+    fi
+    case $LOGIN_PASSWORD_FILE in /?*) ;; *) usage_error "--login-password-file must be an absolute path" ;; esac
+  fi
   case $SOCKET in
     '' | [A-Za-z0-9_]*.socket) ;;
     *) usage_error "--socket '$SOCKET' is not a socket unit name (e.g. pms-backend.socket)" ;;
@@ -867,6 +884,7 @@ check_units() {
     esac
   done
   check_socket
+  check_login_probe
 }
 
 # --socket: the first service must really be socket-activated by that unit, or its restart
@@ -1004,6 +1022,108 @@ install_dropins() {
     ours_loads_last "$svc" && continue
     fail_rolled_back "$svc" drop-in "$ENV_FILE is not the last env file $svc.service loads; drop-ins sorting after $DROPIN_NAME override it: $(later_dropins "$svc")(move their EnvironmentFile=/UnsetEnvironment= into the unit or rename them to sort before $DROPIN_NAME)"
   done
+}
+
+# --- login probe (the old guide's "tested login") -------------------------------------------
+
+# The probe account's password file must be root's alone: a regular file, one link, no group or
+# other bits, every directory above it root-owned. Read once here, kept in memory only (never in
+# argv or the worker script), and redacted from everything relayed. Before any change.
+check_login_probe() {
+  local svc=${SERVICES[0]} info uid mode links
+  [ -n "$LOGIN_URL" ] || return 0
+  command -v curl >/dev/null 2>&1 || fail_untouched "$svc" login-probe "the login probe needs curl on the host (apt-get install curl)"
+  if [ -L "$LOGIN_PASSWORD_FILE" ] || [ ! -f "$LOGIN_PASSWORD_FILE" ]; then
+    fail_untouched "$svc" login-probe "$LOGIN_PASSWORD_FILE is missing or not a regular file: write the probe account's password there, root-only (runbook, Host setup)"
+  fi
+  info=$(stat -c '%u %a %h' -- "$LOGIN_PASSWORD_FILE")
+  read -r uid mode links <<<"$info"
+  if [ "$uid" != 0 ] || [ "$links" != 1 ] || (((8#$mode & 8#077) != 0)); then
+    fail_untouched "$svc" login-probe "$LOGIN_PASSWORD_FILE must be root's alone (it is uid $uid, mode $mode, $links link(s)): chown root:root $LOGIN_PASSWORD_FILE && chmod 0600 $LOGIN_PASSWORD_FILE"
+  fi
+  check_ancestors "$LOGIN_PASSWORD_FILE" "$LOGIN_PASSWORD_FILE" || fail_untouched "$svc" login-probe "$REFUSAL"
+  IFS= read -r LOGIN_PW <"$LOGIN_PASSWORD_FILE" || true
+  [ -n "$LOGIN_PW" ] || fail_untouched "$svc" login-probe "$LOGIN_PASSWORD_FILE is empty: its first line is the probe account's password"
+  add_redactions "$LOGIN_PW"
+}
+
+# Collects the cookies a response set (name=value, attributes dropped) into LOGIN_JAR.
+login_cookies() { # response-headers-file
+  local line
+  while IFS= read -r line; do
+    line=${line%$'\r'}
+    if [[ $line =~ ^[Ss][Ee][Tt]-[Cc][Oo][Oo][Kk][Ii][Ee]:[[:space:]]*([^=;[:space:]]+)=([^;]*) ]]; then
+      LOGIN_JAR[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
+    fi
+  done <"$1"
+}
+
+# Writes the request headers (Host, Referer, the cookies so far) to a root-only file that curl
+# reads with -H @file: cookies are credentials, so they never reach argv.
+login_headers() { # url
+  local name cookie="" authority=${1#*://}
+  authority=${HEALTH_HOST:-${authority%%/*}}
+  for name in "${!LOGIN_JAR[@]}"; do cookie="$cookie${cookie:+; }$name=${LOGIN_JAR[$name]}"; done
+  {
+    if [ -n "$HEALTH_HOST" ]; then printf 'Host: %s\n' "$HEALTH_HOST"; fi
+    # Django's CSRF check on https wants a Referer of the same origin.
+    printf 'Referer: %s://%s/\n' "${1%%://*}" "$authority"
+    if [ -n "$cookie" ]; then printf 'Cookie: %s\n' "$cookie"; fi
+  } >"$LOGIN_DIR/headers"
+}
+
+# One request; prints the status code (000 when there was no answer).
+login_request() { # url response-headers-file body-file [curl args...]
+  local url=$1 out=$2 body=$3 args=(-sS -m "$HTTP_TIMEOUT" --proto '=http,https' -w '%{http_code}')
+  shift 3
+  if [ -n "$HEALTH_CA" ]; then args+=(--cacert "$HEALTH_CA"); fi
+  if [ "$HEALTH_INSECURE" = 1 ]; then args+=(-k); fi
+  login_headers "$url"
+  : >"$out"
+  curl "${args[@]}" -H "@$LOGIN_DIR/headers" -D "$out" -o "$body" "$@" -- "$url" 2>/dev/null || true
+}
+
+# Logs in as the probe account the way a browser does: GET the login page (its CSRF cookie and
+# form token), POST the form (Django answers 302 to a good login, the form again to a bad one),
+# then GET a page that needs the session (2xx). Username, password and token go in as files
+# (--data-urlencode name@file). Prints "login-probe|detail" on failure, a summary on success.
+login_probe() {
+  local code token="" page
+  declare -A LOGIN_JAR=()
+  LOGIN_DIR=$RUN_DIR/login
+  rm -rf -- "$LOGIN_DIR"
+  if ! mkdir -m 0700 -- "$LOGIN_DIR"; then
+    printf 'login-probe|cannot create %s' "$LOGIN_DIR"
+    return 1
+  fi
+  printf '%s' "$LOGIN_PW" >"$LOGIN_DIR/password"
+  printf '%s' "$LOGIN_USER" >"$LOGIN_DIR/username"
+  code=$(login_request "$LOGIN_URL" "$LOGIN_DIR/get.h" "$LOGIN_DIR/page")
+  login_cookies "$LOGIN_DIR/get.h"
+  page=$(head -c 200000 -- "$LOGIN_DIR/page" 2>/dev/null || true)
+  if [[ $page =~ name=\"csrfmiddlewaretoken\"[[:space:]]+value=\"([^\"]+)\" ]]; then token=${BASH_REMATCH[1]}; fi
+  if [ "$code" != 200 ] || [ -z "$token" ]; then
+    rm -rf -- "$LOGIN_DIR"
+    printf 'login-probe|GET %s answered %s%s (want 200 and a login form with a CSRF token: is it the LoginView?)' \
+      "$LOGIN_URL" "${code:-nothing}" "$([ -n "$token" ] || printf ', no csrfmiddlewaretoken in the page')"
+    return 1
+  fi
+  printf '%s' "$token" >"$LOGIN_DIR/token"
+  code=$(login_request "$LOGIN_URL" "$LOGIN_DIR/post.h" /dev/null --data-urlencode "csrfmiddlewaretoken@$LOGIN_DIR/token" \
+    --data-urlencode "username@$LOGIN_DIR/username" --data-urlencode "password@$LOGIN_DIR/password")
+  login_cookies "$LOGIN_DIR/post.h"
+  case $code in
+    30[1237]) ;;
+    200) rm -rf -- "$LOGIN_DIR"; printf 'login-probe|POST %s as %s gave the login form again: wrong password in %s, or the account is inactive or locked' "$LOGIN_URL" "$LOGIN_USER" "$LOGIN_PASSWORD_FILE"; return 1 ;;
+    403) rm -rf -- "$LOGIN_DIR"; printf 'login-probe|POST %s was refused with 403 (CSRF: check CSRF_TRUSTED_ORIGINS for %s)' "$LOGIN_URL" "${HEALTH_HOST:-the URL host}"; return 1 ;;
+    *) rm -rf -- "$LOGIN_DIR"; printf 'login-probe|POST %s as %s answered %s (want a redirect after a good login)' "$LOGIN_URL" "$LOGIN_USER" "${code:-nothing}"; return 1 ;;
+  esac
+  code=$(login_request "$LOGIN_CHECK_URL" "$LOGIN_DIR/check.h" /dev/null)
+  rm -rf -- "$LOGIN_DIR"
+  case $code in
+    2??) printf 'login probe: %s logged in at %s and %s answered %s' "$LOGIN_USER" "$LOGIN_URL" "$LOGIN_CHECK_URL" "$code" ;;
+    *) printf 'login-probe|%s logged in, but %s answered %s with that session (want 2xx: the session is not accepted)' "$LOGIN_USER" "$LOGIN_CHECK_URL" "${code:-nothing}"; return 1 ;;
+  esac
 }
 
 # --- restart and verify -------------------------------------------------------------------
@@ -1186,6 +1306,10 @@ restart_services() {
     if is_health_service "$svc"; then
       result=$(verify_health "$svc") || fail_rolled_back "$svc" "${result%%|*}" "${result#*|}$(journal_hint "$svc")"
       log "restart: $svc is up and its health URLs answered 2xx"
+      if [ -n "$LOGIN_URL" ]; then
+        result=$(login_probe) || fail_rolled_back "$svc" "${result%%|*}" "${result#*|}"
+        log "restart: $svc $result"
+      fi
     fi
     # The processes it has so far must hold the new env before the next unit is touched (an
     # override or UnsetEnvironment= is caught here, with only this unit to put back); the proof
@@ -1411,7 +1535,7 @@ write_worker() {
     declare -p PROG STATE_DIR RUNS_DIR BACKUP_ROOT LOCK_FILE PID_FILE DROPIN_NAME PRIVATE_PREFIX END_MARKER \
       LOCK_TIMEOUT CHECK_TIMEOUT RESTART_TIMEOUT SYSTEMCTL_TIMEOUT HTTP_TIMEOUT HANDOFF_TIMEOUT EXIT_DRIFT KEY_ERROR_PATTERN \
       HOST ENV_FILE APP_DIR GROUP CHECK HEALTH_URLS HEALTH_HOST HEALTH_CA HEALTH_INSECURE STABLE_SECONDS \
-      HEALTH_TIMEOUT REDACT_KEYS SERVICES UNMANAGED BACKUPS PURGE_OLD SK_FALLBACKS EMERGENCY DB_ROTATE DB_ROLES SOCKET ENV_DIR ENV_NAME RUN_DIR RUN_ID
+      HEALTH_TIMEOUT REDACT_KEYS SERVICES UNMANAGED BACKUPS PURGE_OLD SK_FALLBACKS EMERGENCY DB_ROTATE DB_ROLES SOCKET LOGIN_URL LOGIN_USER LOGIN_PASSWORD_FILE LOGIN_CHECK_URL ENV_DIR ENV_NAME RUN_DIR RUN_ID
     printf 'STARTED_AT=%s\nPRIVATE_NAME=""\nHAD_PREVIOUS=0\nENV_INSTALLED=0\nINSTALLED_ID=""\nCHANGED=0\n' "$STARTED_AT"
     printf 'FAILED_PRINTED=0\nROLLED_BACK=0\nLAST_ERR=""\nDELIVERED_HASH=""\nDELIVERED_KEYS=()\nREDACT_VALUES=()\n'
     printf 'UNMANAGED_KEYS=()\nDROPINS_CHANGED=()\nRESTARTED=()\ndeclare -A ACTION=()\n'

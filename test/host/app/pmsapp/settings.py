@@ -53,6 +53,23 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "pmsapp.urls"
+
+# Django's own LoginView at /accounts/login/ (templates/registration/login.html), as a stock
+# project has it: the rollout's login probe logs in there like a browser.
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+            ]
+        },
+    }
+]
+LOGIN_REDIRECT_URL = "/me/"
 WSGI_APPLICATION = "pmsapp.wsgi.application"
 
 DATABASES = {

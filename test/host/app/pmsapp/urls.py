@@ -1,3 +1,4 @@
+from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from . import views
@@ -6,6 +7,7 @@ urlpatterns = [
     path("health/", views.health),
     path("key-fingerprint/", views.key_fingerprint),
     path("login/", views.login_view),
+    path("accounts/login/", auth_views.LoginView.as_view()),
     path("me/", views.me),
     path("token/issue/", views.token_issue),
     path("token/verify/", views.token_verify),
