@@ -17,8 +17,13 @@
  *     knowing the old password;
  *   - the new password is proven by a TCP login to DB_HOST:DB_PORT as DB_USER (password in a
  *     root-only pgpass file) before the env file is installed and the services restart;
- *   - several hosts sharing the database: the first host of the run changes it; each later host
- *     finds that the new password already logs in and skips the change.
+ *   - several hosts sharing the database (`generated.DB_PASSWORD.adminHost: <host name>`): that
+ *     host runs PostgreSQL and its local superuser changes the password; it rolls first and
+ *     alone (stack.ts), DB_HOST may be any address of it. Every other host gets
+ *     `--db-follow <admin host>`: it never changes PostgreSQL, it proves that the delivered password
+ *     logs in to DB_HOST:DB_PORT over TCP before its env moves (and fails untouched otherwise), so
+ *     its rollback restores only its own env. Without adminHost, a later host of the run that
+ *     finds the new password already logging in skips the change, as before.
  *
  * Alternating login roles (`generated.DB_PASSWORD.roles: [pms_app_a, pms_app_b]`, the
  * zero-downtime option): both roles are LOGIN members of the NOLOGIN role that owns the schema
@@ -48,6 +53,8 @@ export interface DbPasswordRotation {
   rotate: boolean;
   /** The two alternating login roles (the host writes DB_USER); absent: the single env.DB_USER. */
   roles?: readonly [string, string];
+  /** The host whose local PostgreSQL every host uses (shared database); the others follow it. */
+  adminHost?: string;
 }
 
 export interface DbPasswordInput {
@@ -56,9 +63,12 @@ export interface DbPasswordInput {
   generatedRaw?: unknown;
   /** The raw `env` map (parseEnv reports its own problems). */
   env: unknown;
+  /** The names of `hosts` (for `generated.DB_PASSWORD.adminHost`). */
+  hostNames?: readonly string[];
 }
 
 const ROLES_AT = "generated.DB_PASSWORD.roles";
+const ADMIN_AT = "generated.DB_PASSWORD.adminHost";
 const ROLES_EXAMPLE =
   "`pulumi config set --path 'generated.DB_PASSWORD.roles[0]' pms_app_a` and `... roles[1]' pms_app_b` (create both first: docs/RUNBOOK.md, \"Alternating login roles\")";
 
@@ -123,6 +133,31 @@ function parseRoles(problems: Problems, raw: unknown, user: string | undefined):
   return ok ? [names[0], names[1]] : undefined;
 }
 
+/** `generated.DB_PASSWORD.adminHost`: undefined when absent, else the name of one of `hosts` (or a problem). */
+function parseAdminHost(problems: Problems, raw: unknown, hostNames: readonly string[]): string | undefined {
+  if (!isObject(raw) || !isObject(raw.DB_PASSWORD) || raw.DB_PASSWORD.adminHost === undefined) return undefined;
+  const value = raw.DB_PASSWORD.adminHost;
+  const name = typeof value === "string" ? value : undefined;
+  const known = hostNames.length > 0 ? hostNames.join(", ") : "none yet";
+  if (name === undefined || name === "") {
+    problems.add(
+      ADMIN_AT,
+      `must be the name of the host that runs PostgreSQL, not ${scalar(value)}`,
+      `\`pulumi config set --path '${ADMIN_AT}' <name>\` with one of hosts[].name (${known})`,
+    );
+    return undefined;
+  }
+  if (!hostNames.includes(name)) {
+    problems.add(
+      ADMIN_AT,
+      `${JSON.stringify(name)} is not one of hosts[].name; the admin host must be a host of this stack (it runs PostgreSQL and the app)`,
+      `set it to one of ${known}, or add that host to hosts`,
+    );
+    return undefined;
+  }
+  return name;
+}
+
 /** Whether DB_PASSWORD is rotated with PostgreSQL; a generated one needs a local DB and a plain role. */
 export function parseDbPasswordRotation(problems: Problems, input: DbPasswordInput): DbPasswordRotation {
   const rotate = input.generated.some((g) => g.key === DB_PASSWORD);
@@ -131,13 +166,28 @@ export function parseDbPasswordRotation(problems: Problems, input: DbPasswordInp
   const host = env.DB_HOST === undefined ? undefined : scalar(env.DB_HOST);
   const user = env.DB_USER === undefined ? undefined : scalar(env.DB_USER);
   const roles = parseRoles(problems, input.generatedRaw, user);
+  const hostNames = input.hostNames ?? [];
+  const adminHost = parseAdminHost(problems, input.generatedRaw, hostNames);
+  const adminAsked =
+    isObject(input.generatedRaw) &&
+    isObject(input.generatedRaw.DB_PASSWORD) &&
+    input.generatedRaw.DB_PASSWORD.adminHost !== undefined;
   const supplied =
     "or remove generated.DB_PASSWORD and supply it with `pulumi config set --secret --path 'secrets.DB_PASSWORD'` (it prompts), changing it in PostgreSQL yourself";
-  if (host !== undefined && !LOCAL_DB_HOSTS.includes(host)) {
+  if (adminAsked) {
+    // The other hosts reach the admin host's PostgreSQL over TCP: a loopback DB_HOST is their own.
+    if (host !== undefined && LOCAL_DB_HOSTS.includes(host) && hostNames.some((n) => n !== adminHost)) {
+      problems.add(
+        "env.DB_HOST",
+        `${JSON.stringify(host)} is each host's own loopback, but with ${ADMIN_AT} the other hosts use the database of ${adminHost ?? "the admin host"}`,
+        `set env.DB_HOST to an address of ${adminHost ?? "the admin host"} that every host reaches (PostgreSQL listening there, pg_hba.conf allowing the hosts with scram-sha-256)`,
+      );
+    }
+  } else if (host !== undefined && !LOCAL_DB_HOSTS.includes(host)) {
     problems.add(
       "env.DB_HOST",
       `${JSON.stringify(host)} is not the app host, but generated.DB_PASSWORD is changed in PostgreSQL through the app host's local postgres superuser`,
-      `set env.DB_HOST to one of ${LOCAL_DB_HOSTS.join(", ")} (the database runs on the app host), ${supplied}`,
+      `set env.DB_HOST to one of ${LOCAL_DB_HOSTS.join(", ")} (the database runs on the app host), or name the host that runs PostgreSQL for all hosts in \`pulumi config set --path '${ADMIN_AT}' <host name>\`, ${supplied}`,
     );
   }
   if (!rolesAsked(input.generatedRaw) && user !== undefined && !PLAIN_ROLE.test(user)) {
@@ -147,11 +197,17 @@ export function parseDbPasswordRotation(problems: Problems, input: DbPasswordInp
       `use such a role for the app, ${supplied}`,
     );
   }
-  return roles ? { rotate, roles } : { rotate };
+  return { rotate, ...(roles ? { roles } : {}), ...(adminHost === undefined ? {} : { adminHost }) };
 }
 
-/** The rollout arguments for the DB password mode; none when DB_PASSWORD is supplied. */
-export function dbPasswordRolloutArgs(rotation: DbPasswordRotation): string[] {
+/**
+ * The rollout arguments of `hostName` for the DB password mode; none when DB_PASSWORD is supplied.
+ * With an admin host, every other host follows it (`--db-follow <admin host>`: never changes PostgreSQL).
+ */
+export function dbPasswordRolloutArgs(rotation: DbPasswordRotation, hostName?: string): string[] {
   if (!rotation.rotate) return [];
-  return rotation.roles ? ["--rotate-db-password", "--db-roles", rotation.roles.join(",")] : ["--rotate-db-password"];
+  const args = ["--rotate-db-password"];
+  if (rotation.roles) args.push("--db-roles", rotation.roles.join(","));
+  if (rotation.adminHost !== undefined && hostName !== rotation.adminHost) args.push("--db-follow", rotation.adminHost);
+  return args;
 }

@@ -33,6 +33,22 @@ export function planBatches<T>(hosts: readonly T[], sizes: readonly BatchSize[] 
   return batches;
 }
 
+/**
+ * Like planBatches, but the first host matching `first` rolls alone before every batch (the
+ * configured sizes then apply to the others, in config order). Used for the shared database's
+ * admin host: it changes DB_PASSWORD in PostgreSQL before any other host moves to it.
+ * No match: exactly planBatches.
+ */
+export function planBatchesAfter<T>(
+  hosts: readonly T[],
+  sizes: readonly BatchSize[] = DEFAULT_BATCHES,
+  first?: (host: T) => boolean,
+): T[][] {
+  const i = first === undefined ? -1 : hosts.findIndex(first);
+  if (i < 0) return planBatches(hosts, sizes);
+  return [[hosts[i]], ...planBatches([...hosts.slice(0, i), ...hosts.slice(i + 1)], sizes)];
+}
+
 /** The config text of a batch list, for logs and docs: `[1, "50%"]`. */
 export function describeBatches(sizes: readonly BatchSize[]): string {
   return `[${sizes.map((s) => ("hosts" in s ? String(s.hosts) : `"${s.percent}%"`)).join(", ")}]`;

@@ -9,7 +9,7 @@ import { ParsedConfig, PROJECT, parseStackConfig, RawConfig, StackSettings } fro
 import { fingerprint, renderEnvFile } from "./env-file";
 import { GeneratedSecrets } from "./generated-secrets";
 import { HostRollout } from "./host-rollout";
-import { planBatches } from "./rollout-plan";
+import { planBatchesAfter } from "./rollout-plan";
 import { SecretStore } from "./secret-store";
 import { describeSecretKeyRotation, secretKeyRolloutArgs, secretKeyRotationWarnings } from "./secret-key-rotation";
 import { dbPasswordRolloutArgs } from "./db-password-rotation";
@@ -69,8 +69,11 @@ export function deployPmsSecrets(parsed: ParsedConfig = loadStackConfig()): PmsS
   // run before the next batch and leaves its hosts untouched.
   const secretKeys = [...keys.supplied, ...keys.generated].sort();
   const hosts: PmsSecretsOutputs["hosts"] = {};
+  // A shared database's admin host (generated.DB_PASSWORD.adminHost) rolls first and alone: it
+  // changes the password in PostgreSQL, and every later host only proves it and moves to it.
+  const adminHost = settings.dbPassword.adminHost;
   let previous: pulumi.Resource[] = [store.version];
-  for (const batch of planBatches(settings.hosts, settings.rollout.batches)) {
+  for (const batch of planBatchesAfter(settings.hosts, settings.rollout.batches, (h) => h.name === adminHost)) {
     const done: pulumi.Resource[] = [];
     for (const host of batch) {
       const rollout: HostRollout = new HostRollout(
@@ -81,7 +84,10 @@ export function deployPmsSecrets(parsed: ParsedConfig = loadStackConfig()): PmsS
           envFile,
           envFingerprint,
           secretKeys,
-          secretKeyArgs: [...secretKeyRolloutArgs(settings.secretKey), ...dbPasswordRolloutArgs(settings.dbPassword)],
+          secretKeyArgs: [
+            ...secretKeyRolloutArgs(settings.secretKey),
+            ...dbPasswordRolloutArgs(settings.dbPassword, host.name),
+          ],
           sshPrivateKey: parsed.sshPrivateKey?.reveal(),
           ssh: settings.ssh,
         },

@@ -174,3 +174,85 @@ test("roles belong to generated.DB_PASSWORD only, and without roles env.DB_USER 
   noUser.env = e;
   assertProblem(problemsOf(noUser), "env.DB_USER", /is missing/);
 });
+
+/** A shared database: generated.DB_PASSWORD with `adminHost` (and optional roles), env.DB_HOST of the admin host. */
+const shared = (spec: Record<string, unknown>, env: Record<string, unknown> = {}): Record<string, unknown> => {
+  const config = generatedDb({ DB_HOST: "10.0.0.11", ...env });
+  config.generated = { ...(config.generated as Record<string, unknown>), DB_PASSWORD: spec };
+  return config;
+};
+
+test("shared database: adminHost names a host; DB_HOST may be its address; the admin host changes the password, every other host gets --db-follow <admin>", async () => {
+  const parsed = parseStackConfig(raw(shared({ adminHost: "web1" })), "dev");
+  assert.deepEqual(parsed.settings.dbPassword, { rotate: true, adminHost: "web1" });
+  assert.deepEqual(dbPasswordRolloutArgs(parsed.settings.dbPassword, "web1"), ["--rotate-db-password"]);
+  assert.deepEqual(dbPasswordRolloutArgs(parsed.settings.dbPassword, "web2"), [
+    "--rotate-db-password",
+    "--db-follow",
+    "web1",
+  ]);
+  // With roles (env.DB_USER left to the hosts) and a host name for DB_HOST.
+  const config = shared({ adminHost: "web2", roles: ["pms_app_a", "pms_app_b"] }, { DB_HOST: "db.internal.lan" });
+  const e = { ...(config.env as Record<string, unknown>) };
+  delete e.DB_USER;
+  config.env = e;
+  const withRoles = parseStackConfig(raw(config), "dev").settings.dbPassword;
+  assert.deepEqual(withRoles, { rotate: true, roles: ["pms_app_a", "pms_app_b"], adminHost: "web2" });
+  assert.deepEqual(dbPasswordRolloutArgs(withRoles, "web1"), [
+    "--rotate-db-password",
+    "--db-roles",
+    "pms_app_a,pms_app_b",
+    "--db-follow",
+    "web2",
+  ]);
+
+  const program = await runProgram({ stack: "dev", config: defined(shared({ adminHost: "web2" })) });
+  const create = (h: string): string => String(program.find(TYPES.command, `${h}-rollout`).inputs.create);
+  assert.match(create("web2"), / --rotate-db-password --stable-seconds /, "the admin host: no --db-follow");
+  assert.match(create("web1"), / --rotate-db-password --db-follow web2 /);
+  assert.deepEqual(
+    program.find(TYPES.command, "web1-rollout").dependsOn.filter((d) => d.endsWith("-rollout")),
+    ["web2-rollout"],
+    "the follower waits for the admin host",
+  );
+});
+
+test("shared database: every wrong adminHost and a loopback DB_HOST are listed at once, each with its key and a fix", () => {
+  const problems = problemsOf(shared({ adminHost: "db9" }, { DB_HOST: "127.0.0.1", DB_USER: "Pms-App" }));
+  assertProblem(
+    problems,
+    "generated.DB_PASSWORD.adminHost",
+    /"db9" is not one of hosts\[\]\.name.*Fix: set it to one of web1, web2/,
+  );
+  assertProblem(
+    problems,
+    "env.DB_HOST",
+    /"127\.0\.0\.1" is each host's own loopback.*Fix: set env\.DB_HOST to an address/,
+  );
+  assertProblem(problems, "env.DB_USER", /"Pms-App" is not a plain lower-case PostgreSQL role name/);
+  assertProblem(
+    problemsOf(shared({ adminHost: 3 })),
+    "generated.DB_PASSWORD.adminHost",
+    /must be the name of the host that runs PostgreSQL, not 3.*Fix: .*one of hosts\[\]\.name \(web1, web2\)/,
+  );
+  assertProblem(problemsOf(shared({ adminHost: "" })), "generated.DB_PASSWORD.adminHost", /must be the name/);
+  // Loopback is fine when the admin host is the only host (it reaches its own PostgreSQL).
+  const single = shared({ adminHost: "web1" }, { DB_HOST: "localhost" });
+  single.hosts = [(base.hosts as unknown[])[0]];
+  assert.deepEqual(problemsOf(single), []);
+  // Without adminHost a remote DB_HOST still names the option that allows it.
+  assertProblem(
+    problemsOf(generatedDb({ DB_HOST: "10.0.0.11" })),
+    "env.DB_HOST",
+    /is not the app host.*generated\.DB_PASSWORD\.adminHost/,
+  );
+  assertProblem(
+    problemsOf(
+      baseConfig("dev", {
+        generated: { ...(base.generated as Record<string, unknown>), JWT_SIGNING_KEY: { adminHost: "web1" } },
+      }),
+    ),
+    "generated.JWT_SIGNING_KEY.adminHost",
+    /is not a setting of generated\.JWT_SIGNING_KEY/,
+  );
+});

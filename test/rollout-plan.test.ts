@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { parseRollout } from "../components/config/rollout";
-import { describeBatches, planBatches } from "../components/rollout-plan";
+import { describeBatches, planBatches, planBatchesAfter } from "../components/rollout-plan";
 import { assertProblem, check } from "./config-check";
 import { baseConfig, defined } from "./fixtures";
 import { runProgram, TEST_HOST_KEY, TYPES } from "./harness";
@@ -74,4 +74,48 @@ test("program: without rollout.batches hosts still roll one after another", asyn
     r.find(TYPES.command, "web2-rollout").dependsOn.filter((d) => d.endsWith("-rollout")),
     ["web1-rollout"],
   );
+});
+
+test("planBatchesAfter: the chosen host first and alone, then the sizes over the others in config order; no match is planBatches", () => {
+  const b = [{ hosts: 1 }, { percent: 50 }];
+  assert.deepEqual(
+    planBatchesAfter(hosts(5), b, (h) => h === "web3"),
+    [["web3"], ["web1"], ["web2", "web4"], ["web5"]],
+  );
+  assert.deepEqual(
+    planBatchesAfter(hosts(3), [{ hosts: 2 }], (h) => h === "web1"),
+    [["web1"], ["web2", "web3"]],
+  );
+  assert.deepEqual(
+    planBatchesAfter(hosts(1), b, (h) => h === "web1"),
+    [["web1"]],
+  );
+  assert.deepEqual(
+    planBatchesAfter(hosts(4), b, () => false),
+    planBatches(hosts(4), b),
+  );
+  assert.deepEqual(planBatchesAfter(hosts(4), b), planBatches(hosts(4), b));
+});
+
+test("program: a shared database's admin host (generated.DB_PASSWORD.adminHost) rolls first and alone, before the configured batches", async () => {
+  const fleet = ["web1", "web2", "web3", "web4"].map((name, i) => ({
+    name,
+    address: `10.0.0.${21 + i}`,
+    hostKey: TEST_HOST_KEY,
+  }));
+  const config = baseConfig("dev", { hosts: fleet, rollout: { batches: ["50%"] } });
+  const secrets = { ...(config.secrets as Record<string, unknown>) };
+  delete secrets.DB_PASSWORD;
+  config.secrets = secrets;
+  config.generated = { ...(config.generated as object), DB_PASSWORD: { adminHost: "web3" } };
+  config.env = { ...(config.env as object), DB_HOST: "10.0.0.23" };
+  const r = await runProgram({ stack: "dev", config: defined(config) });
+  const deps = (h: string): string[] =>
+    r
+      .find(TYPES.command, `${h}-rollout`)
+      .dependsOn.filter((d) => d.endsWith("-rollout"))
+      .sort();
+  assert.deepEqual(deps("web3"), [], "the admin host goes first");
+  for (const h of ["web1", "web2"]) assert.deepEqual(deps(h), ["web3-rollout"], `${h}: after the admin host`);
+  for (const h of ["web4"]) assert.deepEqual(deps(h), ["web1-rollout", "web2-rollout"], `${h}: after batch 2`);
 });

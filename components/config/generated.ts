@@ -85,8 +85,14 @@ export function parseGenerated(problems: Problems, input: GeneratedInput): Gener
       problems.add(at, "must be an object {length?, alphabet?}", "use {} for the defaults");
     }
     const spec = isObject(raw) ? raw : {};
-    // DB_PASSWORD also takes `roles` (alternating login roles, parsed in db-password-rotation.ts).
-    unknownKeys(problems, at, spec, key === "DB_PASSWORD" ? ["length", "alphabet", "roles"] : ["length", "alphabet"]);
+    // DB_PASSWORD also takes `roles` (alternating login roles) and `adminHost` (shared database),
+    // parsed in db-password-rotation.ts.
+    unknownKeys(
+      problems,
+      at,
+      spec,
+      key === "DB_PASSWORD" ? ["length", "alphabet", "roles", "adminHost"] : ["length", "alphabet"],
+    );
     return {
       key,
       length: parseLength(problems, at, key, spec.length),

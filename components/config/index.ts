@@ -140,6 +140,7 @@ export function parseStackConfig(
     generated,
     generatedRaw: readValue(raw, "generated"),
     env: readValue(raw, "env"),
+    hostNames: hosts.map((h) => h.name),
   });
   const { env, allowedHosts } = parseEnv(problems, readValue(raw, "env"), {
     ...prod,

@@ -22,6 +22,8 @@
 #     and watched after the restart, see docs/ZERO-DOWNTIME.md),
 #   --rotate-db-password (a changed DB_PASSWORD is set in the local PostgreSQL first, see below),
 #   --db-roles A,B (with --rotate-db-password: two alternating login roles, the host writes DB_USER),
+#   --db-follow ADMIN_HOST (with --rotate-db-password: a shared database that host changes; this
+#     host never changes PostgreSQL, it proves the new password logs in before moving to it),
 #   --verify-only (change nothing: exit 0 in sync, 3 drift, other error).
 #
 # Steps (main/worker below read like this list):
@@ -107,6 +109,7 @@ SK_FALLBACKS=1
 EMERGENCY=0
 DB_ROTATE=0
 DB_ROLES=()
+DB_FOLLOW=""
 SOCKET=""
 LOGIN_URL=""
 LOGIN_USER=""
@@ -241,6 +244,7 @@ parse_args() {
       --backups) BACKUPS=$2 ;;
       --secret-key-fallbacks) SK_FALLBACKS=$2 ;;
       --db-roles) IFS=, read -r -a DB_ROLES <<<"$2" ;;
+      --db-follow) DB_FOLLOW=$2 ;;
       --check-fail-level) ;; # the program appends --fail-level to the check command itself
       *) usage_error "unknown argument $1" ;;
     esac
@@ -679,6 +683,7 @@ prove_secret_key_fallbacks() {
 # keeper change keeps the current role, so the composed file equals the host's and nothing moves.
 
 check_db_roles_arg() {
+  [ -z "$DB_FOLLOW" ] || [ "$DB_ROTATE" = 1 ] || usage_error "--db-follow needs --rotate-db-password"
   [ "${#DB_ROLES[@]}" -gt 0 ] || return 0
   [ "$DB_ROTATE" = 1 ] || usage_error "--db-roles needs --rotate-db-password"
   if [ "${#DB_ROLES[@]}" != 2 ] || [[ ! ${DB_ROLES[0]} =~ ^[a-z_][a-z0-9_]*$ ]] || [[ ! ${DB_ROLES[1]} =~ ^[a-z_][a-z0-9_]*$ ]] ||
@@ -726,6 +731,11 @@ compose_db_user() {
     DB_SWITCH=1
     log "db roles: the host's DB_USER is ${current:-not set}, neither of ${DB_ROLES[0]}, ${DB_ROLES[1]}: moving to $target${current:+ ($current keeps its password)}"
   fi
+  if [ -n "$DB_FOLLOW" ] && [ "$DB_SWITCH" = 1 ]; then
+    follow_db_role "$target"
+    target=$DB_ROLE
+    log "db roles: following $DB_FOLLOW (the database's admin host): the new password logs in as $target, so the app moves to $target; no change in PostgreSQL from this host"
+  fi
   if grep -q "^DB_PASSWORD=" -- "$RUN_DIR/final.env"; then
     while IFS= read -r line; do
       printf '%s\n' "$line"
@@ -733,6 +743,38 @@ compose_db_user() {
     done <"$RUN_DIR/final.env" >"$tmp"
     mv -f -- "$tmp" "$RUN_DIR/final.env"
   fi
+}
+
+# Shared database (--db-follow ADMIN): the admin host changed the password earlier in this run, so
+# this host only proves it. Tries the role $1, then each --db-roles role: DB_ROLE is the first the
+# new password logs in as over TCP; none fails untouched, naming the admin host's step.
+follow_db_role() { # role
+  local role new=${DELIVERED_SET[DB_PASSWORD]-} esc
+  [ -n "$new" ] || fail_untouched - db-password "--rotate-db-password needs DB_PASSWORD in the delivered env file"
+  DB_HOST_=${DELIVERED_SET[DB_HOST]-}; DB_PORT_=${DELIVERED_SET[DB_PORT]:-5432}; DB_NAME_=${DELIVERED_SET[DB_NAME]-}
+  is_count "$DB_PORT_" 1 65535 || fail_untouched - db-password "DB_PORT '$DB_PORT_' is not a port number"
+  command -v psql >/dev/null || fail_untouched - db-password "psql is needed on this host to prove the new DB_PASSWORD logs in before the env file moves"
+  esc=${new//\\/\\\\}
+  esc=${esc//:/\\:}
+  printf '*:*:*:*:%s\n' "$esc" >"$RUN_DIR/db-new.pgpass"
+  chmod 0600 -- "$RUN_DIR/db-new.pgpass"
+  for role in "$1" "${DB_ROLES[@]}"; do
+    DB_ROLE=$role
+    if [ -n "$role" ] && db_login_works "$RUN_DIR/db-new.pgpass"; then return 0; fi
+  done
+  DB_ROLE=""
+  local as=${1:-DB_USER}
+  [ "${#DB_ROLES[@]}" = 0 ] || as="${DB_ROLES[0]} nor as ${DB_ROLES[1]}"
+  fail_untouched - db-password "the new DB_PASSWORD does not log in to $DB_HOST_:$DB_PORT_ as $as; the database's admin host $DB_FOLLOW changes it first in this run. Fix: check that the rollout of $DB_FOLLOW succeeded (its db password step) and that PostgreSQL there accepts this host (listen_addresses, a pg_hba.conf host line with scram-sha-256), then run again"
+}
+
+# Whether DB_HOST is an address of this host (a shared database's admin host names itself by the
+# address the other hosts use).
+db_host_is_here() {
+  local here there
+  here=$(ip -o addr show 2>/dev/null | awk '{ sub("/.*", "", $4); print $4 }') || return 1
+  there=$(getent ahosts "$DB_HOST_" 2>/dev/null | awk '{ print $1 }' | sort -u) || return 1
+  [ -n "$here" ] && [ -n "$there" ] && grep -qxF -f <(printf '%s\n' "$there") <<<"$here"
 }
 
 # Computes a SCRAM-SHA-256 verifier (RFC 5802/7677, PostgreSQL's stored form) of the password on
@@ -780,13 +822,19 @@ rotate_db_password() {
     fi
     if [ "$old" = "$new" ]; then return 0; fi
   fi
+  if [ -n "$DB_FOLLOW" ]; then
+    # A follower never changes PostgreSQL (compose_db_user already proved an alternating role).
+    [ "${#DB_ROLES[@]}" -gt 0 ] || follow_db_role "${DELIVERED_SET[DB_USER]-}"
+    log "db password: following $DB_FOLLOW (the database's admin host): the new password logs in to $DB_HOST_:$DB_PORT_ as $DB_ROLE; no change in PostgreSQL from this host"
+    return 0
+  fi
   DB_ROLE=${DELIVERED_SET[DB_USER]-}; DB_HOST_=${DELIVERED_SET[DB_HOST]-}
   DB_PORT_=${DELIVERED_SET[DB_PORT]:-5432}; DB_NAME_=${DELIVERED_SET[DB_NAME]-}
   [[ $DB_ROLE =~ ^[a-z_][a-z0-9_]*$ ]] ||
     fail_untouched - db-password "DB_USER '$DB_ROLE' is not a plain lower-case role name; Fix: use such a role or supply DB_PASSWORD (secrets.DB_PASSWORD) and change it in PostgreSQL yourself"
   case $DB_HOST_ in
     127.0.0.1 | localhost | ::1) ;;
-    *) fail_untouched - db-password "DB_HOST '$DB_HOST_' is not this host: the password is changed through the local postgres superuser. Fix: run the rotation on the database host, or supply DB_PASSWORD (secrets.DB_PASSWORD) and change it in PostgreSQL yourself" ;;
+    *) db_host_is_here || fail_untouched - db-password "DB_HOST '$DB_HOST_' is not this host: the password is changed through the local postgres superuser. Fix: run the rotation on the database host (generated.DB_PASSWORD.adminHost names it), or supply DB_PASSWORD (secrets.DB_PASSWORD) and change it in PostgreSQL yourself" ;;
   esac
   is_count "$DB_PORT_" 1 65535 || fail_untouched - db-password "DB_PORT '$DB_PORT_' is not a port number"
   local LC_ALL=C
@@ -1535,7 +1583,7 @@ write_worker() {
     declare -p PROG STATE_DIR RUNS_DIR BACKUP_ROOT LOCK_FILE PID_FILE DROPIN_NAME PRIVATE_PREFIX END_MARKER \
       LOCK_TIMEOUT CHECK_TIMEOUT RESTART_TIMEOUT SYSTEMCTL_TIMEOUT HTTP_TIMEOUT HANDOFF_TIMEOUT EXIT_DRIFT KEY_ERROR_PATTERN \
       HOST ENV_FILE APP_DIR GROUP CHECK HEALTH_URLS HEALTH_HOST HEALTH_CA HEALTH_INSECURE STABLE_SECONDS \
-      HEALTH_TIMEOUT REDACT_KEYS SERVICES UNMANAGED BACKUPS PURGE_OLD SK_FALLBACKS EMERGENCY DB_ROTATE DB_ROLES SOCKET LOGIN_URL LOGIN_USER LOGIN_PASSWORD_FILE LOGIN_CHECK_URL ENV_DIR ENV_NAME RUN_DIR RUN_ID
+      HEALTH_TIMEOUT REDACT_KEYS SERVICES UNMANAGED BACKUPS PURGE_OLD SK_FALLBACKS EMERGENCY DB_ROTATE DB_ROLES DB_FOLLOW SOCKET LOGIN_URL LOGIN_USER LOGIN_PASSWORD_FILE LOGIN_CHECK_URL ENV_DIR ENV_NAME RUN_DIR RUN_ID
     printf 'STARTED_AT=%s\nPRIVATE_NAME=""\nHAD_PREVIOUS=0\nENV_INSTALLED=0\nINSTALLED_ID=""\nCHANGED=0\n' "$STARTED_AT"
     printf 'FAILED_PRINTED=0\nROLLED_BACK=0\nLAST_ERR=""\nDELIVERED_HASH=""\nDELIVERED_KEYS=()\nREDACT_VALUES=()\n'
     printf 'UNMANAGED_KEYS=()\nDROPINS_CHANGED=()\nRESTARTED=()\ndeclare -A ACTION=()\n'

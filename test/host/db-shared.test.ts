@@ -1,0 +1,285 @@
+/**
+ * A database shared by several app hosts (issue 10, `generated.DB_PASSWORD.adminHost`), through
+ * the real `pulumi up` (pulumi-cli.ts): two socket-activated hosts; `dbadm` runs PostgreSQL for
+ * both. A veth pair joins the two hosts' network namespaces (10.78.0.1 on dbadm, 10.78.0.2 on
+ * dbfol); dbadm's PostgreSQL also listens on 10.78.0.1 and its pg_hba.conf admits both addresses
+ * with scram-sha-256, as an operator sets up a shared database. env.DB_HOST is 10.78.0.1 for both
+ * hosts (dbfol's own PostgreSQL stays unused). With the alternating login roles (made with
+ * docs/RUNBOOK.md's SQL on dbadm):
+ *   - the move onto the roles, then a rotation under constant load on dbfol: one `pulumi up`
+ *     moves both hosts to the same new role, dbadm (which changes the password) before dbfol
+ *     (which only proves it), 0 failed requests, Celery works on both, no secret in any output;
+ *   - a follower whose new password does not log in (PostgreSQL refuses it the new role) fails
+ *     untouched, naming the admin host; once PostgreSQL admits it, a re-run moves it.
+ *
+ *   node --import tsx --test test/host/db-shared.test.ts        (root, Linux)
+ */
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { spawnSync } from "node:child_process";
+import { after, before, describe, it } from "node:test";
+import { parseEnvFile } from "../../components/env-file";
+import { DB_ROLES, runbookRolesSql, superuserSql } from "./bench/db";
+import { DEFAULT_LOAD, startLoad } from "./bench/load";
+import { type CliResult, PulumiStack } from "./pulumi-cli";
+import { ENV_FILE, sh } from "./safety-host";
+import { fleetConfig, unavailable } from "./scenario";
+import {
+  bootFleet,
+  hostTestsUnavailableReason,
+  PUBLIC_HOST,
+  TEST_DB,
+  type TestFleet,
+  type TestHost,
+  verboseLog,
+} from "./testhost";
+
+const skip = unavailable(hostTestsUnavailableReason());
+const log = verboseLog;
+const ADMIN_ADDRESS = "10.78.0.1";
+const FOLLOWER_ADDRESS = "10.78.0.2";
+const HBA_MARK = "# pms-secrets db-shared test";
+
+function ip(args: string[]): void {
+  const r = spawnSync("ip", args, { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`ip ${args.join(" ")}: ${r.stderr.trim()}`);
+}
+
+/** The sequence number of the `up` event where `name`'s step started (pre) or finished (outputs). */
+function stepEvent(r: CliResult, name: string, kind: "pre" | "done"): number {
+  const e = r.events.find((ev) => {
+    const step = kind === "pre" ? ev.resourcePreEvent : ev.resOutputsEvent;
+    return step !== undefined && !step.planning && step.metadata.urn.endsWith(`::${name}`);
+  });
+  assert.ok(e, `the event log has the ${kind} event of ${name}`);
+  return e.sequence;
+}
+
+describe(
+  "a database shared by two app hosts (generated.DB_PASSWORD.adminHost), through the real pulumi up",
+  { skip },
+  () => {
+    let fleet: TestFleet;
+    let admin: TestHost;
+    let follower: TestHost;
+    let stack: PulumiStack;
+    let config: Record<string, unknown>;
+    let veth = "";
+
+    const hostEnv = async (h: TestHost): Promise<Record<string, string>> =>
+      parseEnvFile(await sh(fleet, h, `cat ${ENV_FILE}`));
+    const health = async (h: TestHost): Promise<number> =>
+      (await fleet.http(h, "/health/", { host: PUBLIC_HOST })).status;
+    const mainPid = (h: TestHost): Promise<string> =>
+      sh(fleet, h, "systemctl show -p MainPID --value pms-backend.service");
+    /** A Celery task on host `h` writes its row into the shared database. */
+    const celeryTaskDone = async (h: TestHost): Promise<boolean> => {
+      const id = `dbshared-${randomBytes(4).toString("hex")}`;
+      const post = await fleet.http(h, `/task/?id=${id}`, { method: "POST", host: PUBLIC_HOST });
+      assert.equal(post.status, 202, post.body);
+      const deadline = Date.now() + 30_000;
+      while (Date.now() < deadline) {
+        if ((await fleet.http(h, `/task/${id}/`, { host: PUBLIC_HOST })).status === 200) return true;
+        await new Promise((res) => setTimeout(res, 500));
+      }
+      return false;
+    };
+    /** 0 when `password` logs in as `user` from the follower to the admin host's PostgreSQL (root-only pgpass from stdin). */
+    const loginFromFollower = async (password: string, user: string): Promise<number> =>
+      (
+        await fleet.exec(
+          follower,
+          `set -e; f=$(mktemp); chmod 600 "$f"; { printf '*:*:*:*:'; cat; } >"$f"; ` +
+            `env -u PGPASSWORD PGPASSFILE="$f" PGCONNECT_TIMEOUT=5 psql -X -w -At -h ${ADMIN_ADDRESS} -p ${TEST_DB.port} ` +
+            `-U ${user} -d ${TEST_DB.name} -c 'SELECT 1' >/dev/null 2>&1; rc=$?; rm -f "$f"; exit $rc`,
+          { stdin: `${password}\n` },
+        )
+      ).code;
+    const verifier = async (role: string): Promise<string> =>
+      (
+        await sh(
+          fleet,
+          admin,
+          `runuser -u postgres -- psql -X -At -c "SELECT rolpassword FROM pg_authid WHERE rolname = '${role}'"`,
+        )
+      ).trim();
+    /** The admin host's pg_hba.conf lines for the two hosts (ours, marked), then a reload. */
+    const setHba = async (followerRoles: string): Promise<void> => {
+      await sh(
+        fleet,
+        admin,
+        `f=$(runuser -u postgres -- psql -X -At -c 'SHOW hba_file'); sed -i '/${HBA_MARK}$/d' "$f"; ` +
+          `printf 'host all all ${ADMIN_ADDRESS}/32 scram-sha-256 ${HBA_MARK}\\nhost all ${followerRoles} ${FOLLOWER_ADDRESS}/32 scram-sha-256 ${HBA_MARK}\\n' >>"$f"; ` +
+          `runuser -u postgres -- psql -X -q -c 'SELECT pg_reload_conf()' >/dev/null`,
+      );
+    };
+
+    before(async () => {
+      fleet = await bootFleet(["dbadm", "dbfol"], log, { variant: ["socket", "envfile"], httpHost: "public" });
+      [admin, follower] = fleet.hosts;
+      // The wire between the two hosts, as the balancer bench wires its namespace to the hosts'.
+      veth = `hdb${process.pid % 100000}`;
+      ip([
+        "link",
+        "add",
+        `${veth}a`,
+        "netns",
+        `th-${admin.id}`,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        `${veth}f`,
+        "netns",
+        `th-${follower.id}`,
+      ]);
+      ip(["-n", `th-${admin.id}`, "addr", "add", `${ADMIN_ADDRESS}/30`, "dev", `${veth}a`]);
+      ip(["-n", `th-${admin.id}`, "link", "set", `${veth}a`, "up"]);
+      ip(["-n", `th-${follower.id}`, "addr", "add", `${FOLLOWER_ADDRESS}/30`, "dev", `${veth}f`]);
+      ip(["-n", `th-${follower.id}`, "link", "set", `${veth}f`, "up"]);
+      // The admin host's PostgreSQL serves both hosts: it listens on the wire, pg_hba admits both.
+      await setHba("all");
+      await sh(
+        fleet,
+        admin,
+        `runuser -u postgres -- psql -X -q -c "ALTER SYSTEM SET listen_addresses = 'localhost,${ADMIN_ADDRESS}'" && systemctl restart postgresql.service && ` +
+          `for i in $(seq 50); do pg_isready -q -h ${ADMIN_ADDRESS} && exit 0; sleep 0.2; done; exit 1`,
+      );
+      assert.equal(
+        await loginFromFollower(TEST_DB.password, TEST_DB.user),
+        0,
+        "the follower reaches the shared database",
+      );
+      await superuserSql(fleet, admin, runbookRolesSql()[0]);
+
+      stack = await PulumiStack.create({ stack: "db-shared", log });
+      stack.noteSecret(TEST_DB.password);
+      const base = fleetConfig(fleet, [admin, follower], { stableSeconds: 2, env: { DB_HOST: ADMIN_ADDRESS } });
+      const secrets = { ...(base.secrets as Record<string, string>) };
+      delete secrets.DB_PASSWORD;
+      const env = { ...(base.env as Record<string, unknown>) };
+      delete env.DB_USER;
+      config = {
+        ...base,
+        secrets,
+        env,
+        generated: { ...(base.generated as object), DB_PASSWORD: { roles: [...DB_ROLES], adminHost: admin.name } },
+      };
+    });
+    after(async () => {
+      await stack?.dispose();
+      if (admin && veth) spawnSync("ip", ["-n", `th-${admin.id}`, "link", "del", `${veth}a`]);
+      await fleet?.teardown();
+    });
+
+    it("the move onto the roles, then a rotation under load on the follower: one pulumi up moves both hosts to the same new role, the admin host first; 0 failed requests, Celery on both, no secret in any output", async () => {
+      await stack.setConfig(config);
+      const first = await stack.up();
+      assert.equal(first.code, 0, first.output);
+      const p1 = stack.generatedValue("DB_PASSWORD");
+      assert.match(
+        String(stack.resource("dbadm-rollout")?.inputs.create),
+        / --rotate-db-password --db-roles pms_app_a,pms_app_b --stable/,
+      );
+      assert.match(
+        String(stack.resource("dbfol-rollout")?.inputs.create),
+        / --rotate-db-password --db-roles pms_app_a,pms_app_b --db-follow dbadm /,
+      );
+      assert.match(first.output, /db password: changed for pms_app_a in PostgreSQL/);
+      assert.match(
+        first.output,
+        /db roles: following dbadm \(the database's admin host\): the new password logs in as pms_app_a/,
+      );
+      for (const h of [admin, follower]) {
+        const env = await hostEnv(h);
+        assert.deepEqual([env.DB_USER, env.DB_PASSWORD, env.DB_HOST], ["pms_app_a", p1, ADMIN_ADDRESS], h.name);
+      }
+      assert.ok(
+        stepEvent(first, "dbadm-rollout", "done") < stepEvent(first, "dbfol-rollout", "pre"),
+        "admin host first",
+      );
+
+      const verifierA = await verifier("pms_app_a");
+      config = { ...config, rotate: { DB_PASSWORD: "2026-11-26" } };
+      await stack.setConfig(config);
+      const load = await startLoad({
+        netns: `th-${follower.id}`,
+        port: 8000,
+        hostHeader: PUBLIC_HOST,
+        ...DEFAULT_LOAD,
+      });
+      const r = await stack.up();
+      await new Promise((res) => setTimeout(res, 1500));
+      const loaded = await load.stop();
+      log(`follower under load: ${loaded.ok} ok, ${loaded.failed} failed, longest gap ${loaded.longestGapMs} ms`);
+      assert.equal(r.code, 0, r.output);
+      const p2 = stack.generatedValue("DB_PASSWORD");
+      assert.notEqual(p2, p1);
+      assert.ok(
+        stepEvent(r, "dbadm-rollout", "done") < stepEvent(r, "dbfol-rollout", "pre"),
+        "the admin host changes it before the follower moves",
+      );
+      assert.match(r.output, /db password: changed for pms_app_b in PostgreSQL/);
+      assert.equal(
+        (r.output.match(/db password: changed for/g) ?? []).length,
+        1,
+        "PostgreSQL is changed once, by the admin host",
+      );
+      assert.match(r.output, /following dbadm \(the database's admin host\): the new password logs in as pms_app_b/);
+      for (const h of [admin, follower]) {
+        const env = await hostEnv(h);
+        assert.deepEqual([env.DB_USER, env.DB_PASSWORD], ["pms_app_b", p2], `${h.name} on the same new role`);
+        assert.equal(await health(h), 200, h.name);
+        assert.ok(await celeryTaskDone(h), `a Celery task on ${h.name}`);
+      }
+      assert.equal(await verifier("pms_app_a"), verifierA, "the role in use kept its password");
+      assert.equal(await loginFromFollower(p2, "pms_app_b"), 0);
+      assert.equal(
+        await loginFromFollower(p1, "pms_app_a"),
+        0,
+        "the previous role keeps its password until the next rotation",
+      );
+      assert.equal(loaded.failed, 0, `failed requests on the follower: ${JSON.stringify(loaded.errors)}`);
+      assert.ok(loaded.ok > 100, `the load generator got answers (${loaded.ok})`);
+      assert.deepEqual(stack.leaks(), [], "no secret in any CLI output");
+    });
+
+    it("a follower whose new password does not log in fails untouched, naming the admin host; once PostgreSQL admits it, a re-run moves it", async () => {
+      const p2 = stack.generatedValue("DB_PASSWORD");
+      // The shared database admits the follower for its current role only: the role the admin host
+      // moves to is refused from there.
+      await setHba("pms_app_b");
+      const before = await sh(fleet, follower, `cat ${ENV_FILE}`);
+      const pid = await mainPid(follower);
+      config = { ...config, rotate: { DB_PASSWORD: "2026-11-26.2" } };
+      await stack.setConfig(config);
+      const r = await stack.up();
+      assert.notEqual(r.code, 0, "the follower fails");
+      const p3 = stack.generatedValue("DB_PASSWORD");
+      assert.match(r.output, /db password: changed for pms_app_a in PostgreSQL/, "the admin host moved");
+      assert.match(
+        r.output,
+        /pms-rollout FAILED host=dbfol service=- check=db-password: the new DB_PASSWORD does not log in to 10\.78\.0\.1:5432 as pms_app_a nor as pms_app_b; the database's admin host dbadm changes it first in this run\. Fix: .*; nothing on the host was changed/,
+      );
+      assert.equal(await sh(fleet, follower, `cat ${ENV_FILE}`), before, "the follower's env file is untouched");
+      assert.equal(await mainPid(follower), pid, "nothing restarted on the follower");
+      assert.equal(await health(follower), 200, "the follower still runs on pms_app_b, which kept its password");
+      assert.deepEqual([(await hostEnv(admin)).DB_USER, (await hostEnv(admin)).DB_PASSWORD], ["pms_app_a", p3]);
+      assert.equal(await health(admin), 200);
+
+      await setHba("all");
+      const again = await stack.up();
+      assert.equal(again.code, 0, again.output);
+      assert.match(
+        again.output,
+        /following dbadm \(the database's admin host\): the new password logs in as pms_app_a/,
+      );
+      assert.doesNotMatch(again.output, /db password: changed for/, "PostgreSQL is not changed again");
+      assert.deepEqual([(await hostEnv(follower)).DB_USER, (await hostEnv(follower)).DB_PASSWORD], ["pms_app_a", p3]);
+      assert.equal(await health(follower), 200);
+      assert.ok(await celeryTaskDone(follower), "Celery on the follower after it moved");
+      assert.equal(await loginFromFollower(p2, "pms_app_b"), 0, "pms_app_b keeps p2 until the next rotation");
+      assert.deepEqual(stack.leaks(), [], "no secret in any CLI output");
+    });
+  },
+);
