@@ -5,7 +5,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ConfigError, parseStackConfig, RawConfig } from "../components/config";
-import { ROLLOUT_SCRIPT } from "../components/host-rollout";
+import { spawnSync } from "node:child_process";
+import { ROLLOUT_SCRIPT, rolloutStdin } from "../components/host-rollout";
 import { parseEnvFile } from "../components/env-file";
 import { dbPasswordRolloutArgs } from "../components/db-password-rotation";
 import { baseConfig, defined, SENTINEL_DB_PASSWORD } from "./fixtures";
@@ -255,4 +256,23 @@ test("shared database: every wrong adminHost and a loopback DB_HOST are listed a
     "generated.JWT_SIGNING_KEY.adminHost",
     /is not a setting of generated\.JWT_SIGNING_KEY/,
   );
+});
+
+test("the rollout script refuses --db-follow without --rotate-db-password, before reading any env", () => {
+  const run = (args: string): { status: number | null; stderr: string } =>
+    spawnSync(
+      "/bin/bash",
+      ["-c", `cat | /bin/bash -s -- --host h --env-file /srv/app/.env --service pms-backend ${args}`],
+      {
+        input: rolloutStdin("SECRET_KEY='x'\n"),
+        encoding: "utf8",
+      },
+    );
+  const r = run("--db-follow web1");
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(
+    r.stderr,
+    /^pms-rollout FAILED host=h service=- check=arguments: --db-follow needs --rotate-db-password/m,
+  );
+  assert.match(run("--db-follow").stderr, /check=arguments: --db-follow needs a value/);
 });
