@@ -14,6 +14,8 @@
  *   node --import tsx --test test/host/db-rotation.test.ts        (root, Linux)
  */
 import assert from "node:assert/strict";
+import * as path from "node:path";
+import * as fs from "node:fs";
 import { randomBytes } from "node:crypto";
 import { parseEnvFile } from "../../components/env-file";
 import { DB_ROLES, runbookRolesSql } from "./bench/db";
@@ -219,6 +221,28 @@ describe("DB_PASSWORD rotation with PostgreSQL (single role)", { skip }, () => {
     assert.equal(sampled.hits, "", "no process had a password in its argv");
     assert.deepEqual(leaked(r.stdout + r.stderr, [next, current]), []);
     assert.equal(await inPostgresLog(next), "");
+    assert.equal(await inPostgresLog("ALTER ROLE"), "");
+  });
+
+  it("the runbook's manual restore from the kept verifier file (when a rollback could not restore it) puts the exact previous verifier back, out of the server log", async () => {
+    const text = fs.readFileSync(path.join(__dirname, "..", "..", "docs", "RUNBOOK.md"), "utf8");
+    const at = text.indexOf("the old verifier is in the named root-only file");
+    assert.ok(at >= 0, "docs/RUNBOOK.md has the manual restore");
+    const block = /```sh\n([\s\S]*?)```/.exec(text.slice(at))?.[1] ?? "";
+    assert.ok(block?.includes("db-old-verifier"), "the restore block follows the sentence");
+    const oldVerifier = await verifier();
+    // What a failed restore leaves: the previous verifier in the root-only state file, and
+    // PostgreSQL on some other password (set here out of the log, as the rollout does).
+    await sh(fleet, host, "install -m 0600 /dev/stdin /var/lib/pms-secrets/db-old-verifier.pms", oldVerifier);
+    await db.superuserSql(
+      `SET log_statement = 'none';\nSET log_min_duration_statement = -1;\nALTER ROLE pms PASSWORD '${newPassword()}';\n`,
+    );
+    assert.notEqual(await psqlAs(current), 0, "the app's password no longer logs in");
+    await sh(fleet, host, "bash -euo pipefail -s", block.replaceAll("<role>", "pms"));
+    assert.equal(await verifier(), oldVerifier, "the exact previous verifier is back");
+    assert.equal(await psqlAs(current), 0, "the app's password logs in again");
+    assert.equal(await health(), 200);
+    assert.equal(await inPostgresLog(oldVerifier), "", "the verifier is not in the server log");
     assert.equal(await inPostgresLog("ALTER ROLE"), "");
   });
 

@@ -15,6 +15,7 @@
  *   node --import tsx --test test/host/runbook.test.ts     (root, Linux, awscli)
  */
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -191,7 +192,37 @@ describe("runbook procedures, real pulumi + awscli on Moto, two hosts", { skip }
       0,
     );
 
+    // 1. The state bucket (versioned, as section 1 asks) and the prod stack's own KMS key. Then, on
+    // the shipped Pulumi.prod.yaml, the runbook's login and stack init lines as written: from here
+    // on every step of this file runs on the S3 backend with the awskms secrets provider (Moto is
+    // S3 and KMS; the CLI reaches it through AWS_ENDPOINT_URL, the URLs are the runbook's).
+    for (const cmd of [
+      "aws s3api create-bucket --bucket pms-state --create-bucket-configuration LocationConstraint=eu-west-1",
+      "aws s3api put-bucket-versioning --bucket pms-state --versioning-configuration Status=Enabled",
+    ]) {
+      const r = await shell(cmd);
+      assert.equal(r.code, 0, `${cmd}: ${r.stderr}`);
+    }
+    const stateKey = await shell(
+      "aws kms create-key --description pulumi-state --query KeyMetadata.KeyId --output text",
+    );
+    assert.equal(stateKey.code, 0, stateKey.stderr);
+    const alias = `aws kms create-alias --alias-name alias/pulumi-pms-secrets-prod --target-key-id ${stateKey.stdout.trim()}`;
+    assert.equal((await shell(alias)).code, 0);
     stack.writeStackFile(fs.readFileSync(path.join(REPO, "Pulumi.prod.yaml"), "utf8"));
+    await runbookCommand("pulumi login 's3://<state bucket>?region=<region>'", {
+      "<state bucket>": "pms-state",
+      "<region>": "eu-west-1",
+    });
+    await runbookCommand(
+      "pulumi stack init prod --secrets-provider 'awskms://alias/pulumi-pms-secrets-prod?region=<region>'",
+      { "<region>": "eu-west-1" },
+    );
+    assert.match(
+      stack.stackFile(),
+      /^secretsprovider: awskms:\/\/alias\/pulumi-pms-secrets-prod\?region=eu-west-1\nencryptedkey: \S+\n/m,
+      "stack init wrote the KMS provider into the shipped file",
+    );
     const subs = { "<region>": "eu-west-1", "203.0.113.10": web1.address, "api.example.com": PUBLIC_HOST };
     for (const line of [
       "pulumi config set --stack prod aws:region <region>",
@@ -248,6 +279,22 @@ describe("runbook procedures, real pulumi + awscli on Moto, two hosts", { skip }
     assert.deepEqual(ran(r), ["create web1-rollout"]);
     await assertDeployed(web1);
     assert.match(r.output, /worker: pms-rollout-/, "the rollout ran as root through deploy's sudo");
+    // The state lives in the bucket, versioned (section 7's backup); secrets decrypt through KMS.
+    const versions = await shell(
+      "aws s3api list-object-versions --bucket pms-state --prefix .pulumi/stacks/pms-secrets/prod.json --query 'length(Versions)'",
+    );
+    assert.equal(versions.code, 0, versions.stderr);
+    assert.ok(Number(versions.stdout.trim()) >= 2, `state versions kept in the bucket: ${versions.stdout}`);
+    // Compared by hash, so the value itself never reaches the recorded shell output.
+    const decrypted = await shell(
+      "set -o pipefail; pulumi config get --stack prod --path 'secrets.HUBTEL_CLIENT_ID' | tr -d '\\n' | sha256sum",
+    );
+    assert.equal(decrypted.code, 0, decrypted.stderr);
+    assert.equal(
+      decrypted.stdout.split(" ")[0],
+      createHash("sha256").update(supplied.HUBTEL_CLIENT_ID).digest("hex"),
+      "the awskms provider decrypts the stack's secrets",
+    );
   });
 
   it("§5 adding a host: the preview shows one new <host>-rollout, `up` creates only it, the other host is not restarted", async () => {
