@@ -281,5 +281,47 @@ describe(
       assert.equal(await loginFromFollower(p2, "pms_app_b"), 0, "pms_app_b keeps p2 until the next rotation");
       assert.deepEqual(stack.leaks(), [], "no secret in any CLI output");
     });
+
+    it("single role on the shared database: the admin host changes pms's password once, the follower proves it over TCP and moves in the same run; the old password is refused", async () => {
+      // Back to one login role (pms still has LOGIN: the runbook's second SQL block was not run).
+      const env = { ...(config.env as Record<string, unknown>), DB_USER: TEST_DB.user };
+      config = {
+        ...config,
+        env,
+        generated: { ...(config.generated as object), DB_PASSWORD: { adminHost: admin.name } },
+        rotate: { DB_PASSWORD: "2026-11-27" },
+      };
+      await stack.setConfig(config);
+      const r = await stack.up();
+      assert.equal(r.code, 0, r.output);
+      const p4 = stack.generatedValue("DB_PASSWORD");
+      assert.match(
+        String(stack.resource("dbfol-rollout")?.inputs.create),
+        / --rotate-db-password --db-follow dbadm /,
+        "the follower's command follows the admin host, without roles",
+      );
+      assert.ok(
+        stepEvent(r, "dbadm-rollout", "done") < stepEvent(r, "dbfol-rollout", "pre"),
+        "the admin host changes it before the follower moves",
+      );
+      assert.equal(
+        (r.output.match(/db password: changed for pms in PostgreSQL/g) ?? []).length,
+        1,
+        "PostgreSQL is changed once, by the admin host",
+      );
+      assert.match(
+        r.output,
+        /db password: following dbadm \(the database's admin host\): the new password logs in to 10\.78\.0\.1:5432 as pms; no change in PostgreSQL from this host/,
+      );
+      for (const h of [admin, follower]) {
+        const e = await hostEnv(h);
+        assert.deepEqual([e.DB_USER, e.DB_PASSWORD], [TEST_DB.user, p4], h.name);
+        assert.equal(await health(h), 200, h.name);
+        assert.ok(await celeryTaskDone(h), `a Celery task on ${h.name}`);
+      }
+      assert.equal(await loginFromFollower(p4, TEST_DB.user), 0);
+      assert.notEqual(await loginFromFollower(TEST_DB.password, TEST_DB.user), 0, "the old password is refused");
+      assert.deepEqual(stack.leaks(), [], "no secret in any CLI output");
+    });
   },
 );
