@@ -18,12 +18,12 @@ import * as path from "node:path";
 import * as fs from "node:fs";
 import { randomBytes } from "node:crypto";
 import { parseEnvFile } from "../../components/env-file";
-import { DB_ROLES, runbookRolesSql } from "./bench/db";
+import { DB_ROLES, loginCode, roleVerifier, runbookRolesSql, superuserSql } from "./bench/db";
 import { DEFAULT_LOAD, type LoadResult, startLoad } from "./bench/load";
 import { type CliResult, PulumiStack } from "./pulumi-cli";
 import { after, before, describe, it } from "node:test";
 import { ENV_FILE, envFile, leaked, randomValue, rollout, sh } from "./safety-host";
-import { fleetConfig, unavailable } from "./scenario";
+import { celeryRoundTrip, fleetConfig, unavailable } from "./scenario";
 import {
   bootFleet,
   hostTestsUnavailableReason,
@@ -45,40 +45,12 @@ const SAMPLER = "/root/h11-sampler.pid";
 /** What the tests read on a host: logins, verifiers, the app, Celery, PostgreSQL's log, argv samples. */
 function dbProbe(fleet: TestFleet, host: TestHost) {
   const probe = {
-    /** 0 when `password` logs in as `user` over TCP (through a root-only pgpass file written from stdin). */
-    psqlAs: async (password: string, user: string = TEST_DB.user): Promise<number> =>
-      (
-        await fleet.exec(
-          host,
-          `set -e; f=$(mktemp); chmod 600 "$f"; { printf '*:*:*:*:'; cat; } >"$f"; ` +
-            `env -u PGPASSWORD PGPASSFILE="$f" PGCONNECT_TIMEOUT=5 psql -X -w -At -h ${TEST_DB.host} -p ${TEST_DB.port} ` +
-            `-U ${user} -d ${TEST_DB.name} -c 'SELECT 1' >/dev/null 2>&1; rc=$?; rm -f "$f"; exit $rc`,
-          { stdin: `${password}\n` },
-        )
-      ).code,
-    verifier: async (role: string = TEST_DB.user): Promise<string> =>
-      (
-        await sh(
-          fleet,
-          host,
-          `runuser -u postgres -- psql -X -At -c "SELECT rolpassword FROM pg_authid WHERE rolname = '${role}'"`,
-        )
-      ).trim(),
+    psqlAs: (password: string, user: string = TEST_DB.user): Promise<number> => loginCode(fleet, host, password, user),
+    verifier: (role: string = TEST_DB.user): Promise<string> => roleVerifier(fleet, host, role),
     /** SQL run by the database superuser on stdin, as the runbook says an operator runs it. */
-    superuserSql: (sql: string): Promise<string> =>
-      sh(fleet, host, `runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d ${TEST_DB.name}`, sql),
+    superuserSql: (sql: string): Promise<void> => superuserSql(fleet, host, sql),
     health: async (): Promise<number> => (await fleet.http(host, "/health/", { host: PUBLIC_HOST })).status,
-    celeryTaskDone: async (): Promise<boolean> => {
-      const id = `dbrot-${randomBytes(4).toString("hex")}`;
-      const post = await fleet.http(host, `/task/?id=${id}`, { method: "POST", host: PUBLIC_HOST });
-      assert.equal(post.status, 202, post.body);
-      const deadline = Date.now() + 30_000;
-      while (Date.now() < deadline) {
-        if ((await fleet.http(host, `/task/${id}/`, { host: PUBLIC_HOST })).status === 200) return true;
-        await new Promise((res) => setTimeout(res, 500));
-      }
-      return false;
-    },
+    celeryTaskDone: (): Promise<boolean> => celeryRoundTrip(fleet, host, `dbrot-${randomBytes(4).toString("hex")}`),
     /** Every file PostgreSQL logs to on the host, plus its journal, that contains `value`. */
     inPostgresLog: async (value: string): Promise<string> =>
       (
@@ -137,7 +109,7 @@ describe("DB_PASSWORD rotation with PostgreSQL (single role)", { skip }, () => {
   let marker = "";
 
   before(async () => {
-    fleet = await bootFleet(["dbrot"], log);
+    fleet = await bootFleet(["dbrot"], log, { httpHost: "public" });
     host = fleet.hosts[0];
     db = dbProbe(fleet, host);
     // Proof that the server really logs statements now: the marker must show up in its log.

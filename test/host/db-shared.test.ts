@@ -19,11 +19,11 @@ import { randomBytes } from "node:crypto";
 import { spawnSync } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import { parseEnvFile } from "../../components/env-file";
-import { DB_ROLES, runbookRolesSql, superuserSql } from "./bench/db";
+import { DB_ROLES, loginCode, roleVerifier, runbookRolesSql, superuserSql } from "./bench/db";
 import { DEFAULT_LOAD, startLoad } from "./bench/load";
 import { type CliResult, PulumiStack } from "./pulumi-cli";
 import { ENV_FILE, sh } from "./safety-host";
-import { fleetConfig, unavailable } from "./scenario";
+import { celeryRoundTrip, fleetConfig, unavailable } from "./scenario";
 import {
   bootFleet,
   hostTestsUnavailableReason,
@@ -73,36 +73,12 @@ describe(
     const mainPid = (h: TestHost): Promise<string> =>
       sh(fleet, h, "systemctl show -p MainPID --value pms-backend.service");
     /** A Celery task on host `h` writes its row into the shared database. */
-    const celeryTaskDone = async (h: TestHost): Promise<boolean> => {
-      const id = `dbshared-${randomBytes(4).toString("hex")}`;
-      const post = await fleet.http(h, `/task/?id=${id}`, { method: "POST", host: PUBLIC_HOST });
-      assert.equal(post.status, 202, post.body);
-      const deadline = Date.now() + 30_000;
-      while (Date.now() < deadline) {
-        if ((await fleet.http(h, `/task/${id}/`, { host: PUBLIC_HOST })).status === 200) return true;
-        await new Promise((res) => setTimeout(res, 500));
-      }
-      return false;
-    };
-    /** 0 when `password` logs in as `user` from the follower to the admin host's PostgreSQL (root-only pgpass from stdin). */
-    const loginFromFollower = async (password: string, user: string): Promise<number> =>
-      (
-        await fleet.exec(
-          follower,
-          `set -e; f=$(mktemp); chmod 600 "$f"; { printf '*:*:*:*:'; cat; } >"$f"; ` +
-            `env -u PGPASSWORD PGPASSFILE="$f" PGCONNECT_TIMEOUT=5 psql -X -w -At -h ${ADMIN_ADDRESS} -p ${TEST_DB.port} ` +
-            `-U ${user} -d ${TEST_DB.name} -c 'SELECT 1' >/dev/null 2>&1; rc=$?; rm -f "$f"; exit $rc`,
-          { stdin: `${password}\n` },
-        )
-      ).code;
-    const verifier = async (role: string): Promise<string> =>
-      (
-        await sh(
-          fleet,
-          admin,
-          `runuser -u postgres -- psql -X -At -c "SELECT rolpassword FROM pg_authid WHERE rolname = '${role}'"`,
-        )
-      ).trim();
+    const celeryTaskDone = (h: TestHost): Promise<boolean> =>
+      celeryRoundTrip(fleet, h, `dbshared-${randomBytes(4).toString("hex")}`);
+    /** 0 when `password` logs in as `user` from the follower to the admin host's PostgreSQL. */
+    const loginFromFollower = (password: string, user: string): Promise<number> =>
+      loginCode(fleet, follower, password, user, ADMIN_ADDRESS);
+    const verifier = (role: string): Promise<string> => roleVerifier(fleet, admin, role);
     /** The admin host's pg_hba.conf lines for the two hosts (ours, marked), then a reload. */
     const setHba = async (followerRoles: string): Promise<void> => {
       await sh(

@@ -32,6 +32,37 @@ export function runbookRolesSql(): [string, string] {
   return [blocks[0], blocks[1]];
 }
 
+/** The password of `role` as PostgreSQL on `host` stores it (its SCRAM verifier; "" for none). */
+export async function roleVerifier(fleet: TestFleet, host: TestHost, role: string): Promise<string> {
+  const r = await fleet.exec(
+    host,
+    `runuser -u postgres -- psql -X -At -c "SELECT rolpassword FROM pg_authid WHERE rolname = '${role}'"`,
+  );
+  if (r.code !== 0) throw new Error(`reading ${role}'s verifier on ${host.name} failed: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+/**
+ * 0 when `password` logs in as `user` from `host` to PostgreSQL at `dbHost` over TCP. The password
+ * goes through stdin into a root-only pgpass file, never a command line.
+ */
+export async function loginCode(
+  fleet: TestFleet,
+  host: TestHost,
+  password: string,
+  user: string = TEST_DB.user,
+  dbHost: string = TEST_DB.host,
+): Promise<number> {
+  const r = await fleet.exec(
+    host,
+    `set -e; f=$(mktemp); chmod 600 "$f"; { printf '*:*:*:*:'; cat; } >"$f"; ` +
+      `env -u PGPASSWORD PGPASSFILE="$f" PGCONNECT_TIMEOUT=5 psql -X -w -At -h ${dbHost} -p ${TEST_DB.port} ` +
+      `-U ${user} -d ${TEST_DB.name} -c 'SELECT 1' >/dev/null 2>&1; rc=$?; rm -f "$f"; exit $rc`,
+    { stdin: `${password}\n` },
+  );
+  return r.code;
+}
+
 /** SQL on stdin to the database superuser on `host`, as an operator runs the runbook's. */
 export async function superuserSql(fleet: TestFleet, host: TestHost, sql: string): Promise<void> {
   const r = await fleet.exec(host, `runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d ${TEST_DB.name}`, {
