@@ -1,12 +1,13 @@
 module pms-secrets/tools/language-nodejs
 
-go 1.25.11
+go 1.26
 
 require (
 	github.com/blang/semver v3.5.1+incompatible
 	github.com/pulumi/pulumi/sdk/v3 v3.248.0
 	google.golang.org/grpc v1.80.0
 	google.golang.org/protobuf v1.36.11
+	pms-secrets/tools/real/pluginkit v0.0.0
 )
 
 require (
@@ -115,3 +116,6 @@ require (
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 	lukechampine.com/frand v1.4.2 // indirect
 )
+
+// ServeGRPC, shared with the stand-in resource providers.
+replace pms-secrets/tools/real/pluginkit => ../pluginkit

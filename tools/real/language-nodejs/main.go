@@ -24,11 +24,10 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"time"
 
-	"github.com/pulumi/pulumi/sdk/v3/go/common/util/rpcutil"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
 	"google.golang.org/grpc"
+	"pms-secrets/tools/real/pluginkit"
 )
 
 // hostVersion is what GetPluginInfo and --version report: the SDK release this host stands in for.
@@ -59,38 +58,12 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	cancelServe := make(chan bool)
-	go func() {
-		<-ctx.Done()
-		close(cancelServe)
-	}()
-
-	// Like every plugin, exit when the engine goes away, so an interrupted CLI leaves no orphan.
-	if engineAddress != "" {
-		if err := rpcutil.Healthcheck(ctx, engineAddress, 5*time.Minute, stop); err != nil {
-			fmt.Fprintf(os.Stderr, "error: could not start health check of the engine at %s: %v\n", engineAddress, err)
-			os.Exit(1)
-		}
-	}
-
 	host := newHost(engineAddress, stop)
-	handle, err := rpcutil.ServeWithOptions(rpcutil.ServeOptions{
-		Cancel: cancelServe,
-		Init: func(srv *grpc.Server) error {
-			pulumirpc.RegisterLanguageRuntimeServer(srv, host)
-			return nil
-		},
+	err := pluginkit.ServeGRPC(ctx, stop, engineAddress, func(srv *grpc.Server) {
+		pulumirpc.RegisterLanguageRuntimeServer(srv, host)
 	})
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "error: could not start the language host gRPC server: %v\n", err)
-		os.Exit(1)
-	}
-
-	// The engine reads the port from our first stdout line.
-	fmt.Printf("%d\n", handle.Port)
-
-	if err := <-handle.Done; err != nil {
-		fmt.Fprintf(os.Stderr, "error: language host gRPC server stopped: %v\n", err)
+		fmt.Fprintf(os.Stderr, "error: language host: %v\n", err)
 		os.Exit(1)
 	}
 }

@@ -1,6 +1,7 @@
-// Package pluginkit is what this project's stand-in resource plugins (provider-random,
-// provider-aws) share: serving the plugin protocol, the answers every provider gives the same
-// way (handshake, plugin info), and reading one property as the engine sent it.
+// Package pluginkit is what this project's stand-in plugins share: serving the plugin protocol
+// (ServeGRPC, also used by the language host), and for the resource providers (provider-random,
+// provider-aws) the answers every provider gives the same way (handshake, plugin info) and
+// reading one property as the engine sent it.
 package pluginkit
 
 import (
@@ -26,8 +27,8 @@ func Main(name string, prov plugin.Provider) {
 	}
 }
 
-// Serve speaks the plugin protocol: listen on a free loopback port, print it as the first
-// stdout line (the engine reads it), serve ResourceProvider until the engine goes away or the
+// Serve speaks the resource plugin protocol: the engine's logging and tracing flags accepted and
+// ignored, then ServeGRPC with the ResourceProvider server, until the engine goes away or the
 // process is interrupted.
 func Serve(name string, prov plugin.Provider) error {
 	// The engine may pass logging and tracing flags before the engine address; accept and
@@ -40,16 +41,23 @@ func Serve(name string, prov plugin.Provider) error {
 	if err := flags.Parse(os.Args[1:]); err != nil {
 		return err
 	}
-
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer cancel()
-	if engine := flags.Arg(0); engine != "" {
-		// Stop when the engine stops answering health checks, as upstream plugins do.
+	return ServeGRPC(ctx, cancel, flags.Arg(0), func(srv *grpc.Server) {
+		pulumirpc.RegisterResourceProviderServer(srv, plugin.NewProviderServer(prov))
+	})
+}
+
+// ServeGRPC is what every plugin does with the engine (resource providers and the language
+// host): listen on a free loopback port, print it as the first stdout line (the engine reads it),
+// serve what register installs until ctx ends, and call cancel when the engine at engine (if
+// given) stops answering health checks, so an interrupted CLI leaves no orphan.
+func ServeGRPC(ctx context.Context, cancel context.CancelFunc, engine string, register func(*grpc.Server)) error {
+	if engine != "" {
 		if err := rpcutil.Healthcheck(ctx, engine, 5*time.Minute, cancel); err != nil {
-			return fmt.Errorf("could not start the engine health check: %w", err)
+			return fmt.Errorf("could not start the health check of the engine at %s: %w", engine, err)
 		}
 	}
-
 	stop := make(chan bool)
 	go func() {
 		<-ctx.Done()
@@ -58,12 +66,12 @@ func Serve(name string, prov plugin.Provider) error {
 	handle, err := rpcutil.ServeWithOptions(rpcutil.ServeOptions{
 		Cancel: stop,
 		Init: func(srv *grpc.Server) error {
-			pulumirpc.RegisterResourceProviderServer(srv, plugin.NewProviderServer(prov))
+			register(srv)
 			return nil
 		},
 	})
 	if err != nil {
-		return err
+		return fmt.Errorf("could not start the gRPC server: %w", err)
 	}
 	fmt.Printf("%d\n", handle.Port)
 	return <-handle.Done
