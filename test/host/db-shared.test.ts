@@ -21,7 +21,7 @@ import { after, before, describe, it } from "node:test";
 import { parseEnvFile } from "../../components/env-file";
 import { DB_ROLES, loginCode, roleVerifier, runbookRolesSql, superuserSql } from "./bench/db";
 import { DEFAULT_LOAD, startLoad } from "./bench/load";
-import { type CliResult, PulumiStack } from "./pulumi-cli";
+import { PulumiStack, stepSequence } from "./pulumi-cli";
 import { ENV_FILE, sh } from "./safety-host";
 import { celeryRoundTrip, fleetConfig, unavailable } from "./scenario";
 import {
@@ -43,16 +43,6 @@ const HBA_MARK = "# pms-secrets db-shared test";
 function ip(args: string[]): void {
   const r = spawnSync("ip", args, { encoding: "utf8" });
   if (r.status !== 0) throw new Error(`ip ${args.join(" ")}: ${r.stderr.trim()}`);
-}
-
-/** The sequence number of the `up` event where `name`'s step started (pre) or finished (outputs). */
-function stepEvent(r: CliResult, name: string, kind: "pre" | "done"): number {
-  const e = r.events.find((ev) => {
-    const step = kind === "pre" ? ev.resourcePreEvent : ev.resOutputsEvent;
-    return step !== undefined && !step.planning && step.metadata.urn.endsWith(`::${name}`);
-  });
-  assert.ok(e, `the event log has the ${kind} event of ${name}`);
-  return e.sequence;
 }
 
 describe(
@@ -171,7 +161,7 @@ describe(
         assert.deepEqual([env.DB_USER, env.DB_PASSWORD, env.DB_HOST], ["pms_app_a", p1, ADMIN_ADDRESS], h.name);
       }
       assert.ok(
-        stepEvent(first, "dbadm-rollout", "done") < stepEvent(first, "dbfol-rollout", "pre"),
+        stepSequence(first, "dbadm-rollout", "done") < stepSequence(first, "dbfol-rollout", "pre"),
         "admin host first",
       );
 
@@ -192,7 +182,7 @@ describe(
       const p2 = stack.generatedValue("DB_PASSWORD");
       assert.notEqual(p2, p1);
       assert.ok(
-        stepEvent(r, "dbadm-rollout", "done") < stepEvent(r, "dbfol-rollout", "pre"),
+        stepSequence(r, "dbadm-rollout", "done") < stepSequence(r, "dbfol-rollout", "pre"),
         "the admin host changes it before the follower moves",
       );
       assert.match(r.output, /db password: changed for pms_app_b in PostgreSQL/);
@@ -277,7 +267,7 @@ describe(
         "the follower's command follows the admin host, without roles",
       );
       assert.ok(
-        stepEvent(r, "dbadm-rollout", "done") < stepEvent(r, "dbfol-rollout", "pre"),
+        stepSequence(r, "dbadm-rollout", "done") < stepSequence(r, "dbfol-rollout", "pre"),
         "the admin host changes it before the follower moves",
       );
       assert.equal(

@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { Balancer, BALANCER_PORT } from "./bench/balancer";
 import { DEFAULT_LOAD, startLoad } from "./bench/load";
-import { CliResult, commandSteps, PulumiStack } from "./pulumi-cli";
+import { CliResult, commandSteps, PulumiStack, stepSequence } from "./pulumi-cli";
 import { appKeyFingerprint, ENV_FILE, fleetConfig, hostFile, keyFingerprint, unavailable } from "./scenario";
 import { bootFleet, hostTestsUnavailableReason, PUBLIC_HOST, TestFleet, TestHost, verboseLog } from "./testhost";
 
@@ -20,24 +20,12 @@ const skip = unavailable(hostTestsUnavailableReason());
 const log = verboseLog;
 const NAMES = ["canary", "fleet2", "fleet3"];
 
-/** Sequence numbers in the run's event stream where each host's rollout started and ended (outputs or failure). */
-function rolloutSpans(r: CliResult): Map<string, { start: number; end: number }> {
-  const spans = new Map<string, { start: number; end: number }>();
-  for (const e of r.events) {
-    const pre = e.resourcePreEvent;
-    const md = pre?.metadata ?? e.resOutputsEvent?.metadata ?? e.resOpFailedEvent?.metadata;
-    // The step that runs the rollout; a replacement's `replace` marker and its `delete-replaced`
-    // (a no-op delete at the end of the run) are not the rollout.
-    if (!md || md.type !== "command:remote:Command" || !["create", "update", "create-replacement"].includes(md.op))
-      continue;
-    if (pre?.planning || e.resOutputsEvent?.planning) continue;
-    const name = md.urn.slice(md.urn.lastIndexOf("::") + 2).replace(/-rollout$/, "");
-    const span = spans.get(name) ?? { start: Infinity, end: -Infinity };
-    if (pre) span.start = Math.min(span.start, e.sequence);
-    else span.end = Math.max(span.end, e.sequence);
-    spans.set(name, span);
+/** Asserts the canary's rollout finished before any other host's started, in the run's event stream. */
+function assertCanaryFirst(r: CliResult): void {
+  const canaryDone = stepSequence(r, "canary-rollout", "done");
+  for (const name of NAMES.slice(1)) {
+    assert.ok(stepSequence(r, `${name}-rollout`, "pre") > canaryDone, `${name} started after the canary finished`);
   }
-  return spans;
 }
 
 describe("a fleet behind HAProxy: canary, then batches", { skip }, () => {
@@ -81,12 +69,14 @@ describe("a fleet behind HAProxy: canary, then batches", { skip }, () => {
     assert.equal(result.failed, 0, `failed requests through the balancer: ${JSON.stringify(result.errors)}`);
     assert.ok(result.ok > 100, `the load generator got answers (${result.ok})`);
 
-    const spans = rolloutSpans(r);
-    assert.deepEqual([...spans.keys()].sort(), [...NAMES].sort(), "every host's rollout ran");
-    const canary = spans.get("canary")!;
-    for (const name of ["fleet2", "fleet3"]) {
-      assert.ok(spans.get(name)!.start > canary.end, `${name} started after the canary finished`);
-    }
+    assert.deepEqual(
+      commandSteps(r)
+        .filter((step) => step.startsWith("create-replacement "))
+        .sort(),
+      NAMES.map((n) => `create-replacement ${n}-rollout`).sort(),
+      "every host's rollout ran",
+    );
+    assertCanaryFirst(r);
     const key = keyFingerprint(stack.generatedValue("SECRET_KEY"));
     for (const h of fleet.hosts) assert.equal((await appKeyFingerprint(fleet, h)).secret_key, key, h.name);
     assert.deepEqual(stack.leaks(), []);
@@ -117,10 +107,7 @@ describe("a fleet behind HAProxy: canary, then batches", { skip }, () => {
     assert.equal((await fleet.exec(canary, `rm ${dropin} && systemctl daemon-reload`)).code, 0);
     const fixed = await stack.up();
     assert.equal(fixed.code, 0, fixed.output);
-    const spans = rolloutSpans(fixed);
-    for (const name of ["fleet2", "fleet3"]) {
-      assert.ok(spans.get(name)!.start > spans.get("canary")!.end, `${name} after the canary`);
-    }
+    assertCanaryFirst(fixed);
     const key = keyFingerprint(stack.generatedValue("SECRET_KEY"));
     assert.notEqual(key, keyBefore);
     for (const h of fleet.hosts) assert.equal((await appKeyFingerprint(fleet, h)).secret_key, key, h.name);

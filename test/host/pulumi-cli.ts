@@ -555,6 +555,21 @@ export function stepsOf(r: CliResult): Step[] {
   return steps;
 }
 
+/**
+ * Where resource `name`'s first step of an `up` began ("pre") or first finished ("done") in the
+ * event stream: for ordering claims such as "host A's rollout finished before host B's started".
+ * A replacement's first step is the create-replacement that runs the command (its delete-replaced
+ * comes at the end of the run).
+ */
+export function stepSequence(r: CliResult, name: string, kind: "pre" | "done"): number {
+  const e = r.events.find((ev) => {
+    const step = kind === "pre" ? ev.resourcePreEvent : ev.resOutputsEvent;
+    return step !== undefined && !step.planning && step.metadata.urn.endsWith(`::${name}`);
+  });
+  if (!e) throw new Error(`the event log of \`pulumi ${r.args.slice(4).join(" ")}\` has no ${kind} event of ${name}`);
+  return e.sequence;
+}
+
 /** `op name` of every step on a command resource that did something (not "same"). */
 export function commandSteps(r: CliResult): string[] {
   return stepsOf(r)
