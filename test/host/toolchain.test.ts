@@ -308,7 +308,11 @@ describe("real Pulumi toolchain (tools/real)", { concurrency: false }, () => {
       await ws.init("dev");
       const ls = await ws.ok(["plugin", "ls"]);
       for (const [name, version] of RESOURCE_PLUGINS) {
-        assert.match(ls.output, new RegExp(`^${name}\\s+resource\\s+${version.replace(/\./g, "\\.")}\\s`, "m"), ls.output);
+        assert.match(
+          ls.output,
+          new RegExp(`^${name}\\s+resource\\s+${version.replace(/\./g, "\\.")}\\s`, "m"),
+          ls.output,
+        );
       }
       const runs = [await ws.ok(["preview"]), await ws.ok(["up", "--yes"]), await ws.ok(["up", "--yes"])];
       assert.match(runs[1].output, /Resources:\s*\n\s*\+ 3 created/);
