@@ -84,6 +84,8 @@ readonly SYSTEMCTL_TIMEOUT=15
 readonly HTTP_TIMEOUT=5
 readonly HANDOFF_TIMEOUT=30
 readonly EXIT_DRIFT=3
+# Longest relayed line, in characters (at most 4 bytes each: far below pulumi-command's 64 KiB).
+readonly MAX_LINE=8000
 # The two errors the old guide names for a missing key, as a Python traceback's last line.
 readonly KEY_ERROR_PATTERN='^([A-Za-z_][A-Za-z0-9_.]*\.)?(ValueError: SECRET_KEY environment variable must be set|ImproperlyConfigured: The SECRET_KEY setting must not be empty)'
 
@@ -154,14 +156,21 @@ log() {
 
 # emit CHANNEL LINE: O = stdout, E = stderr. The worker writes both to the run log, which the
 # front end relays, and to stderr (its journal): never to stdout, which callers may capture.
+# A line longer than MAX_LINE characters is cut: pulumi-command 1.2.1 relays output line by line
+# with a 64 KiB limit, and at a longer line it stops reading and the SSH session never ends, so
+# `pulumi up` would hang (a check or a journal line can be that long).
 emit() {
+  local line=$2
+  if [ "${#line}" -gt "$MAX_LINE" ]; then
+    line="${line:0:MAX_LINE} [cut: $((${#2} - MAX_LINE)) more characters]"
+  fi
   if [ "${IN_WORKER:-0}" = 1 ]; then
-    printf '%s %s\n' "$1" "$2" >>"$RUN_DIR/log"
-    printf '%s\n' "$2" >&2
+    printf '%s %s\n' "$1" "$line" >>"$RUN_DIR/log"
+    printf '%s\n' "$line" >&2
   elif [ "$1" = E ]; then
-    printf '%s\n' "$2" >&2
+    printf '%s\n' "$line" >&2
   else
-    printf '%s\n' "$2"
+    printf '%s\n' "$line"
   fi
 }
 
