@@ -1040,6 +1040,12 @@ db_follower_rollback_env() {
   fi
   mv -f -T -- ./previous.db ./previous || return 1
   DB_ROLLBACK_NOTE=" (with the new DB_PASSWORD${user:+ and DB_USER $user} from $DB_FOLLOW: PostgreSQL no longer accepts the previous one)"
+  # Units not restarted yet hold the dead password too: the rollback restarts every running unit.
+  local svc
+  RESTARTED=()
+  for svc in "${SERVICES[@]}"; do
+    if [ "${ACTION[$svc]}" = restart ]; then RESTARTED+=("$svc"); fi
+  done
   log "rollback: the previous env goes back with the new DB_PASSWORD, which $DB_FOLLOW set in the shared database"
 }
 

@@ -135,7 +135,7 @@ describe("DB_PASSWORD rotation that proves itself", { skip }, () => {
 
   describe("ordering and messages around the password change (scram-sha-256)", () => {
     it("a check command that connects to the database passes during a single-role rotation: it runs after the password change, under the new env", async () => {
-      const previous = (await hostEnv(gate)).DB_PASSWORD;
+      const previous = TEST_DB.password; // the envfile variant's preset file
       const next = newPassword();
       const r = await rollout(fleet, gate, envFile({ DB_PASSWORD: next }).text, {
         extraArgs: ROTATE,
