@@ -18,8 +18,9 @@
  *   node --import tsx --test test/host/db-proof.test.ts        (root, Linux)
  */
 import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { parseEnvFile } from "../../components/env-file";
 import { DB_ROLES, loginCode, roleVerifier, runbookRolesSql, superuserSql } from "./bench/db";
 import { ENV_FILE, envFile, leaked, randomValue, rollout, sh } from "./safety-host";
 import { celeryRoundTrip, unavailable } from "./scenario";
@@ -50,8 +51,15 @@ describe("DB_PASSWORD rotation that proves itself", { skip }, () => {
 
   const health = async (h: TestHost): Promise<number> =>
     (await fleet.http(h, "/health/", { host: PUBLIC_HOST })).status;
+  /** The host file's KEY=value lines (ours, quoted, or the envfile variant's plain preset). */
   const hostEnv = async (h: TestHost): Promise<Record<string, string>> =>
-    parseEnvFile(await sh(fleet, h, `cat ${ENV_FILE}`));
+    Object.fromEntries(
+      (await sh(fleet, h, `cat ${ENV_FILE}`))
+        .split("\n")
+        .map((l) => /^([A-Za-z_][A-Za-z0-9_]*)=(['"]?)(.*)\2$/.exec(l))
+        .filter((m): m is RegExpExecArray => m !== null)
+        .map((m) => [m[1], m[3]]),
+    );
 
   before(async () => {
     fleet = await bootFleet(["dbtrust", "dbgate"], log, {
@@ -135,7 +143,7 @@ describe("DB_PASSWORD rotation that proves itself", { skip }, () => {
 
   describe("ordering and messages around the password change (scram-sha-256)", () => {
     it("a check command that connects to the database passes during a single-role rotation: it runs after the password change, under the new env", async () => {
-      const previous = TEST_DB.password; // the envfile variant's preset file
+      const previous = (await hostEnv(gate)).DB_PASSWORD;
       const next = newPassword();
       const r = await rollout(fleet, gate, envFile({ DB_PASSWORD: next }).text, {
         extraArgs: ROTATE,
@@ -259,6 +267,34 @@ describe("DB_PASSWORD rotation that proves itself", { skip }, () => {
       assert.deepEqual([(await hostEnv(gate)).DB_USER, (await hostEnv(gate)).DB_PASSWORD], [b, p4]);
       assert.equal(await loginCode(fleet, gate, p4, b), 0);
       assert.equal(await loginCode(fleet, gate, p3, a), 0, "routine again: the previous role keeps its password");
+      assert.equal(await health(gate), 200);
+    });
+
+    it("the runbook's manual close (when the FAILED line says check=db-emergency) runs as written: the role's password changes to one nobody knows, out of the server log, the app on the other role unharmed", async () => {
+      const text = fs.readFileSync(path.join(__dirname, "..", "..", "docs", "RUNBOOK.md"), "utf8");
+      const at = text.indexOf("If the close fails (`check=db-emergency`)");
+      assert.ok(at >= 0, "docs/RUNBOOK.md has the manual close");
+      const block = /```sh\n([\s\S]*?)```/.exec(text.slice(at))?.[1] ?? "";
+      assert.match(block, /pg_terminate_backend/, "the close block follows the sentence");
+      const [a, b] = DB_ROLES;
+      const onHost = await hostEnv(gate);
+      assert.equal(onHost.DB_USER, b, "the app runs on pms_app_b");
+      const before = await roleVerifier(fleet, gate, a);
+      await sh(
+        fleet,
+        gate,
+        `runuser -u postgres -- psql -X -q -c "ALTER SYSTEM SET log_statement = 'all'" -c "SELECT pg_reload_conf()"`,
+      );
+      await sh(fleet, gate, "bash -euo pipefail -s", block.replaceAll("<role>", a));
+      const after = await roleVerifier(fleet, gate, a);
+      assert.notEqual(after, before);
+      assert.match(after, /^SCRAM-SHA-256\$/, "stored as a SCRAM verifier");
+      const logged = await fleet.exec(
+        gate,
+        "{ grep -rlF 'ALTER ROLE' /var/log/postgresql/; journalctl -q --no-pager -u 'postgresql*' | grep -F 'ALTER ROLE'; } 2>/dev/null; true",
+      );
+      assert.equal(logged.stdout.trim(), "", "the statement is not in the server log");
+      assert.equal(await loginCode(fleet, gate, onHost.DB_PASSWORD, b), 0);
       assert.equal(await health(gate), 200);
     });
   });
