@@ -33,10 +33,12 @@
 #   2. worker: take the host lock, sweep what killed runs left, check every unit (unknown ->
 #      error before any change), open the env directory safely, read the current env file,
 #      compose the new one (unmanaged keys: refuse / keep / drop), stop here when everything is
-#      already in place and proven, run the check command as the first unit runs, back up the
-#      current file, install the new file, install drop-ins, restart the services in order (the
-#      next one only once the health service answers its URLs), watch them all in one stability
-#      window, prove each one's processes hold the new env, purge old copies if asked.
+#      already in place and proven, set a changed DB_PASSWORD in PostgreSQL (--rotate-db-password),
+#      run the check command as the first unit runs (after that, so it may use the database), back
+#      up the current file, install the new file, install drop-ins, restart the services in order
+#      (the next one only once the health service answers its URLs), watch them all in one
+#      stability window, prove each one's processes hold the new env, close the DB role the app
+#      left (--emergency with --db-roles), purge old copies if asked.
 #   Any failure after the first change rolls back every step (each attempted, each failure
 #   reported) and ends with one `pms-rollout FAILED host= service= check=` line.
 #
@@ -676,9 +678,13 @@ prove_secret_key_fallbacks() {
 # through the local superuser (runuser -u postgres -- psql), SQL on stdin, log_statement off in
 # that session, and only a SCRAM-SHA-256 verifier computed here travels to the server, never the
 # password. The role's current verifier (pg_authid.rolpassword) is kept in the root-only run dir,
-# so a rollback restores it exactly without anyone knowing the old password. Several hosts sharing
-# one database: the first host changes it; the next ones find that the new password already logs
-# in and skip the ALTER (and so never restore it on their own rollback).
+# so a rollback restores it exactly without anyone knowing the old password. "Already changed"
+# (several hosts of a run on one database, a re-run) is decided from that stored verifier,
+# recomputed from the new password with its salt and iterations, never by a login: where
+# pg_hba.conf trusts the connection every password logs in. For the same reason a login proves
+# a password only where a deliberately wrong one is refused on the same route; otherwise the run
+# fails untouched naming the pg_hba.conf fix. A rollback ends with a database login of the
+# restored env (db_rollback_login), whatever the health URL checks.
 
 # Alternating login roles (--db-roles A,B, the zero-downtime option): both roles are LOGIN
 # members of the role that owns the schema. The host writes DB_USER itself: a DB_PASSWORD change
