@@ -914,7 +914,7 @@ rotate_db_password() {
     # A follower never changes PostgreSQL (compose_db_user already proved an alternating role).
     [ "${#DB_ROLES[@]}" -gt 0 ] || follow_db_role "${DELIVERED_SET[DB_USER]-}"
     DB_FOLLOWED=1
-    log "db password: following $DB_FOLLOW (the database's admin host): the new password logs in to $DB_HOST_:$DB_PORT_ as $DB_ROLE (and a wrong one is refused); no change in PostgreSQL from this host"
+    log "db password: following $DB_FOLLOW (the database's admin host): the new password logs in to $DB_HOST_:$DB_PORT_ as $DB_ROLE; no change in PostgreSQL from this host (a wrong password is refused on that route, so the login proves it)"
     return 0
   fi
   DB_ROLE=${DELIVERED_SET[DB_USER]-}; DB_HOST_=${DELIVERED_SET[DB_HOST]-}

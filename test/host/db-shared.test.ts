@@ -297,7 +297,8 @@ describe(
       const p4 = stack.generatedValue("DB_PASSWORD");
       const good = config;
       // A health URL that answers without the database (as many apps' do), and a follower whose
-      // gunicorn refuses its next start once: the follower fails after the admin host moved.
+      // gunicorn refuses its next start once (`+`: as root, which may remove the marker in /run):
+      // the follower fails after the admin host moved.
       config = {
         ...config,
         app: { ...(config.app as object), healthUrl: "http://127.0.0.1:8000/key-fingerprint/" },
@@ -307,7 +308,7 @@ describe(
         fleet,
         follower,
         "install -d /etc/systemd/system/pms-backend.service.d && " +
-          "printf '[Service]\\nExecStartPre=/bin/sh -c \"if [ -e /run/pms-fail-once ]; then rm -f /run/pms-fail-once; exit 1; fi\"\\n' " +
+          "printf '[Service]\\nExecStartPre=+/bin/sh -c \"if [ -e /run/pms-fail-once ]; then rm -f /run/pms-fail-once; exit 1; fi\"\\n' " +
           ">/etc/systemd/system/pms-backend.service.d/10-fail-once.conf && systemctl daemon-reload && touch /run/pms-fail-once",
       );
       await stack.setConfig(config);
