@@ -75,6 +75,7 @@ readonly STATE_DIR=/var/lib/pms-secrets
 readonly RUNS_DIR=$STATE_DIR/runs
 readonly BACKUP_ROOT=$STATE_DIR/backups
 readonly LOCK_FILE=$STATE_DIR/lock
+readonly DB_CLOSE_PENDING=$STATE_DIR/db-close-pending
 readonly PID_FILE=$STATE_DIR/rollout.pid
 readonly DROPIN_NAME=50-pms-secrets.conf
 readonly PRIVATE_PREFIX=.pms-secrets.
@@ -989,22 +990,50 @@ restore_db_password() {
 
 # Emergency with alternating roles (--emergency): moving the app to the other role is not enough,
 # the leaked password still opens the role it used. Once every service runs proven on the new
-# role, that role gets a random password made and forgotten inside python (stored nowhere, known
-# to nobody) and its open sessions are ended. Not NOLOGIN: the next routine rotation moves the app
-# back to this role and only sets its password, which a NOLOGIN role would still refuse. Proven:
-# the previous DB_PASSWORD no longer logs in as that role. A failure here leaves the new env in
-# place (rolling back would bring the leaked password back) and fails the run with the SQL to run.
+# role (and the backups are purged), that role gets a random password made and forgotten inside
+# python (stored nowhere, known to nobody) and its open sessions are ended. Not NOLOGIN: the next
+# routine rotation moves the app back to this role and only sets its password, which a NOLOGIN
+# role would still refuse. Proven: the previous DB_PASSWORD no longer logs in as that role. A
+# failure here keeps the new env (rolling back would bring the leaked password back), fails the
+# run and leaves $DB_CLOSE_PENDING naming the role, so the next run closes it even when it finds
+# everything else in place (close_pending_db_role).
 close_previous_db_role() {
-  local role=$DB_PREV_ROLE old verifier out fix
-  [ "$EMERGENCY" = 1 ] && [ "$DB_ALTERED" = 1 ] && [ -n "$role" ] && [ "$role" != "$DB_ROLE" ] || return 0
-  fix="the new env is in place and proven on $DB_ROLE, but $role may still accept the previous DB_PASSWORD. Fix: give $role a password nobody keeps and end its sessions as docs/RUNBOOK.md section 4 step 3 shows (as root on the database host)"
+  [ "$EMERGENCY" = 1 ] && [ "$DB_ALTERED" = 1 ] && [ -n "$DB_PREV_ROLE" ] && [ "$DB_PREV_ROLE" != "$DB_ROLE" ] || return 0
+  close_db_role "$DB_PREV_ROLE" "$(previous_value DB_PASSWORD)"
+}
+
+# The no-op path: a role an earlier emergency run could not close.
+close_pending_db_role() {
+  local role
+  [ -f "$DB_CLOSE_PENDING" ] && [ "$DB_ROTATE" = 1 ] && [ -z "$DB_FOLLOW" ] || return 0
+  role=$(head -n 1 -- "$DB_CLOSE_PENDING")
+  [[ $role =~ ^[a-z_][a-z0-9_]*$ ]] || { rm -f -- "$DB_CLOSE_PENDING"; return 0; }
+  DB_HOST_=${DELIVERED_SET[DB_HOST]-}; DB_PORT_=${DELIVERED_SET[DB_PORT]:-5432}; DB_NAME_=${DELIVERED_SET[DB_NAME]-}
+  DB_ROLE=${DELIVERED_SET[DB_USER]-}
+  if [ "$role" = "$DB_ROLE" ]; then
+    rm -f -- "$DB_CLOSE_PENDING" # the app runs on it again: a later rotation gave it a new password
+    return 0
+  fi
+  log "db password: $role was left open by an earlier emergency run ($DB_CLOSE_PENDING); closing it now"
+  close_db_role "$role" ""
+}
+
+close_db_role() { # role previous-password
+  local role=$1 old=$2 verifier out before after fix
+  fix="the new env is in place and proven on $DB_ROLE, but $role may still accept the previous DB_PASSWORD; the next run tries again. Fix: give $role a password nobody keeps and end its sessions as docs/RUNBOOK.md section 4 step 3 shows (as root on the database host)"
   # From here a failure keeps the new env (CHANGED=0: no rollback): the previous one holds the leak.
   CHANGED=0
+  printf '%s\n' "$role" >"$DB_CLOSE_PENDING"
+  before=$(printf "SELECT 'v:' || coalesce(rolpassword, '') FROM pg_authid WHERE rolname = '%s';\n" "$role" | db_admin 2>/dev/null) || before=""
   verifier=$(scram_verifier random) || { failed_line - db-emergency "python3 could not compute a verifier" "$fix"; exit 1; }
   out=$({ printf "ALTER ROLE %s PASSWORD '%s';\n" "$role" "$verifier"
     printf "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = '%s' AND pid <> pg_backend_pid();\n" "$role"; } |
     db_admin 2>&1) || { failed_line - db-emergency "ALTER ROLE $role failed: $(redact "${out##*$'\n'}")" "$fix"; exit 1; }
-  old=$(previous_value DB_PASSWORD)
+  after=$(printf "SELECT 'v:' || coalesce(rolpassword, '') FROM pg_authid WHERE rolname = '%s';\n" "$role" | db_admin 2>/dev/null) || after=""
+  if [ "$after" != "v:$verifier" ] || [ "$after" = "$before" ]; then
+    failed_line - db-emergency "PostgreSQL does not hold the new verifier for $role after ALTER ROLE" "$fix"
+    exit 1
+  fi
   if [ -n "$old" ]; then
     printf '*:*:*:*:%s\n' "$(pgpass_escape "$old")" >"$RUN_DIR/db-old.pgpass"
     if DB_ROLE=$role db_login_works "$RUN_DIR/db-old.pgpass"; then
@@ -1012,6 +1041,7 @@ close_previous_db_role() {
       exit 1
     fi
   fi
+  rm -f -- "$DB_CLOSE_PENDING"
   log "db password: EMERGENCY (--emergency): $role, the role the app used before, got a random password nobody knows (stored nowhere) and its ${out:-0} open session(s) were ended${old:+; the previous DB_PASSWORD is refused for it}. The next routine rotation gives it a new password and moves the app back to it"
 }
 
@@ -1743,6 +1773,7 @@ worker() {
   prove_secret_key_fallbacks
   if already_in_place; then
     log "already in place and proven in the running processes; nothing to do"
+    close_pending_db_role
     return 0
   fi
   rotate_db_password
@@ -1751,8 +1782,8 @@ worker() {
   install_env
   install_dropins
   restart_services
-  close_previous_db_role
   purge_old_copies
+  close_previous_db_role
   log "done: env fingerprint $(sha256sum -- "../$ENV_NAME" | cut -c 1-16)"
 }
 
@@ -1779,7 +1810,7 @@ prepare_state_dir() {
 write_worker() {
   {
     printf '#!/bin/bash\n# pms-secrets rollout worker for %s (generated by the front end)\nset -euo pipefail\numask 077\n' "$ENV_FILE"
-    declare -p PROG STATE_DIR RUNS_DIR BACKUP_ROOT LOCK_FILE PID_FILE DROPIN_NAME PRIVATE_PREFIX END_MARKER \
+    declare -p PROG STATE_DIR RUNS_DIR BACKUP_ROOT LOCK_FILE DB_CLOSE_PENDING PID_FILE DROPIN_NAME PRIVATE_PREFIX END_MARKER \
       LOCK_TIMEOUT CHECK_TIMEOUT RESTART_TIMEOUT SYSTEMCTL_TIMEOUT HTTP_TIMEOUT HANDOFF_TIMEOUT EXIT_DRIFT KEY_ERROR_PATTERN \
       HOST ENV_FILE APP_DIR GROUP CHECK HEALTH_URLS HEALTH_HOST HEALTH_CA HEALTH_INSECURE STABLE_SECONDS \
       HEALTH_TIMEOUT REDACT_KEYS SERVICES UNMANAGED BACKUPS PURGE_OLD SK_FALLBACKS EMERGENCY DB_ROTATE DB_ROLES DB_FOLLOW SOCKET LOGIN_URL LOGIN_USER LOGIN_PASSWORD_FILE LOGIN_CHECK_URL ENV_DIR ENV_NAME RUN_DIR RUN_ID

@@ -231,7 +231,8 @@ describe("DB_PASSWORD rotation that proves itself", { skip }, () => {
       );
 
       const p3 = newPassword();
-      r = await rollout(fleet, gate, noUser({ DB_PASSWORD: p3 }), { extraArgs: [...ROLES, "--emergency"] });
+      const emergencyEnv = noUser({ DB_PASSWORD: p3 });
+      r = await rollout(fleet, gate, emergencyEnv, { extraArgs: [...ROLES, "--emergency"] });
       assert.equal(r.code, 0, r.stdout + r.stderr);
       assert.match(r.stdout, /db password: changed for pms_app_a in PostgreSQL/);
       assert.match(
@@ -258,6 +259,23 @@ describe("DB_PASSWORD rotation that proves itself", { skip }, () => {
       assert.equal(await health(gate), 200);
       assert.ok(await celeryRoundTrip(fleet, gate, `dbproof-${randomValue(8)}`), "Celery works on pms_app_a");
       assert.deepEqual(leaked(r.stdout + r.stderr, [p1, p2, p3]), []);
+      assert.equal(await sh(fleet, gate, "ls /var/lib/pms-secrets/db-close-pending 2>/dev/null; true"), "");
+
+      // A close that failed leaves the role named in the state dir (and the leaked password valid,
+      // put back here by hand): the re-run of the same command finds the env in place and closes it.
+      await superuserSql(fleet, gate, `SET log_statement = 'none';\nALTER ROLE ${b} PASSWORD '${p2}';\n`);
+      await sh(fleet, gate, `printf '%s\\n' ${b} >/var/lib/pms-secrets/db-close-pending`);
+      assert.equal(await loginCode(fleet, gate, p2, b), 0, "as a failed close leaves it");
+      r = await rollout(fleet, gate, emergencyEnv, { extraArgs: [...ROLES, "--emergency"] });
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, /nothing to do/);
+      assert.match(r.stdout, /db password: pms_app_b was left open by an earlier emergency run/);
+      assert.notEqual(await loginCode(fleet, gate, p2, b), 0, "the re-run closed it");
+      assert.equal(await sh(fleet, gate, "ls /var/lib/pms-secrets/db-close-pending 2>/dev/null; true"), "");
+      const closed = await roleVerifier(fleet, gate, b);
+      r = await rollout(fleet, gate, emergencyEnv, { extraArgs: [...ROLES, "--emergency"] });
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.equal(await roleVerifier(fleet, gate, b), closed, "a re-run after that touches nothing");
 
       // The next routine rotation moves the app back to pms_app_b, which still has LOGIN.
       const p4 = newPassword();
