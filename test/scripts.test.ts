@@ -46,6 +46,18 @@ test("bash -s runs the script and leaves the rest of stdin, byte for byte, to th
   fs.rmSync(dir, { recursive: true });
 });
 
+test("the worker gets every readonly constant of the rollout script (it runs from declare -p/-f, not the script)", () => {
+  const constants = [...ROLLOUT_SCRIPT.matchAll(/^readonly ([A-Z_][A-Z0-9_]*)=/gm)].map((m) => m[1]);
+  assert.ok(constants.length >= 10, `found ${constants.length} readonly constants`);
+  const body = /^write_worker\(\) \{\n([\s\S]*?)^\}$/m.exec(ROLLOUT_SCRIPT)?.[1] ?? "";
+  const passed = new Set([...body.matchAll(/declare -p ((?:[^\n\\]|\\\n)*)/g)].flatMap((m) => m[1].split(/[\s\\]+/)));
+  assert.deepEqual(
+    constants.filter((c) => !passed.has(c)),
+    [],
+    "constants the worker would meet unbound (set -u kills it at the first use)",
+  );
+});
+
 test("the rollout script refuses unknown arguments before reading any env", () => {
   const r = spawnSync("/bin/bash", ["-c", "cat | /bin/bash -s -- --host h --bogus x"], {
     input: rolloutStdin("SECRET_KEY='x'\n"),
