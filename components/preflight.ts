@@ -152,8 +152,7 @@ export async function preflightProblems(
   if (agentSocket === undefined || agentSocket === "") {
     checks.push(
       Promise.resolve(
-        "SSH_AUTH_SOCK is not set: the program logs in to the hosts only through an SSH agent. " +
-          `Fix: ${AGENT_FIX}`,
+        "SSH_AUTH_SOCK is not set: the program logs in to the hosts only through an SSH agent. " + `Fix: ${AGENT_FIX}`,
       ),
     );
   } else {

@@ -10,7 +10,10 @@ describe("remote-command-no-ssh-credential", () => {
 
   it("passes the program's rollout: the connection holds no credential (the agent logs in)", async () => {
     for (const stack of ["prod", "dev"]) {
-      const out = await runResource(remoteCommandNoSshCredential, resourceArgs(type, "web1-rollout", rolloutProps(), { stack }));
+      const out = await runResource(
+        remoteCommandNoSshCredential,
+        resourceArgs(type, "web1-rollout", rolloutProps(), { stack }),
+      );
       assert.deepEqual(out.violations, []);
     }
   });
@@ -25,8 +28,14 @@ describe("remote-command-no-ssh-credential", () => {
     for (const [extra, expected] of cases) {
       for (const stack of ["prod", "dev"]) {
         const props = rolloutProps({ connection: connection(extra) });
-        const out = await runResource(remoteCommandNoSshCredential, resourceArgs(type, "web1-rollout", props, { stack }));
-        assert.ok(out.violations.some((v) => expected.test(v)), `${stack}: ${JSON.stringify(out.violations)}`);
+        const out = await runResource(
+          remoteCommandNoSshCredential,
+          resourceArgs(type, "web1-rollout", props, { stack }),
+        );
+        assert.ok(
+          out.violations.some((v) => expected.test(v)),
+          `${stack}: ${JSON.stringify(out.violations)}`,
+        );
         for (const v of out.violations) {
           assert.match(v, /SSH agent/);
           assert.doesNotMatch(v, /b3BlbnNz|hunter2/, "the credential is never echoed");

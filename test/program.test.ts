@@ -125,13 +125,7 @@ test("sentinel scan: no secret value appears anywhere but in secret inputs (stdi
   const r = await run("dev");
   const envText = String(r.find(TYPES.command, "web1-rollout").inputs.stdin).slice(ROLLOUT_SCRIPT.length);
   const env = parseEnvFile(envText);
-  const secrets = [
-    SENTINEL_DB_PASSWORD,
-    SENTINEL_HUBTEL,
-    SENTINEL_PAYSTACK,
-    env.SECRET_KEY,
-    env.JWT_SIGNING_KEY,
-  ];
+  const secrets = [SENTINEL_DB_PASSWORD, SENTINEL_HUBTEL, SENTINEL_PAYSTACK, env.SECRET_KEY, env.JWT_SIGNING_KEY];
   assert.deepEqual(plainLeaks(r, secrets), []);
   // ...and they do travel, inside the secret stdin and secret document:
   assert.equal(env.DB_PASSWORD, SENTINEL_DB_PASSWORD);
@@ -367,7 +361,11 @@ test("no remote.Command carries a credential in its connection (it would be stor
           assert.equal(conn[field], undefined, `${stack} ${c.name}: connection.${field}`);
         }
         assert.doesNotMatch(JSON.stringify(c.inputs), /PRIVATE KEY/, `${stack} ${c.name}`);
-        assert.deepEqual(c.options.ignoreChanges, [], `${stack} ${c.name}: nothing ignored (an ignored key stays in state)`);
+        assert.deepEqual(
+          c.options.ignoreChanges,
+          [],
+          `${stack} ${c.name}: nothing ignored (an ignored key stays in state)`,
+        );
       }
     }
   }

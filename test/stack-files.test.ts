@@ -65,12 +65,16 @@ test("shipped dev stack: the REPLACE address and the secrets the operator must a
 
 test("no shipped stack file or project default sets an SSH credential, and every host logs in as deploy (never root)", () => {
   const project = load("Pulumi.yaml") as { config: Record<string, unknown> };
-  assert.ok(!("sshPrivateKey" in project.config), "Pulumi.yaml declares sshPrivateKey (its default reaches the program)");
+  assert.ok(
+    !("sshPrivateKey" in project.config),
+    "Pulumi.yaml declares sshPrivateKey (its default reaches the program)",
+  );
   for (const stack of ["dev", "prod"]) {
     const { config } = load(`Pulumi.${stack}.yaml`) as { config: Record<string, unknown> };
     assert.ok(!Object.keys(config).some((k) => /sshPrivateKey|password|privateKey/i.test(k)), `Pulumi.${stack}.yaml`);
     const hosts = config["pms-secrets:hosts"] as Array<{ user?: string }>;
-    for (const h of hosts) assert.equal(h.user, "deploy", `Pulumi.${stack}.yaml logs in as ${h.user ?? "root (default)"}`);
+    for (const h of hosts)
+      assert.equal(h.user, "deploy", `Pulumi.${stack}.yaml logs in as ${h.user ?? "root (default)"}`);
   }
 });
 

@@ -57,6 +57,7 @@ type RoleVar = keyof typeof ROLES;
 type Permissions = string | Record<string, string>;
 interface Step {
   name?: string;
+  if?: string;
   uses?: string;
   run?: string;
   with?: Record<string, unknown>;
@@ -163,7 +164,9 @@ function secretViolations(wf: Workflow): string[] {
       }
     }
     if (strings(job).some((s) => /sshPrivateKey/.test(s))) {
-      out.push(`${name}: sets sshPrivateKey (a key given to the program is stored in the state; load it into ssh-agent)`);
+      out.push(
+        `${name}: sets sshPrivateKey (a key given to the program is stored in the state; load it into ssh-agent)`,
+      );
     }
     for (const step of job.steps) {
       for (const key of refs(step, "secrets").filter((k) => /^SSH_PRIVATE_KEY_/.test(k))) {
@@ -263,10 +266,11 @@ function cliVersionViolations(wf: Workflow): string[] {
       out.push(`${name}: the first pulumi/actions step installs no pinned CLI (pulumi-version)`);
     }
     for (const st of steps) {
-      if (st.with?.["pulumi-version-file"] !== undefined) out.push(`${name}: pulumi-version-file (set the version here)`);
+      if (st.with?.["pulumi-version-file"] !== undefined)
+        out.push(`${name}: pulumi-version-file (set the version here)`);
       const v = st.with?.["pulumi-version"];
-      if (v !== undefined && String(v) !== PULUMI_CLI_VERSION) {
-        out.push(`${name}: pulumi-version ${String(v)} is not exactly ${PULUMI_CLI_VERSION}`);
+      if (v !== undefined && JSON.stringify(v) !== JSON.stringify(PULUMI_CLI_VERSION)) {
+        out.push(`${name}: pulumi-version ${JSON.stringify(v)} is not exactly ${PULUMI_CLI_VERSION}`);
       }
     }
     for (const st of job.steps) {
@@ -615,9 +619,17 @@ describe("deploy on merge to main", () => {
       const up = job.steps.indexOf(pulumiSteps(job)[0]);
       assert.ok(load >= 0 && load < up, "the key is loaded before pulumi up");
       const run = job.steps[load].run ?? "";
-      assert.match(run, /eval "\$\(ssh-agent -s -a "\$RUNNER_TEMP\/[^"]+"\)"/, "starts an agent on a socket in the job's temp dir");
+      assert.match(
+        run,
+        /eval "\$\(ssh-agent -s -a "\$RUNNER_TEMP\/[^"]+"\)"/,
+        "starts an agent on a socket in the job's temp dir",
+      );
       assert.match(run, /printf '%s\\n' "\$SSH_PRIVATE_KEY" \| ssh-add -q -/, "adds the key from stdin (no file)");
-      assert.match(run, /echo "SSH_AUTH_SOCK=\$SSH_AUTH_SOCK" >>"\$GITHUB_ENV"/, "later steps (and the provider) see the agent");
+      assert.match(
+        run,
+        /echo "SSH_AUTH_SOCK=\$SSH_AUTH_SOCK" >>"\$GITHUB_ENV"/,
+        "later steps (and the provider) see the agent",
+      );
       assert.equal(refs(job.steps[load], "secrets").length, 1, "the key step gets the key only");
       assert.doesNotMatch(JSON.stringify(job), /sshPrivateKey|config set/);
       const stop = job.steps.slice(up + 1).find((s) => /ssh-agent -k/.test(s.run ?? ""));
@@ -764,7 +776,7 @@ describe("the workflow checks catch a broken variant", () => {
       (w) =>
         w.jobs[deployProdName].steps.splice(4, 1, {
           env: { SSH_PRIVATE_KEY: "${{ secrets.SSH_PRIVATE_KEY_PROD }}" },
-          run: 'printf \'%s\\n\' "$SSH_PRIVATE_KEY" | pulumi config set --secret --stack prod sshPrivateKey',
+          run: "printf '%s\\n' \"$SSH_PRIVATE_KEY\" | pulumi config set --secret --stack prod sshPrivateKey",
         }),
       /sets sshPrivateKey .*stored in the state|SSH_PRIVATE_KEY_PROD goes to a step that does not only ssh-add it/,
     ));
@@ -778,7 +790,7 @@ describe("the workflow checks catch a broken variant", () => {
     broken(
       deploy,
       (w) => (pulumiActionSteps(w.jobs[deployProdName])[0].with!["pulumi-version"] = "^3"),
-      /pulumi-version \^3 is not exactly 3\.248\.0/,
+      /pulumi-version "\^3" is not exactly 3\.248\.0/,
     );
     broken(
       preview,

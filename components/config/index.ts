@@ -107,11 +107,7 @@ function checkKnownAndEncrypted(problems: Problems, raw: RawConfig, secretKeys?:
  * Parses and validates the raw config of `stack`. Throws ConfigError listing every problem;
  * returns warnings for what is allowed but unwise. `secretKeys`: the full keys set with --secret.
  */
-export function parseStackConfig(
-  raw: RawConfig,
-  stack: string,
-  secretKeys?: ReadonlySet<string>,
-): ParsedConfig {
+export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: ReadonlySet<string>): ParsedConfig {
   const problems = new Problems();
   checkKnownAndEncrypted(problems, raw, secretKeys);
   const prod = production(stack, flag(problems, "production", readText(raw, "production"), false));
