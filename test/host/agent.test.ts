@@ -14,12 +14,13 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { after, before, describe, it } from "node:test";
+import { hostSuite } from "./suite";
 import { changesOf, CliResult, commandSteps, PulumiStack, SshAgent } from "./pulumi-cli";
 import { ENV_FILE, envDiff, fleetConfig, hostFile, servicesState, unavailable } from "./scenario";
 import { bootFleet, hostTestsUnavailableReason, TestFleet, TestHost, verboseLog } from "./testhost";
 
 const skip = unavailable(hostTestsUnavailableReason());
+const { after, before, describe, it } = hostSuite(skip);
 const log = verboseLog;
 
 /** The connection fields a rollout may have: where and how to dial, never a credential. */
