@@ -6,7 +6,9 @@
  * - after `pulumi up` the exported state, secrets decrypted, holds no private key material;
  * - another agent on another socket path, holding the same key, changes nothing (the path is not
  *   in the state, so it cannot re-run a rollout);
- * - without an agent, `pulumi up` stops before any resource, naming SSH_AUTH_SOCK and the fix.
+ * - without an agent, `pulumi up` stops before any resource, naming SSH_AUTH_SOCK and the fix;
+ * - migration: a state written by the old program (the key in each rollout's connection) loses the
+ *   key on the next `up`, and the host is not touched (the rollout finds its env in place).
  *
  *   node --import tsx --test test/host/agent.test.ts     (root, Linux)
  */
@@ -22,6 +24,25 @@ import { bootFleet, hostTestsUnavailableReason, TestFleet, TestHost, verboseLog 
 const skip = unavailable(hostTestsUnavailableReason());
 const { after, before, describe, it } = hostSuite(skip);
 const log = verboseLog;
+
+/** The signature Pulumi puts on secret values in a checkpoint. */
+const SECRET_SIG = "4dabf18193072939515e22adb298388d";
+
+/**
+ * `connection` with `privateKey` added, as the old program stored it: the provider marks the whole
+ * connection secret, so it may be one secret envelope (JSON in `plaintext`) or a plain object.
+ */
+function withPrivateKey(connection: unknown, privateKey: string): unknown {
+  const c = connection as Record<string, unknown>;
+  if (c[SECRET_SIG] !== undefined && typeof c.plaintext === "string") {
+    const inner = JSON.parse(c.plaintext) as Record<string, unknown>;
+    return { ...c, plaintext: JSON.stringify({ ...inner, privateKey }) };
+  }
+  return {
+    ...c,
+    privateKey: { [SECRET_SIG]: "1b47061264138c4ac30d75fd1eb44270", plaintext: JSON.stringify(privateKey) },
+  };
+}
 
 /** The connection fields a rollout may have: where and how to dial, never a credential. */
 const CONNECTION_FIELDS = ["dialErrorLimit", "host", "hostKey", "perDialTimeout", "port", "user"];
@@ -137,5 +158,38 @@ describe("deploy key through an SSH agent only, real pulumi", { skip }, () => {
     assertOk(r);
     assert.deepEqual(keyMaterial(await exportedState()), []);
     assert.deepEqual(stack.leaks(), []);
+  });
+
+  it("migration: a state holding the old connection.privateKey loses it on the next `up`, and the host is not touched", async () => {
+    // The state as the old program left it: the same rollout, its connection with the deploy key.
+    const doc = JSON.parse(await exportedState()) as {
+      deployment: {
+        resources: Array<{ type: string; inputs?: Record<string, unknown>; outputs?: Record<string, unknown> }>;
+      };
+    };
+    const rollout = doc.deployment.resources.find((r) => r.type === "command:remote:Command");
+    assert.ok(rollout?.inputs && rollout.outputs);
+    rollout.inputs.connection = withPrivateKey(rollout.inputs.connection, fleet.privateKey);
+    rollout.outputs.connection = withPrivateKey(rollout.outputs.connection, fleet.privateKey);
+    const file = path.join(scratch, "old-state.json");
+    fs.writeFileSync(file, JSON.stringify(doc), { mode: 0o600 });
+    const imported = await stack.run(["stack", "import", "--file", file]);
+    fs.rmSync(file);
+    assert.equal(imported.code, 0, imported.output);
+    assert.ok(keyMaterial(await exportedState()).length > 0, "the imported state holds the key, as an old one does");
+
+    const before = await servicesState(fleet, host);
+    const envBefore = (await hostFile(fleet, host, ENV_FILE)).content;
+    const r = await stack.up();
+    assertOk(r);
+    assert.deepEqual(commandSteps(r), ["update solo-rollout"], "the rollout's connection changed: it runs once");
+    assert.match(r.output, /nothing to do/, "the rollout found its env already in place");
+    assert.deepEqual(await servicesState(fleet, host), before, "no service restarted");
+    assert.equal((await hostFile(fleet, host, ENV_FILE)).content, envBefore);
+    assert.deepEqual(keyMaterial(await exportedState()), [], "the key left the state");
+    // And the run after it touches nothing.
+    const again = await stack.up();
+    assertOk(again);
+    assert.deepEqual(commandSteps(again), []);
   });
 });
