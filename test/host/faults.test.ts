@@ -142,7 +142,7 @@ describe("connection faults, real pulumi", { skip }, () => {
     ["empty", "4", /SSH_AUTH_SOCK=\S+: the agent holds no key; .*Fix: `ssh-add` the deploy key to it/],
   ] as const;
   for (const [kind, day, message] of agentFaults) {
-    it(`SSH_AUTH_SOCK pointing at a ${kind} agent: the run fails before anything, naming SSH_AUTH_SOCK and the fix`, async () => {
+    it(`SSH_AUTH_SOCK pointing at ${kind === "empty" ? "an" : "a"} ${kind} agent: the run fails before anything, naming SSH_AUTH_SOCK and the fix`, async () => {
       let sock = path.join(scratch, `agent-${kind}.sock`);
       let emptyAgent: SshAgent | undefined;
       if (kind === "refusing") {
