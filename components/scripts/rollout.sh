@@ -33,10 +33,12 @@
 #   2. worker: take the host lock, sweep what killed runs left, check every unit (unknown ->
 #      error before any change), open the env directory safely, read the current env file,
 #      compose the new one (unmanaged keys: refuse / keep / drop), stop here when everything is
-#      already in place and proven, run the check command as the first unit runs, back up the
-#      current file, install the new file, install drop-ins, restart the services in order (the
-#      next one only once the health service answers its URLs), watch them all in one stability
-#      window, prove each one's processes hold the new env, purge old copies if asked.
+#      already in place and proven, set a changed DB_PASSWORD in PostgreSQL (--rotate-db-password),
+#      run the check command as the first unit runs (after that, so it may use the database), back
+#      up the current file, install the new file, install drop-ins, restart the services in order
+#      (the next one only once the health service answers its URLs), watch them all in one
+#      stability window, prove each one's processes hold the new env, close the DB role the app
+#      left (--emergency with --db-roles), purge old copies if asked.
 #   Any failure after the first change rolls back every step (each attempted, each failure
 #   reported) and ends with one `pms-rollout FAILED host= service= check=` line.
 #
@@ -73,6 +75,7 @@ readonly STATE_DIR=/var/lib/pms-secrets
 readonly RUNS_DIR=$STATE_DIR/runs
 readonly BACKUP_ROOT=$STATE_DIR/backups
 readonly LOCK_FILE=$STATE_DIR/lock
+readonly DB_CLOSE_PENDING=$STATE_DIR/db-close-pending
 readonly PID_FILE=$STATE_DIR/rollout.pid
 readonly DROPIN_NAME=50-pms-secrets.conf
 readonly PRIVATE_PREFIX=.pms-secrets.
@@ -84,6 +87,8 @@ readonly SYSTEMCTL_TIMEOUT=15
 readonly HTTP_TIMEOUT=5
 readonly HANDOFF_TIMEOUT=30
 readonly EXIT_DRIFT=3
+# Longest relayed line, in characters (at most 4 bytes each: far below pulumi-command's 64 KiB).
+readonly MAX_LINE=8000
 # The two errors the old guide names for a missing key, as a Python traceback's last line.
 readonly KEY_ERROR_PATTERN='^([A-Za-z_][A-Za-z0-9_.]*\.)?(ValueError: SECRET_KEY environment variable must be set|ImproperlyConfigured: The SECRET_KEY setting must not be empty)'
 
@@ -143,6 +148,9 @@ DB_HOST_=""
 DB_PORT_=""
 DB_NAME_=""
 DB_SWITCH=0
+DB_PREV_ROLE=""
+DB_FOLLOWED=0
+DB_ROLLBACK_NOTE=""
 
 # --- output -------------------------------------------------------------------------------
 
@@ -154,14 +162,21 @@ log() {
 
 # emit CHANNEL LINE: O = stdout, E = stderr. The worker writes both to the run log, which the
 # front end relays, and to stderr (its journal): never to stdout, which callers may capture.
+# A line longer than MAX_LINE characters is cut: pulumi-command 1.2.1 relays output line by line
+# with a 64 KiB limit, and at a longer line it stops reading and the SSH session never ends, so
+# `pulumi up` would hang (a check or a journal line can be that long).
 emit() {
+  local line=$2
+  if [ "${#line}" -gt "$MAX_LINE" ]; then
+    line="${line:0:MAX_LINE} [cut: $((${#2} - MAX_LINE)) more characters]"
+  fi
   if [ "${IN_WORKER:-0}" = 1 ]; then
-    printf '%s %s\n' "$1" "$2" >>"$RUN_DIR/log"
-    printf '%s\n' "$2" >&2
+    printf '%s %s\n' "$1" "$line" >>"$RUN_DIR/log"
+    printf '%s\n' "$line" >&2
   elif [ "$1" = E ]; then
-    printf '%s\n' "$2" >&2
+    printf '%s\n' "$line" >&2
   else
-    printf '%s\n' "$2"
+    printf '%s\n' "$line"
   fi
 }
 
@@ -196,8 +211,10 @@ usage_error() {
   exit 2
 }
 
-# Failure before anything on the host changed.
+# Failure before anything on the host changed. A refusal after a change (the DB password is set
+# before the env file moves) rolls back instead: one FAILED line, with what really happened.
 fail_untouched() { # service check detail
+  if [ "${CHANGED:-0}" = 1 ] && [ "${ROLLED_BACK:-0}" = 0 ]; then fail_rolled_back "$@"; fi
   failed_line "$1" "$2" "$3" "nothing on the host was changed"
   exit 1
 }
@@ -671,9 +688,13 @@ prove_secret_key_fallbacks() {
 # through the local superuser (runuser -u postgres -- psql), SQL on stdin, log_statement off in
 # that session, and only a SCRAM-SHA-256 verifier computed here travels to the server, never the
 # password. The role's current verifier (pg_authid.rolpassword) is kept in the root-only run dir,
-# so a rollback restores it exactly without anyone knowing the old password. Several hosts sharing
-# one database: the first host changes it; the next ones find that the new password already logs
-# in and skip the ALTER (and so never restore it on their own rollback).
+# so a rollback restores it exactly without anyone knowing the old password. "Already changed"
+# (several hosts of a run on one database, a re-run) is decided from that stored verifier,
+# recomputed from the new password with its salt and iterations, never by a login: where
+# pg_hba.conf trusts the connection every password logs in. For the same reason a login proves
+# a password only where a deliberately wrong one is refused on the same route; otherwise the run
+# fails untouched naming the pg_hba.conf fix. A rollback ends with a database login of the
+# restored env (db_rollback_login), whatever the health URL checks.
 
 # Alternating login roles (--db-roles A,B, the zero-downtime option): both roles are LOGIN
 # members of the role that owns the schema. The host writes DB_USER itself: a DB_PASSWORD change
@@ -724,6 +745,7 @@ compose_db_user() {
     else
       if [ "$current" = "${DB_ROLES[0]}" ]; then target=${DB_ROLES[1]}; else target=${DB_ROLES[0]}; fi
       DB_SWITCH=1
+      DB_PREV_ROLE=$current
       log "db roles: DB_PASSWORD changes; it goes to $target, the role the app does not use ($current keeps its password until the next rotation)"
     fi
   else
@@ -760,7 +782,11 @@ follow_db_role() { # role
   chmod 0600 -- "$RUN_DIR/db-new.pgpass"
   for role in "$1" "${DB_ROLES[@]}"; do
     DB_ROLE=$role
-    if [ -n "$role" ] && db_login_works "$RUN_DIR/db-new.pgpass"; then return 0; fi
+    if [ -n "$role" ] && db_login_works "$RUN_DIR/db-new.pgpass"; then
+      db_wrong_password_refused ||
+        fail_untouched - db-password "$(db_trust_refusal "on $DB_FOLLOW (the database's admin host)")"
+      return 0
+    fi
   done
   DB_ROLE=""
   local as=${1:-DB_USER}
@@ -778,11 +804,12 @@ db_host_is_here() {
 }
 
 # Computes a SCRAM-SHA-256 verifier (RFC 5802/7677, PostgreSQL's stored form) of the password on
-# stdin. The code is on argv, the password never is.
-scram_verifier() {
+# stdin. The code is on argv, the password never is. `scram_verifier random`: of a random password
+# made inside python and forgotten there (a role closed for good, see close_previous_db_role).
+scram_verifier() { # [random]
   python3 -c '
 import base64, hashlib, hmac, os, sys
-p = sys.stdin.buffer.read()
+p = os.urandom(32).hex().encode() if sys.argv[1:] == ["random"] else sys.stdin.buffer.read()
 salt = os.urandom(16)
 n = 4096
 salted = hashlib.pbkdf2_hmac("sha256", p, salt, n)
@@ -790,7 +817,7 @@ client = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
 server = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
 b = lambda x: base64.b64encode(x).decode()
 print("SCRAM-SHA-256$%d:%s$%s:%s" % (n, b(salt), b(hashlib.sha256(client).digest()), b(server)))
-'
+' "$@"
 }
 
 # The local superuser's psql, SQL on stdin; statements of this session are never logged.
@@ -805,8 +832,79 @@ db_login_works() { # pgpass-file
     psql -X -q -w -At -h "$DB_HOST_" -p "$DB_PORT_" -U "$DB_ROLE" -d "$DB_NAME_" -c 'SELECT 1' >/dev/null 2>&1
 }
 
+# A login proves a password only where a wrong one is refused: pg_hba.conf's `trust` (what initdb
+# writes for 127.0.0.1 without -A) lets any password in. Tries a deliberately wrong password as
+# DB_ROLE over the same route; true when PostgreSQL refuses it.
+db_wrong_password_refused() {
+  local wrong
+  wrong=pms-secrets-wrong-$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  printf '*:*:*:*:%s\n' "$wrong" >"$RUN_DIR/db-wrong.pgpass"
+  chmod 0600 -- "$RUN_DIR/db-wrong.pgpass"
+  ! db_login_works "$RUN_DIR/db-wrong.pgpass"
+}
+
+# The refusal when a wrong password logs in (where: whose pg_hba.conf to fix).
+db_trust_refusal() { # where
+  printf '%s' "PostgreSQL at $DB_HOST_:$DB_PORT_ let $DB_ROLE in with a deliberately wrong password (pg_hba.conf trusts this connection, as initdb writes for 127.0.0.1 without -A), so no login can prove a DB_PASSWORD and an old one may stay valid wherever a password is asked. Fix: $1, in pg_hba.conf (runuser -u postgres -- psql -At -c 'SHOW hba_file') set the method of the line matching host $DB_HOST_ / user $DB_ROLE to scram-sha-256, then runuser -u postgres -- psql -c 'SELECT pg_reload_conf()', and run again"
+}
+
+# Whether the stored password $1 of role $2 (pg_authid.rolpassword: a SCRAM-SHA-256 verifier or
+# md5) is the one on stdin: the verifier recomputed with its own salt and iterations. Decides
+# "already changed" without a login, so a trusting pg_hba.conf cannot fake it. The password reaches
+# python only on stdin (after the stored form's line), never argv or the environment.
+db_stored_matches() { # stored role < password
+  { printf '%s\n' "$1"; cat; } | python3 -c '
+import base64, binascii, hashlib, hmac, sys
+data = sys.stdin.buffer.read()
+stored, _, pw = data.partition(b"\n")
+stored = stored.decode("ascii", "replace")
+if stored.startswith("md5"):
+    ok = hmac.compare_digest(stored[3:], hashlib.md5(pw + sys.argv[1].encode()).hexdigest())
+elif stored.startswith("SCRAM-SHA-256$"):
+    try:
+        head, keys = stored[len("SCRAM-SHA-256$"):].split("$", 1)
+        n, salt = head.split(":", 1)
+        stored_key, server_key = keys.split(":", 1)
+        salted = hashlib.pbkdf2_hmac("sha256", pw, base64.b64decode(salt, validate=True), int(n))
+    except (ValueError, binascii.Error):
+        sys.exit(2)
+    client = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    server = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+    ok = hmac.compare_digest(hashlib.sha256(client).digest(), base64.b64decode(stored_key)) and hmac.compare_digest(
+        server, base64.b64decode(server_key)
+    )
+else:
+    sys.exit(1)
+sys.exit(0 if ok else 1)
+' "$2"
+}
+
+# Sets DB_STORED to the stored password of role $1 (through the local superuser); fails untouched
+# when unreadable. (Not a command substitution: its refusal must end the worker itself.)
+db_stored_password() { # role
+  local out
+  out=$(printf "SELECT 'v:' || coalesce(rolpassword, '') FROM pg_authid WHERE rolname = '%s';\n" "$1" | db_admin 2>&1) ||
+    fail_untouched - db-password "cannot read the role $1 through the local postgres superuser: $(redact "${out##*$'\n'}")"
+  case $out in
+    v:*) ;;
+    *) fail_untouched - db-password "PostgreSQL has no role $1 (DB_USER)" ;;
+  esac
+  [[ $out != *\'* ]] || fail_untouched - db-password "the stored password of $1 has an unexpected form"
+  DB_STORED=${out#v:}
+}
+
+# The value of KEY in the host's previous env file ("" when absent or not exactly readable).
+previous_value() { # key
+  local line value=""
+  [ "$HAD_PREVIOUS" = 1 ] || return 0
+  while IFS= read -r line || [ -n "$line" ]; do
+    if [ "$(line_key "$line")" = "$1" ]; then value=$(line_value "$line") || value=""; fi
+  done <"$RUN_DIR/previous.env"
+  printf '%s' "$value"
+}
+
 rotate_db_password() {
-  local new old="" line key verifier out
+  local new old="" line key verifier out stored
   [ "$DB_ROTATE" = 1 ] || return 0
   new=${DELIVERED_SET[DB_PASSWORD]-}
   [ -n "$new" ] || fail_untouched - db-password "--rotate-db-password needs DB_PASSWORD in the delivered env file"
@@ -825,7 +923,8 @@ rotate_db_password() {
   if [ -n "$DB_FOLLOW" ]; then
     # A follower never changes PostgreSQL (compose_db_user already proved an alternating role).
     [ "${#DB_ROLES[@]}" -gt 0 ] || follow_db_role "${DELIVERED_SET[DB_USER]-}"
-    log "db password: following $DB_FOLLOW (the database's admin host): the new password logs in to $DB_HOST_:$DB_PORT_ as $DB_ROLE; no change in PostgreSQL from this host"
+    DB_FOLLOWED=1
+    log "db password: following $DB_FOLLOW (the database's admin host): the new password logs in to $DB_HOST_:$DB_PORT_ as $DB_ROLE; no change in PostgreSQL from this host (a wrong password is refused on that route, so the login proves it)"
     return 0
   fi
   DB_ROLE=${DELIVERED_SET[DB_USER]-}; DB_HOST_=${DELIVERED_SET[DB_HOST]-}
@@ -847,18 +946,17 @@ rotate_db_password() {
   esc=${esc//:/\\:}
   printf '*:*:*:*:%s\n' "$esc" >"$RUN_DIR/db-new.pgpass"
   chmod 0600 -- "$RUN_DIR/db-new.pgpass"
-  if db_login_works "$RUN_DIR/db-new.pgpass"; then
-    log "db password: $DB_ROLE@$DB_HOST_:$DB_PORT_ already accepts the new password (changed by an earlier host of this run); no change in PostgreSQL"
+  # "Already changed" (an earlier host of this run, or a re-run) is decided from the stored
+  # verifier, never by a login: where pg_hba.conf trusts the connection every password logs in.
+  db_stored_password "$DB_ROLE"
+  stored=$DB_STORED
+  if printf '%s' "$new" | db_stored_matches "$stored" "$DB_ROLE"; then
+    log "db password: $DB_ROLE@$DB_HOST_:$DB_PORT_ already accepts the new password (its stored verifier matches it, checked without a login: changed by an earlier host of this run); no change in PostgreSQL"
     return 0
   fi
-  out=$(printf "SELECT 'v:' || coalesce(rolpassword, '') FROM pg_authid WHERE rolname = '%s';\n" "$DB_ROLE" | db_admin 2>&1) ||
-    fail_untouched - db-password "cannot read the role $DB_ROLE through the local postgres superuser: $(redact "${out##*$'\n'}")"
-  case $out in
-    v:*) ;;
-    *) fail_untouched - db-password "PostgreSQL has no role $DB_ROLE (DB_USER)" ;;
-  esac
-  [[ $out != *\'* ]] || fail_untouched - db-password "the stored password of $DB_ROLE has an unexpected form"
-  printf '%s' "${out#v:}" >"$RUN_DIR/db-old.verifier"
+  # The proof after the change is a login; it proves something only where a wrong password fails.
+  db_wrong_password_refused || fail_untouched - db-password "$(db_trust_refusal "on this host")"
+  printf '%s' "$stored" >"$RUN_DIR/db-old.verifier"
   verifier=$(printf '%s' "$new" | scram_verifier) || fail_untouched - db-password "python3 could not compute the SCRAM-SHA-256 verifier"
   CHANGED=1
   DB_ALTERED=1
@@ -866,7 +964,19 @@ rotate_db_password() {
     fail_rolled_back - db-password "ALTER ROLE $DB_ROLE failed: $(redact "${out##*$'\n'}")"
   db_login_works "$RUN_DIR/db-new.pgpass" ||
     fail_rolled_back - db-password "the new password does not log in to $DB_HOST_:$DB_PORT_ as $DB_ROLE (pg_hba.conf? password_encryption?)"
-  log "db password: changed for $DB_ROLE in PostgreSQL (SCRAM-SHA-256 verifier, statement not logged) and proven by a login to $DB_HOST_:$DB_PORT_; the previous verifier is kept for a rollback"
+  db_wrong_password_refused || fail_rolled_back - db-password "$(db_trust_refusal "on this host")"
+  if [ -n "$old" ]; then
+    printf '*:*:*:*:%s\n' "$(pgpass_escape "$old")" >"$RUN_DIR/db-old.pgpass"
+    ! db_login_works "$RUN_DIR/db-old.pgpass" ||
+      fail_rolled_back - db-password "the previous DB_PASSWORD still logs in to $DB_HOST_:$DB_PORT_ as $DB_ROLE after ALTER ROLE (another pg_hba.conf line or role?)"
+  fi
+  log "db password: changed for $DB_ROLE in PostgreSQL (SCRAM-SHA-256 verifier, statement not logged) and proven by a login to $DB_HOST_:$DB_PORT_ (a wrong password refused there${old:+, the previous one too}); the previous verifier is kept for a rollback"
+}
+
+# A password as a pgpass field: backslash and colon escaped (builtins only, no argv).
+pgpass_escape() { # value
+  local v=${1//\\/\\\\}
+  printf '%s' "${v//:/\\:}"
 }
 
 # Puts the role's previous verifier back (rollback). Prints nothing on stdout. On failure the
@@ -885,6 +995,131 @@ restore_db_password() {
   fi
   cp -- "$RUN_DIR/db-old.verifier" "$STATE_DIR/db-old-verifier.$DB_ROLE" 2>/dev/null
   return 1
+}
+
+# Emergency with alternating roles (--emergency): moving the app to the other role is not enough,
+# the leaked password still opens the role it used. Once every service runs proven on the new
+# role (and the backups are purged), that role gets a random password made and forgotten inside
+# python (stored nowhere, known to nobody) and its open sessions are ended. Not NOLOGIN: the next
+# routine rotation moves the app back to this role and only sets its password, which a NOLOGIN
+# role would still refuse. Proven: the previous DB_PASSWORD no longer logs in as that role. A
+# failure here keeps the new env (rolling back would bring the leaked password back), fails the
+# run and leaves $DB_CLOSE_PENDING naming the role, so the next run closes it even when it finds
+# everything else in place (close_pending_db_role).
+close_previous_db_role() {
+  [ "$EMERGENCY" = 1 ] && [ "$DB_ALTERED" = 1 ] && [ -n "$DB_PREV_ROLE" ] && [ "$DB_PREV_ROLE" != "$DB_ROLE" ] || return 0
+  close_db_role "$DB_PREV_ROLE" "$(previous_value DB_PASSWORD)"
+}
+
+# The no-op path: a role an earlier emergency run could not close.
+close_pending_db_role() {
+  local role
+  [ -f "$DB_CLOSE_PENDING" ] && [ "$DB_ROTATE" = 1 ] && [ -z "$DB_FOLLOW" ] || return 0
+  role=$(head -n 1 -- "$DB_CLOSE_PENDING")
+  [[ $role =~ ^[a-z_][a-z0-9_]*$ ]] || { rm -f -- "$DB_CLOSE_PENDING"; return 0; }
+  DB_HOST_=${DELIVERED_SET[DB_HOST]-}; DB_PORT_=${DELIVERED_SET[DB_PORT]:-5432}; DB_NAME_=${DELIVERED_SET[DB_NAME]-}
+  DB_ROLE=${DELIVERED_SET[DB_USER]-}
+  if [ "$role" = "$DB_ROLE" ]; then
+    rm -f -- "$DB_CLOSE_PENDING" # the app runs on it again: a later rotation gave it a new password
+    return 0
+  fi
+  log "db password: $role was left open by an earlier emergency run ($DB_CLOSE_PENDING); closing it now"
+  close_db_role "$role" ""
+}
+
+close_db_role() { # role previous-password
+  local role=$1 old=$2 verifier out before after fix
+  fix="the new env is in place and proven on $DB_ROLE, but $role may still accept the previous DB_PASSWORD; the next run tries again. Fix: give $role a password nobody keeps and end its sessions as docs/RUNBOOK.md section 4 step 3 shows (as root on the database host)"
+  # From here a failure keeps the new env (CHANGED=0: no rollback): the previous one holds the leak.
+  CHANGED=0
+  printf '%s\n' "$role" >"$DB_CLOSE_PENDING"
+  before=$(printf "SELECT 'v:' || coalesce(rolpassword, '') FROM pg_authid WHERE rolname = '%s';\n" "$role" | db_admin 2>/dev/null) || before=""
+  verifier=$(scram_verifier random) || { failed_line - db-emergency "python3 could not compute a verifier" "$fix"; exit 1; }
+  out=$({ printf "ALTER ROLE %s PASSWORD '%s';\n" "$role" "$verifier"
+    printf "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = '%s' AND pid <> pg_backend_pid();\n" "$role"; } |
+    db_admin 2>&1) || { failed_line - db-emergency "ALTER ROLE $role failed: $(redact "${out##*$'\n'}")" "$fix"; exit 1; }
+  after=$(printf "SELECT 'v:' || coalesce(rolpassword, '') FROM pg_authid WHERE rolname = '%s';\n" "$role" | db_admin 2>/dev/null) || after=""
+  if [ "$after" != "v:$verifier" ] || [ "$after" = "$before" ]; then
+    failed_line - db-emergency "PostgreSQL does not hold the new verifier for $role after ALTER ROLE" "$fix"
+    exit 1
+  fi
+  if [ -n "$old" ]; then
+    printf '*:*:*:*:%s\n' "$(pgpass_escape "$old")" >"$RUN_DIR/db-old.pgpass"
+    if DB_ROLE=$role db_login_works "$RUN_DIR/db-old.pgpass"; then
+      failed_line - db-emergency "the previous DB_PASSWORD still logs in to $DB_HOST_:$DB_PORT_ as $role after ALTER ROLE" "$fix"
+      exit 1
+    fi
+  fi
+  rm -f -- "$DB_CLOSE_PENDING"
+  log "db password: EMERGENCY (--emergency): $role, the role the app used before, got a random password nobody knows (stored nowhere) and its ${out:-0} open session(s) were ended${old:+; the previous DB_PASSWORD is refused for it}. The next routine rotation gives it a new password and moves the app back to it"
+}
+
+# Shared database, single role: once this follower moved, PostgreSQL no longer accepts the
+# previous DB_PASSWORD (the admin host changed it), so a rollback that restored it would leave the
+# app unable to connect. The rollback restores the previous env with the new DB_PASSWORD instead
+# (the root-only backup keeps the previous file as it was). The same with alternating roles in an
+# emergency, with the new DB_USER: the admin host closed the previous role.
+db_follower_rollback_env() {
+  local line key written=0 new=${DELIVERED_SET[DB_PASSWORD]-} user=""
+  [ "$DB_FOLLOWED" = 1 ] && [ "$ENV_INSTALLED" = 1 ] && [ "$HAD_PREVIOUS" = 1 ] || return 0
+  if [ "${#DB_ROLES[@]}" -gt 0 ]; then
+    [ "$EMERGENCY" = 1 ] || return 0
+    user=$DB_ROLE
+  fi
+  cp -p -- ./previous ./previous.db || return 1
+  while IFS= read -r line || [ -n "$line" ]; do
+    key=$(line_key "$line")
+    if [ "$key" = DB_PASSWORD ] || { [ -n "$user" ] && [ "$key" = DB_USER ]; }; then
+      if [ "$written" = 0 ]; then
+        printf "DB_PASSWORD='%s'\n" "$new"
+        if [ -n "$user" ]; then printf "DB_USER='%s'\n" "$user"; fi
+      fi
+      written=1
+    else
+      printf '%s\n' "$line"
+    fi
+  done <"$RUN_DIR/previous.env" >./previous.db || return 1
+  if [ "$written" = 0 ]; then
+    printf "DB_PASSWORD='%s'\n" "$new" >>./previous.db
+    if [ -n "$user" ]; then printf "DB_USER='%s'\n" "$user" >>./previous.db; fi
+  fi
+  mv -f -T -- ./previous.db ./previous || return 1
+  DB_ROLLBACK_NOTE=" (with the new DB_PASSWORD${user:+ and DB_USER $user} from $DB_FOLLOW: PostgreSQL no longer accepts the previous one)"
+  # Units not restarted yet hold the dead password too: the rollback restarts every running unit.
+  local svc
+  RESTARTED=()
+  for svc in "${SERVICES[@]}"; do
+    if [ "${ACTION[$svc]}" = restart ]; then RESTARTED+=("$svc"); fi
+  done
+  log "rollback: the previous env goes back with the new DB_PASSWORD, which $DB_FOLLOW set in the shared database"
+}
+
+# The database-backed check of a rollback: the restored env's DB_USER and DB_PASSWORD log in to its
+# DB_HOST over TCP, as the app connects (a health URL need not touch the database). Prints the
+# problem, if any.
+db_rollback_login() {
+  local file=../$ENV_NAME line key user="" password="" host="" port=5432 name=""
+  [ "$DB_ROTATE" = 1 ] && [ "$HAD_PREVIOUS" = 1 ] && [ "$ENV_INSTALLED" = 1 ] || return 0
+  while IFS= read -r line || [ -n "$line" ]; do
+    key=$(line_key "$line")
+    case $key in
+      DB_USER) user=$(line_value "$line") || user="" ;;
+      DB_PASSWORD) password=$(line_value "$line") || password="" ;;
+      DB_HOST) host=$(line_value "$line") || host="" ;;
+      DB_PORT) port=$(line_value "$line") || port=5432 ;;
+      DB_NAME) name=$(line_value "$line") || name="" ;;
+    esac
+  done < <(cat -- "$file" 2>/dev/null)
+  if [ -z "$user" ] || [ -z "$password" ] || [ -z "$host" ]; then
+    printf '; the restored %s has no DB_USER, DB_PASSWORD or DB_HOST that can be read exactly: the database login was not checked' "$ENV_FILE"
+    return 0
+  fi
+  printf '*:*:*:*:%s\n' "$(pgpass_escape "$password")" >"$RUN_DIR/db-rollback.pgpass"
+  if ! DB_ROLE=$user DB_HOST_=$host DB_PORT_=$port DB_NAME_=$name db_login_works "$RUN_DIR/db-rollback.pgpass"; then
+    printf '; the restored DB_PASSWORD does not log in to %s:%s as %s (database check after the rollback): the app cannot reach its database. Fix: find the password PostgreSQL has for %s (the rollout log above says who changed it), put it in %s or run the rotation again' "$host" "$port" "$user" "$user" "$ENV_FILE"
+    return 0
+  fi
+  log "rollback: the restored DB_PASSWORD logs in to $host:$port as $user (database check)"
 }
 
 # --- the no-op path -----------------------------------------------------------------------
@@ -1396,6 +1631,7 @@ rollback() {
   set +e
   local svc problems="" expected=""
   log "rollback: restoring the previous env"
+  db_follower_rollback_env || problems="$problems; could not put the new DB_PASSWORD into the previous env for the rollback"
   if [ "$ENV_INSTALLED" = 1 ] && [ "$HAD_PREVIOUS" = 1 ]; then
     mv -f -T -- ./previous "../$ENV_NAME" || problems="$problems; could not put the previous $ENV_FILE back (it is in $(backup_dir))"
   elif [ "$ENV_INSTALLED" = 1 ]; then
@@ -1435,10 +1671,11 @@ rollback() {
     h=$(first_process_hash "$svc")
     if [ -z "$expected" ]; then expected=$h; elif [ "$h" != "$expected" ]; then problems="$problems; $svc does not run the same env as ${RESTARTED[0]}"; fi
   done
+  problems="$problems$(db_rollback_login)"
   if [ -n "$problems" ]; then
     printf 'ROLLBACK INCOMPLETE, the host needs attention%s' "$problems"
   elif [ "$HAD_PREVIOUS" = 1 ]; then
-    printf 'previous env restored and services healthy on it'
+    printf 'previous env restored%s and services healthy on it' "$DB_ROLLBACK_NOTE"
   else
     printf 'there was no previous env file: the new one and the drop-ins were removed again, services are as before the rollout'
   fi
@@ -1515,7 +1752,7 @@ worker_exit() {
   fi
   rm -f -- ./new ./previous 2>/dev/null
   if [ -n "$PRIVATE_NAME" ] && cd .. 2>/dev/null; then rmdir -- "./$PRIVATE_NAME" 2>/dev/null; fi
-  rm -f -- "$RUN_DIR/received.env" "$RUN_DIR/final.env" "$RUN_DIR/previous.env" "$RUN_DIR"/dropin.* "$PID_FILE" "$RUN_DIR/db-new.pgpass" "$RUN_DIR/db-old.verifier"
+  rm -f -- "$RUN_DIR/received.env" "$RUN_DIR/final.env" "$RUN_DIR/previous.env" "$RUN_DIR"/dropin.* "$PID_FILE" "$RUN_DIR/db-new.pgpass" "$RUN_DIR/db-old.verifier" "$RUN_DIR"/db-*.pgpass "$RUN_DIR/db-rollback.env"
   printf '%s\n' "$rc" >"$RUN_DIR/result"
   exit "$rc"
 }
@@ -1545,15 +1782,17 @@ worker() {
   prove_secret_key_fallbacks
   if already_in_place; then
     log "already in place and proven in the running processes; nothing to do"
+    close_pending_db_role
     return 0
   fi
+  rotate_db_password
   run_check
   backup_previous
-  rotate_db_password
   install_env
   install_dropins
   restart_services
   purge_old_copies
+  close_previous_db_role
   log "done: env fingerprint $(sha256sum -- "../$ENV_NAME" | cut -c 1-16)"
 }
 
@@ -1580,14 +1819,14 @@ prepare_state_dir() {
 write_worker() {
   {
     printf '#!/bin/bash\n# pms-secrets rollout worker for %s (generated by the front end)\nset -euo pipefail\numask 077\n' "$ENV_FILE"
-    declare -p PROG STATE_DIR RUNS_DIR BACKUP_ROOT LOCK_FILE PID_FILE DROPIN_NAME PRIVATE_PREFIX END_MARKER \
+    declare -p PROG STATE_DIR RUNS_DIR BACKUP_ROOT LOCK_FILE DB_CLOSE_PENDING PID_FILE DROPIN_NAME PRIVATE_PREFIX END_MARKER \
       LOCK_TIMEOUT CHECK_TIMEOUT RESTART_TIMEOUT SYSTEMCTL_TIMEOUT HTTP_TIMEOUT HANDOFF_TIMEOUT EXIT_DRIFT KEY_ERROR_PATTERN \
       HOST ENV_FILE APP_DIR GROUP CHECK HEALTH_URLS HEALTH_HOST HEALTH_CA HEALTH_INSECURE STABLE_SECONDS \
       HEALTH_TIMEOUT REDACT_KEYS SERVICES UNMANAGED BACKUPS PURGE_OLD SK_FALLBACKS EMERGENCY DB_ROTATE DB_ROLES DB_FOLLOW SOCKET LOGIN_URL LOGIN_USER LOGIN_PASSWORD_FILE LOGIN_CHECK_URL ENV_DIR ENV_NAME RUN_DIR RUN_ID
     printf 'STARTED_AT=%s\nPRIVATE_NAME=""\nHAD_PREVIOUS=0\nENV_INSTALLED=0\nINSTALLED_ID=""\nCHANGED=0\n' "$STARTED_AT"
     printf 'FAILED_PRINTED=0\nROLLED_BACK=0\nLAST_ERR=""\nDELIVERED_HASH=""\nDELIVERED_KEYS=()\nREDACT_VALUES=()\n'
     printf 'UNMANAGED_KEYS=()\nDROPINS_CHANGED=()\nRESTARTED=()\ndeclare -A ACTION=()\n'
-    printf 'DB_ALTERED=0\nDB_ROLE=""\nDB_HOST_=""\nDB_PORT_=""\nDB_NAME_=""\nDB_SWITCH=0\n'
+    printf 'DB_ALTERED=0\nDB_ROLE=""\nDB_HOST_=""\nDB_PORT_=""\nDB_NAME_=""\nDB_SWITCH=0\nDB_PREV_ROLE=""\nDB_FOLLOWED=0\nDB_ROLLBACK_NOTE=""\n'
     declare -f
     printf 'worker\n'
   } >"$RUN_DIR/worker.sh"

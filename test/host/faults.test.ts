@@ -178,6 +178,36 @@ describe("connection faults, real pulumi", { skip }, () => {
     });
   }
 
+  it("a check that prints a line longer than upstream pulumi-command's 64 KiB line limit: the run ends, failing on the check, with the line cut", async () => {
+    // Upstream's output relay (bufio.Scanner, 64 KiB tokens) stops reading at such a line and then
+    // blocks the SSH session's output copy, so `session.Run` never returns: `pulumi up` would hang
+    // for good (customTimeouts cannot interrupt it). The host side cuts every relayed line.
+    const c = fleetConfig(fleet, [host], {
+      overrides: {
+        rotate: { SECRET_KEY: "2026-12-04" },
+        app: {
+          ...(config.app as object),
+          checkCommand: `sh -c 'printf "check: "; head -c 100000 /dev/zero | tr "\\0" x; echo; exit 1'`,
+        },
+      },
+    });
+    const deployed = await upWith(config);
+    assert.equal(deployed.code, 0, deployed.output);
+    const goodEnv = (await hostFile(fleet, host, ENV_FILE)).content;
+    const before = await servicesState(fleet, host);
+    const started = Date.now();
+    const r = await upWith(c, { timeoutMs: STALL_BOUND_MS });
+    assert.equal(r.timedOut, false, `the run hung for ${(Date.now() - started) / 1000}s:\n${r.output.slice(-2000)}`);
+    assert.notEqual(r.code, 0);
+    assert.match(r.output, /FAILED host=solo service=pms-backend check=check-command: the check command exited 1/);
+    assert.match(r.output, /check output: check: x{1000,}.*\[cut: \d+ more characters\]/);
+    for (const line of r.output.split("\n")) assert.ok(line.length < 65_536, `a ${line.length}-byte line reached the CLI`);
+    assert.equal((await hostFile(fleet, host, ENV_FILE)).content, goodEnv, "nothing changed on the host");
+    assert.deepEqual(await servicesState(fleet, host), before);
+    const back = await upWith(config);
+    assert.equal(back.code, 0, back.output);
+  });
+
   it("no recorded CLI output holds a secret", () => {
     assert.deepEqual(stack.leaks(), []);
   });
