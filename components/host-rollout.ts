@@ -106,8 +106,6 @@ export interface HostRolloutArgs {
   secretKeys: readonly string[];
   /** SECRET_KEY rotation mode arguments (secretKeyRolloutArgs); none for the default. */
   secretKeyArgs?: readonly string[];
-  /** SSH private key (secret). Absent only in a preview run without it (it connects to no host). */
-  sshPrivateKey?: pulumi.Input<string>;
   /** Seconds per connection attempt and attempts before giving up. */
   ssh: { timeoutSeconds: number; attempts: number };
 }
@@ -121,11 +119,14 @@ export class HostRollout extends pulumi.ComponentResource {
   constructor(name: string, args: HostRolloutArgs, opts?: pulumi.ComponentResourceOptions) {
     super("pms:secrets:HostRollout", name, {}, opts);
     const { host, app } = args;
+    // No privateKey, password or agentSocketPath: the provider authenticates with the agent named by
+    // SSH_AUTH_SOCK in its own environment (inherited from `pulumi up`). The engine stores this
+    // whole object in the state, so it holds no credential, and nothing in it changes from run to
+    // run (a per-run agent socket path here would re-run every rollout).
     const connection: command.types.input.remote.ConnectionArgs = {
       host: host.address,
       port: host.port,
       user: host.user,
-      ...(args.sshPrivateKey === undefined ? {} : { privateKey: pulumi.secret(args.sshPrivateKey) }),
       hostKey: host.hostKey,
       perDialTimeout: args.ssh.timeoutSeconds,
       dialErrorLimit: args.ssh.attempts,
@@ -148,9 +149,6 @@ export class HostRollout extends pulumi.ComponentResource {
         dependsOn: opts?.dependsOn,
         additionalSecretOutputs: ["stdout", "stderr"],
         customTimeouts: { create: "30m", update: "30m" },
-        // Previewed without the key: compare against the key in state, so the preview shows what `up`
-        // with the key will do. Never set when the key is given, so `up` uses the configured key.
-        ignoreChanges: args.sshPrivateKey === undefined ? ["connection.privateKey"] : undefined,
       },
     );
     // From the command's own result, not from the program: it resolves only when this host's rollout
