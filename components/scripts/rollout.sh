@@ -1489,10 +1489,10 @@ purge_old_copies() {
     find "$dir" -maxdepth 1 -type f -name '*.env' -delete
     total=$((total + n))
     path=$(head -n 1 -- "$dir/path" 2>/dev/null || true)
-    if [ "$path" != "$ENV_FILE" ] && [ "$n" -gt 0 ]; then log "purge: removed $n backup generation(s) of the earlier env file $path"; fi
+    if [ "$path" != "$ENV_FILE" ] && [ "$n" -gt 0 ]; then log "purge: removed $n backup generations of the earlier env file $path"; fi
   done
   rm -f -- ./previous
-  log "purge: removed $total backup generation(s) holding previous keys, of $ENV_FILE and of every earlier env file of ${SERVICES[*]} (--purge-old-copies)"
+  log "purge: removed $total backup generations holding previous keys, of $ENV_FILE and of every earlier env file of ${SERVICES[*]} (--purge-old-copies)"
 }
 
 # --- rollback -----------------------------------------------------------------------------
