@@ -281,10 +281,11 @@ describe("issue 19: minor host-side defects", { skip }, () => {
     }
   });
 
-  it("i: an emergency purges backups of an earlier env-file path, and again on a re-run that finds the env in place [old: FAILS]", async () => {
+  const backupsHolding = (value: string) =>
+    sh(fleet, plain, `grep -r -l -F -e ${JSON.stringify(value)} /var/lib/pms-secrets/backups || true`);
+
+  it("i: an emergency purges the backups of an earlier env-file path [old: FAILS]", async () => {
     await resetHost(fleet, plain);
-    const backupsHolding = (value: string) =>
-      sh(fleet, plain, `grep -r -l -F -e ${JSON.stringify(value)} /var/lib/pms-secrets/backups || true`);
     const k0 = envFile();
     const k1 = envFile();
     for (const env of [k0, k1]) {
@@ -306,14 +307,20 @@ describe("issue 19: minor host-side defects", { skip }, () => {
       emergency.stdout,
       /purge: removed \d+ backup generations of the earlier env file \/srv\/pms-backend\/\.env\.production/,
     );
+  });
 
-    // The first emergency run was cut before its purge (here: a routine run left a backup of k2),
-    // the re-run finds the env in place: it purges all the same.
+  it("i: an emergency re-run that finds the env in place purges all the same [old: FAILS]", async () => {
+    await resetHost(fleet, plain);
+    const k2 = envFile();
+    const first = await rollout(fleet, plain, k2.text);
+    assert.equal(first.code, 0, first.stdout + first.stderr);
+    // The first emergency run was cut before its purge (here: a run without fallbacks left a
+    // backup of k2 and the env the emergency wants); the re-run finds the env in place.
     const k3 = envFile();
-    const routine = await rollout(fleet, plain, k3.text, { ...moved, extraArgs: ["--secret-key-fallbacks", "0"] });
+    const routine = await rollout(fleet, plain, k3.text, { extraArgs: ["--secret-key-fallbacks", "0"] });
     assert.equal(routine.code, 0, routine.stdout + routine.stderr);
     assert.notEqual((await backupsHolding(k2.secretKey)).trim(), "");
-    const rerun = await rollout(fleet, plain, k3.text, { ...moved, extraArgs: ["--emergency"] });
+    const rerun = await rollout(fleet, plain, k3.text, { extraArgs: ["--emergency"] });
     assert.equal(rerun.code, 0, rerun.stdout + rerun.stderr);
     assert.match(rerun.stdout, /already in place/);
     assert.equal((await backupsHolding(k2.secretKey)).trim(), "", "the re-run left a backup holding the old key");
