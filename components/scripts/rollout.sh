@@ -4,9 +4,9 @@
 # Runs as root on the target host (through `sudo -n` for a non-root login) as
 #   bash -s -- --host NAME --env-file PATH --service UNIT [--service UNIT ...] [options]
 # with stdin = this script followed by the new env file and an end marker line
-# `# pms-secrets-end sha256=HEX` (required: without it a transfer cut at a line end looks whole). bash reads a script on a pipe one byte at a time,
-# so when `main` runs the rest of stdin is exactly the env file: no secret in argv, environment
-# or log.
+# `# pms-secrets-end sha256=HEX` (required: without it a transfer cut at a line end looks whole).
+# bash reads a script on a pipe one byte at a time, so when `main` runs the rest of stdin is
+# exactly the env file: no secret in argv, environment or log.
 #
 # Options: --app-dir PATH, --group G (env file 0640 root:G, else 0600 root:root), --check CMD,
 #   --health-url URL (repeatable), --health-host NAME, --health-ca PATH, --health-insecure,
@@ -56,8 +56,8 @@
 #   - Proof: each restarted service's main process and every process in its cgroup that inherited
 #     the unit's env (INVOCATION_ID or a delivered key in its environ: a child started with env -i
 #     is not judged, a process left from an earlier start is) must hold exactly the delivered
-#     values (sha256 over KEY=value of every delivered key). The journal is
-#     read only to explain a failure already found, never to decide one.
+#     values (sha256 over KEY=value of every delivered key). The journal is read only to explain
+#     a failure already found, never to decide one.
 #   - Redaction of relayed output: every value of a --redact key (new and previous file) and every
 #     value of a key only the host file had, longest first, whatever its length.
 #
@@ -1012,15 +1012,10 @@ socket_listening_for() { # unit
 }
 
 # --socket: the first service must really be socket-activated by that unit, or its restart
-# refuses connections (docs/ZERO-DOWNTIME.md). Checked before any change. A service an operator
-# stopped together with its socket stays stopped: nothing to check then.
+# refuses connections (docs/ZERO-DOWNTIME.md). Checked before any change.
 check_socket() {
   local svc=${SERVICES[0]} load active triggered fix="install and enable $SOCKET as docs/ZERO-DOWNTIME.md shows, or remove app.socketUnit"
   [ -n "$SOCKET" ] || return 0
-  if [ "${ACTION[$svc]}" = leave ] && [ "$(socket_prop ActiveState)" != active ]; then
-    log "socket: $SOCKET and $svc.service are both stopped: left stopped"
-    return 0
-  fi
   load=$(socket_prop LoadState) || fail_untouched "$svc" socket "systemctl show $SOCKET did not answer within ${SYSTEMCTL_TIMEOUT}s"
   [ "$load" = loaded ] || fail_untouched "$svc" socket "systemd has no loaded unit $SOCKET (LoadState=$load): $fix"
   active=$(socket_prop ActiveState)
@@ -1411,8 +1406,7 @@ watch_stable() { # unit...
         return 1
       fi
     done
-    # (A service left stopped together with its socket has no port to watch.)
-    if [ -n "$SOCKET" ] && [ "${ACTION[${SERVICES[0]}]}" = restart ] && [ "$(socket_prop ActiveState)" != active ]; then
+    if [ -n "$SOCKET" ] && [ "$(socket_prop ActiveState)" != active ]; then
       printf '%s|socket|%s is %s after the restart: the port is closed (systemd stops the socket when the service hits its start limit)' \
         "${SERVICES[0]}" "$SOCKET" "$(socket_prop ActiveState)"
       return 1
