@@ -16,6 +16,7 @@ import * as command from "@pulumi/command";
 import type { AppSpec, HostSpec } from "./config";
 import { DEFAULT_BACKUP_GENERATIONS } from "./config/app";
 import { fingerprint } from "./env-file";
+import { ROLLOUT_TIMEOUT } from "./rollout-time";
 
 const ROLLOUT_SCRIPT_PATH = path.join(__dirname, "scripts", "rollout.sh");
 /** The rollout script, loaded as text: the exact bytes a host receives. */
@@ -148,7 +149,8 @@ export class HostRollout extends pulumi.ComponentResource {
         // A rollout starts only after what it waits for (the stored secret version, the previous host) is done.
         dependsOn: opts?.dependsOn,
         additionalSecretOutputs: ["stdout", "stderr"],
-        customTimeouts: { create: "30m", update: "30m" },
+        // config/index.ts refuses a config whose worst case (rollout-time.ts) does not fit this.
+        customTimeouts: { create: ROLLOUT_TIMEOUT, update: ROLLOUT_TIMEOUT },
       },
     );
     // From the command's own result, not from the program: it resolves only when this host's rollout

@@ -19,6 +19,7 @@ import { parseStore, StoreSettings } from "./store";
 import { parseSecretKeyRotation, SecretKeyRotation } from "../secret-key-rotation";
 import { DbPasswordRotation, hostComposedEnvKeys, parseDbPasswordRotation } from "../db-password-rotation";
 import { parseRollout, RolloutSettings } from "./rollout";
+import { checkRolloutTime } from "../rollout-time";
 
 export { ConfigError } from "./problems";
 export { PROJECT } from "./read";
@@ -156,6 +157,10 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
   );
 
   const rollout = parseRollout(problems, readValue(raw, "rollout"));
+  // Every wait of a host's rollout is bounded: the sum must fit the command's resource timeout.
+  if (!problems.has("app") && !problems.has("sshTimeoutSeconds") && !problems.has("sshAttempts")) {
+    checkRolloutTime(problems, { app, rotateDbPassword: dbPassword.rotate, ssh });
+  }
 
   problems.throwIfAny(stack);
   return {

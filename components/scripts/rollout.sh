@@ -3,10 +3,10 @@
 #
 # Runs as root on the target host (through `sudo -n` for a non-root login) as
 #   bash -s -- --host NAME --env-file PATH --service UNIT [--service UNIT ...] [options]
-# with stdin = this script followed by the new env file (and, from newer programs, an end
-# marker line `# pms-secrets-end sha256=HEX`). bash reads a script on a pipe one byte at a time,
-# so when `main` runs the rest of stdin is exactly the env file: no secret in argv, environment
-# or log.
+# with stdin = this script followed by the new env file and an end marker line
+# `# pms-secrets-end sha256=HEX` (required: without it a transfer cut at a line end looks whole).
+# bash reads a script on a pipe one byte at a time, so when `main` runs the rest of stdin is
+# exactly the env file: no secret in argv, environment or log.
 #
 # Options: --app-dir PATH, --group G (env file 0640 root:G, else 0600 root:root), --check CMD,
 #   --health-url URL (repeatable), --health-host NAME, --health-ca PATH, --health-insecure,
@@ -19,12 +19,14 @@
 #     after the health URLs answer, log in as that account as a browser does and fetch a page that
 #     needs the session; the password file must be root-only, see login_probe),
 #   --socket UNIT.socket (the first service is socket-activated by it: checked before any change
-#     and watched after the restart, see docs/ZERO-DOWNTIME.md),
+#     and watched after the restart, see docs/ZERO-DOWNTIME.md; a unit idle behind a listening
+#     socket, with or without --socket, is started and proven like a running one),
 #   --rotate-db-password (a changed DB_PASSWORD is set in the local PostgreSQL first, see below),
 #   --db-roles A,B (with --rotate-db-password: two alternating login roles, the host writes DB_USER),
 #   --db-follow ADMIN_HOST (with --rotate-db-password: a shared database that host changes; this
 #     host never changes PostgreSQL, it proves the new password logs in before moving to it),
-#   --verify-only (change nothing: exit 0 in sync, 3 drift, other error).
+#   --verify-only (change nothing: exit 0 in sync, 3 drift, other error; reads the env file under
+#     the same rules as the rollout: no link, regular file, size bound).
 #
 # Steps (main/worker below read like this list):
 #   1. front end (the SSH session): parse arguments, read ALL of stdin into a root-only run dir,
@@ -53,19 +55,26 @@
 #     one link. A symlinked env file is refused. State, lock and backups live in /var/lib/pms-secrets
 #     (root 0700); drop-ins in /etc/systemd/system/UNIT.service.d (must be root-owned).
 #   - Backups: root-only, one file per generation, the newest --backups kept.
-#   - Proof: each restarted service's main process and every process in its cgroup must hold
-#     exactly the delivered values (sha256 over KEY=value of every delivered key). The journal is
-#     read only to explain a failure already found, never to decide one.
+#   - Proof: each restarted service's main process and every process in its cgroup that inherited
+#     the unit's env (INVOCATION_ID or a delivered key in its environ: a child started with env -i
+#     is not judged, a process left from an earlier start is) must hold exactly the delivered
+#     values (sha256 over KEY=value of every delivered key). The journal is read only to explain
+#     a failure already found, never to decide one.
 #   - Redaction of relayed output: every value of a --redact key (new and previous file) and every
 #     value of a key only the host file had, longest first, whatever its length.
 #
-# Time bounds (every wait has one; worst case of a run, S services, U health URLs):
-#   lock 120 + check 180 + S*(restart 90 + stable + U*health-timeout + 4*15 systemctl)
-#   + rollback S*(90 + stable + U*health-timeout + 4*15) + 6*15 daemon-reload/misc.
-#   Two services, one URL, stable 5, health 30: 120+180+2*185+2*185+90 = 1130 s (19 min) worst
-#   case, typically 10-30 s. The front end relays for at most that plus 60 s, then says the
-#   worker is still running (it continues on its own). Pulumi's rollout timeout is 30 min.
-#   (worst_case_seconds computes the same sum from the actual arguments.)
+# Time bounds: every wait has one, and systemd enforces the worker's two budgets (S services,
+# U health URLs; forward_budget / rollback_budget / worst_case_seconds compute them from the
+# arguments, components/rollout-time.ts from the stack config, which refuses a config whose worst
+# case exceeds the command's 30-minute resource timeout):
+#   forward (RuntimeMaxSec= of the worker) = lock 120 + 8*15 systemctl + stable + S*(restart 90
+#     + 4*15) + U*(health-timeout + 5) [+ check 210] [+ PostgreSQL 190] [+ login probe 3*5]
+#   rollback (TimeoutStopSec=, then SIGKILL) = 2*15 + U*(health-timeout + 5)
+#     + S*(90 + 4*15 + stable) [+ PostgreSQL restore 120]
+#   whole run on the host = systemd-run 15 + hand-off 30 + forward + rollback + relay 60.
+#   Two services, one URL, stable 5, health 30, a check command: forward 790 + rollback 375, run
+#   1270 s (21 min); with --rotate-db-password 1580 s, with the login probe too 1595 s (27 min);
+#   typically 10-30 s. Past the forward budget systemd stops the worker and it rolls back.
 # shellcheck disable=SC2317 # worker() and what it calls run in the generated worker script
 set -euo pipefail
 umask 077
@@ -86,6 +95,13 @@ readonly RESTART_TIMEOUT=90
 readonly SYSTEMCTL_TIMEOUT=15
 readonly HTTP_TIMEOUT=5
 readonly HANDOFF_TIMEOUT=30
+# What the PostgreSQL steps may take: the change (host lookup 10 + login 30 + read 60 + ALTER 60 +
+# login 30), and its rollback (two psql calls of 60).
+readonly DB_BUDGET=190
+readonly DB_RESTORE_BUDGET=120
+readonly RELAY_MARGIN=60
+# An env file is a few KB; root never reads more than this from a path in the env directory.
+readonly MAX_ENV_BYTES=1048576
 readonly EXIT_DRIFT=3
 # Longest relayed line, in characters (at most 4 bytes each: far below pulumi-command's 64 KiB).
 readonly MAX_LINE=8000
@@ -142,6 +158,7 @@ UNMANAGED_KEYS=()
 DROPINS_CHANGED=()
 RESTARTED=()
 declare -A ACTION=()
+declare -A IDLE=()
 DB_ALTERED=0
 DB_ROLE=""
 DB_HOST_=""
@@ -385,18 +402,38 @@ process_env_hash() { # pid
   done | sha256sum | cut -c 1-64
 }
 
-# Proof: every process of the unit holds the delivered values. Prints "proof|detail" on failure.
+# Whether a process inherited the unit's environment: systemd gives every process it starts for the
+# unit INVOCATION_ID, and the unit's env carries the delivered keys. A child started with a
+# scrubbed environment (env -i, subprocess with env={...}) has neither and holds no delivered
+# value, old or new: it is not judged. A process left from an earlier start still has both (its
+# own INVOCATION_ID and the old values), so it is judged and fails the proof.
+inherits_unit_env() { # pid
+  local entry key
+  while IFS= read -r -d '' entry; do
+    key=${entry%%=*}
+    if [ "$key" = INVOCATION_ID ] || [[ -v DELIVERED_SET[$key] ]]; then return 0; fi
+  done <"/proc/$1/environ" || return 0
+  return 1
+}
+
+# Proof: the unit's main process and every process in its cgroup that inherited the unit's env hold
+# the delivered values. Prints "proof|detail" on failure.
 prove_env() { # unit expected-hash (empty: all processes agree with the first one)
-  local pid hash n=0 bad="" expected=$2
+  local pid hash n=0 scrubbed=0 bad="" expected=$2 main
+  main=$(unit_prop "$1" MainPID)
   while IFS= read -r pid; do
     [ -n "$pid" ] || continue
+    if [ "$pid" != "$main" ] && ! inherits_unit_env "$pid" 2>/dev/null; then
+      scrubbed=$((scrubbed + 1))
+      continue
+    fi
     hash=$(process_env_hash "$pid" 2>/dev/null) || continue # exited meanwhile
     n=$((n + 1))
     expected=${expected:-$hash}
     if [ "$hash" != "$expected" ]; then bad="$bad $pid($(head -c 40 "/proc/$pid/comm" 2>/dev/null || printf '?'))"; fi
   done < <(unit_pids "$1")
   if [ -n "$bad" ]; then
-    printf 'proof|processes%s do not hold the delivered env (an override, a wrapper or UnsetEnvironment= wins over %s)' "$bad" "$ENV_FILE"
+    printf 'proof|processes%s do not hold the delivered env (an override, a wrapper or UnsetEnvironment= wins over %s, or a process left from before the restart)' "$bad" "$ENV_FILE"
     return 1
   fi
   if [ "$n" = 0 ]; then
@@ -404,13 +441,15 @@ prove_env() { # unit expected-hash (empty: all processes agree with the first on
   else
     PROOF_NOTE="$n processes hold the delivered env"
   fi
+  if [ "$scrubbed" -gt 0 ]; then PROOF_NOTE="$PROOF_NOTE ($scrubbed child process(es) with a scrubbed environment, no unit env and no delivered key, not judged)"; fi
 }
 
 # --- paths --------------------------------------------------------------------------------
 
 # Every ancestor of $1 (not $1 itself) must be root-owned and not group/other-writable, and a
 # symlink on the way must belong to root: then no other user can swap the directory under us.
-check_ancestors() { # absolute-dir what
+# A path through a (root-owned) link, e.g. /var/run -> /run, is checked again as its physical path.
+check_ancestors() { # absolute-path what [logical|physical]
   local p="" part info parts=()
   IFS=/ read -r -a parts <<<"${1#/}"
   if [ "${#parts[@]}" -gt 0 ]; then unset 'parts[${#parts[@]}-1]'; fi
@@ -420,7 +459,7 @@ check_ancestors() { # absolute-dir what
     check_owner_root "$p" "$2" || return 1
   done
   info=$(realpath -e -- "$1" 2>/dev/null) || return 0
-  if [ "$info" != "$1" ] && [ "$3" != physical ]; then check_ancestors "$info" "$2 (physical path $info)" physical; fi
+  if [ "$info" != "$1" ] && [ "${3:-logical}" != physical ]; then check_ancestors "$info" "$2 (physical path $info)" physical; fi
 }
 
 check_owner_root() { # path what
@@ -476,27 +515,40 @@ open_regular() { # name what
     REFUSAL="$2 $ENV_DIR/$1 changed while it was opened or has other hard links ($a); refusing to read it as root"
     return 2
   fi
+  if [ "$(stat -L -c %s "/dev/fd/$SAFE_FD")" -gt "$MAX_ENV_BYTES" ]; then
+    exec {SAFE_FD}<&-
+    REFUSAL="$2 $ENV_DIR/$1 is larger than $MAX_ENV_BYTES bytes: not an env file; refusing to read it as root"
+    return 2
+  fi
 }
 
 # --- env content --------------------------------------------------------------------------
 
 # Reads the rest of stdin into the run dir and checks it is a whole file the program sent.
 receive_env() {
-  local file=$RUN_DIR/received.env last sum
+  local file=$RUN_DIR/received.env
   cat >"$file"
   [ -s "$file" ] || fail_untouched - env-file "received an empty env file"
   [ "$(tail -c 1 -- "$file" | od -An -c | tr -d ' ')" = '\n' ] ||
     fail_untouched - env-file "env file does not end with a newline (truncated transfer?)"
-  last=$(tail -n 1 -- "$file")
-  if [ "${last#"$END_MARKER"}" != "$last" ]; then
-    sum=$(head -n -1 -- "$file" | sha256sum | cut -c 1-64)
-    [ "$sum" = "${last#"$END_MARKER"}" ] || fail_untouched - env-file "env file does not match its end marker (truncated or damaged transfer)"
-    head -n -1 -- "$file" >"$file.tmp" && mv -f -- "$file.tmp" "$file"
-  fi
+  strip_end_marker "$file"
   if grep -v -E -e '^#' -e "^[A-Za-z_][A-Za-z0-9_]*='[^'\\\\]*'\$" -- "$file" >/dev/null; then
     fail_untouched - env-file "env file has a line that is not KEY='value' (the program never sends one; refusing)"
   fi
   grep -q -E "^SECRET_KEY='.+'\$" -- "$file" || fail_untouched - env-file "env file has no SECRET_KEY"
+}
+
+# The program ends every env file it sends with `# pms-secrets-end sha256=<sha256 of the file>`:
+# without it a transfer cut at a line end would look whole (and lose the keys after the cut).
+# Required whenever an env file is sent; checked and stripped before anything else reads it.
+strip_end_marker() { # file
+  local last sum
+  last=$(tail -n 1 -- "$1")
+  [ "${last#"$END_MARKER"}" != "$last" ] ||
+    fail_untouched - env-file "the env file arrived without its end marker line (a transfer cut short, or a program older than this script); nothing was read from it. Fix: run pulumi up again (the program sends the marker)"
+  sum=$(head -n -1 -- "$1" | sha256sum | cut -c 1-64)
+  [ "$sum" = "${last#"$END_MARKER"}" ] || fail_untouched - env-file "env file does not match its end marker (truncated or damaged transfer); run pulumi up again"
+  head -n -1 -- "$1" >"$1.tmp" && mv -f -- "$1.tmp" "$1"
 }
 
 # Keys and values of an env file of ours (every line KEY='value'), their hash, and the values to
@@ -799,7 +851,7 @@ follow_db_role() { # role
 db_host_is_here() {
   local here there
   here=$(ip -o addr show 2>/dev/null | awk '{ sub("/.*", "", $4); print $4 }') || return 1
-  there=$(getent ahosts "$DB_HOST_" 2>/dev/null | awk '{ print $1 }' | sort -u) || return 1
+  there=$(timeout 10 getent ahosts "$DB_HOST_" 2>/dev/null | awk '{ print $1 }' | sort -u) || return 1
   [ -n "$here" ] && [ -n "$there" ] && grep -qxF -f <(printf '%s\n' "$there") <<<"$here"
 }
 
@@ -1132,7 +1184,9 @@ already_in_place() {
   for svc in "${SERVICES[@]}"; do
     [ "$(cat -- "$(dropin_dir "$svc")/$DROPIN_NAME" 2>/dev/null)" = "$(dropin_content)" ] || return 1
     ours_loads_last "$svc" || return 1
-    if [ "${ACTION[$svc]}" = restart ]; then
+    # An idle socket-activated unit has nothing running to prove; its file and drop-in are what
+    # the run that put them there proved.
+    if [ "${ACTION[$svc]}" = restart ] && [ -z "${IDLE[$svc]:-}" ]; then
       [ "$(unit_prop "$svc" ActiveState)" = active ] && prove_env "$svc" "$DELIVERED_HASH" >/dev/null || return 1
     fi
   done
@@ -1159,8 +1213,16 @@ check_units() {
     enabled=$(unit_prop "$svc" UnitFileState)
     case $active in
       inactive | deactivating)
-        ACTION[$svc]=leave
-        log "unit: $svc is stopped ($active, $enabled): left stopped; it reads the new env when next started" ;;
+        if socket_listening_for "$svc"; then
+          # Idle, not stopped: the next connection starts it on whatever env is in place, so the
+          # new env is proven now (started through its socket's service like a restart).
+          ACTION[$svc]=restart
+          IDLE[$svc]=1
+          log "unit: $svc is idle ($active) but $SOCKET_FOR listens for it (socket activation): started now, so the new env is checked and proven before the rollout reports success"
+        else
+          ACTION[$svc]=leave
+          log "unit: $svc is stopped ($active, $enabled)${SOCKET_FOR:+ and so is $SOCKET_FOR}: left stopped; it reads the new env when next started"
+        fi ;;
       *)
         ACTION[$svc]=restart
         if [ "$enabled" = disabled ]; then log "unit: $svc is disabled but $active: restarted, left disabled"; fi ;;
@@ -1168,6 +1230,20 @@ check_units() {
   done
   check_socket
   check_login_probe
+}
+
+# Whether a socket unit that activates the (inactive) unit is listening: then the unit is idle,
+# running on demand, not stopped. Sets SOCKET_FOR to its socket units. A masked unit never counts.
+socket_listening_for() { # unit
+  local u found=1
+  SOCKET_FOR=""
+  [ "$(unit_prop "$1" UnitFileState)" != masked ] || return 1
+  for u in $(unit_prop "$1" TriggeredBy); do
+    case $u in *.socket) ;; *) continue ;; esac
+    SOCKET_FOR="$SOCKET_FOR${SOCKET_FOR:+ }$u"
+    if [ "$(timeout "$SYSTEMCTL_TIMEOUT" systemctl show -p ActiveState --value -- "$u")" = active ]; then found=0; fi
+  done
+  return "$found"
 }
 
 # --socket: the first service must really be socket-activated by that unit, or its restart
@@ -1240,6 +1316,9 @@ backup_dir() {
   mkdir -p -- "$dir"
   chmod 0700 -- "$dir"
   printf '%s\n' "$ENV_FILE" >"$dir/path"
+  # The services this env file served, so an emergency finds its backups after app.envFile changed.
+  printf '%s\n' "${SERVICES[@]}" | LC_ALL=C sort -u -o "$dir/services" - "$dir/services" 2>/dev/null ||
+    printf '%s\n' "${SERVICES[@]}" >"$dir/services"
   printf '%s' "$dir"
 }
 
@@ -1324,7 +1403,7 @@ check_login_probe() {
   if [ "$uid" != 0 ] || [ "$links" != 1 ] || (((8#$mode & 8#077) != 0)); then
     fail_untouched "$svc" login-probe "$LOGIN_PASSWORD_FILE must be root's alone (it is uid $uid, mode $mode, $links link(s)): chown root:root $LOGIN_PASSWORD_FILE && chmod 0600 $LOGIN_PASSWORD_FILE"
   fi
-  check_ancestors "$LOGIN_PASSWORD_FILE" "$LOGIN_PASSWORD_FILE" || fail_untouched "$svc" login-probe "$REFUSAL"
+  check_ancestors "$LOGIN_PASSWORD_FILE" "$LOGIN_PASSWORD_FILE" logical || fail_untouched "$svc" login-probe "$REFUSAL"
   IFS= read -r LOGIN_PW <"$LOGIN_PASSWORD_FILE" || true
   [ -n "$LOGIN_PW" ] || fail_untouched "$svc" login-probe "$LOGIN_PASSWORD_FILE is empty: its first line is the probe account's password"
   add_redactions "$LOGIN_PW"
@@ -1613,15 +1692,36 @@ restart_services() {
   done
 }
 
-# Emergency rotation: once the new env is proven, no copy of a previous key stays on the host.
+# Emergency rotation: once the new env is proven, no copy of a previous key stays on the host: every
+# backup generation of this env file and of every earlier env file of these services (a changed
+# app.envFile leaves its backups under the old path's directory). A backup directory is theirs when
+# it records one of these services, or (written before directories recorded services) when its env
+# file is this one or lies in the app directory. Runs on every run with the flag, a no-op one too.
 purge_old_copies() {
-  local dir n
+  local dir n=0 total=0 dirs=() svc path mine
   [ "$PURGE_OLD" = 1 ] || return 0
-  dir=$(backup_dir)
-  n=$(find "$dir" -maxdepth 1 -type f -name '*.env' | wc -l)
-  find "$dir" -maxdepth 1 -type f -name '*.env' -delete
+  mine=$(backup_dir)
+  for dir in "$BACKUP_ROOT"/*/; do
+    dir=${dir%/}
+    if [ ! -d "$dir" ] || [ -L "$dir" ]; then continue; fi
+    path=$(head -n 1 -- "$dir/path" 2>/dev/null || true)
+    if [ "$dir" = "$mine" ] || { [ ! -e "$dir/services" ] && [ -n "$path" ] && [[ $path == "$APP_DIR"/* ]]; }; then
+      dirs+=("$dir")
+      continue
+    fi
+    for svc in "${SERVICES[@]}"; do
+      if grep -q -x -F -e "$svc" -- "$dir/services" 2>/dev/null; then dirs+=("$dir"); break; fi
+    done
+  done
+  for dir in "${dirs[@]+"${dirs[@]}"}"; do
+    n=$(find "$dir" -maxdepth 1 -type f -name '*.env' | wc -l)
+    find "$dir" -maxdepth 1 -type f -name '*.env' -delete
+    total=$((total + n))
+    path=$(head -n 1 -- "$dir/path" 2>/dev/null || true)
+    if [ "$path" != "$ENV_FILE" ] && [ "$n" -gt 0 ]; then log "purge: removed $n backup generations of the earlier env file $path"; fi
+  done
   rm -f -- ./previous
-  log "purge: removed $n backup generations of $ENV_FILE holding previous keys (--purge-old-copies)"
+  log "purge: removed $total backup generations holding previous keys, of $ENV_FILE and of every earlier env file of ${SERVICES[*]} (--purge-old-copies)"
 }
 
 # --- rollback -----------------------------------------------------------------------------
@@ -1760,12 +1860,16 @@ worker_exit() {
 # Runs in the transient unit started by start_worker.
 worker() {
   IN_WORKER=1
+  if ! claim_run worker; then
+    printf '%s[%s] the front end gave up waiting for this run (hand-off timeout) and told the caller nothing changed: doing nothing\n' "$PROG" "$HOST" >&2
+    exit 0
+  fi
   trap worker_exit EXIT
   trap 'exit 143' TERM INT HUP
   set -o errtrace
   trap 'LAST_ERR="line $LINENO: $BASH_COMMAND"' ERR
   exec {RUN_LOCK}>>"$RUN_DIR/lock"
-  flock -s "$RUN_LOCK"
+  flock -w "$SYSTEMCTL_TIMEOUT" -s "$RUN_LOCK"
   : >"$RUN_DIR/started"
   take_host_lock
   sweep_state
@@ -1782,6 +1886,7 @@ worker() {
   prove_secret_key_fallbacks
   if already_in_place; then
     log "already in place and proven in the running processes; nothing to do"
+    purge_old_copies
     close_pending_db_role
     return 0
   fi
@@ -1820,21 +1925,60 @@ write_worker() {
   {
     printf '#!/bin/bash\n# pms-secrets rollout worker for %s (generated by the front end)\nset -euo pipefail\numask 077\n' "$ENV_FILE"
     declare -p PROG STATE_DIR RUNS_DIR BACKUP_ROOT LOCK_FILE DB_CLOSE_PENDING PID_FILE DROPIN_NAME PRIVATE_PREFIX END_MARKER \
-      LOCK_TIMEOUT CHECK_TIMEOUT RESTART_TIMEOUT SYSTEMCTL_TIMEOUT HTTP_TIMEOUT HANDOFF_TIMEOUT EXIT_DRIFT MAX_LINE KEY_ERROR_PATTERN \
+      LOCK_TIMEOUT CHECK_TIMEOUT RESTART_TIMEOUT SYSTEMCTL_TIMEOUT HTTP_TIMEOUT HANDOFF_TIMEOUT DB_BUDGET DB_RESTORE_BUDGET RELAY_MARGIN MAX_ENV_BYTES \
+      EXIT_DRIFT MAX_LINE KEY_ERROR_PATTERN \
       HOST ENV_FILE APP_DIR GROUP CHECK HEALTH_URLS HEALTH_HOST HEALTH_CA HEALTH_INSECURE STABLE_SECONDS \
       HEALTH_TIMEOUT REDACT_KEYS SERVICES UNMANAGED BACKUPS PURGE_OLD SK_FALLBACKS EMERGENCY DB_ROTATE DB_ROLES DB_FOLLOW SOCKET LOGIN_URL LOGIN_USER LOGIN_PASSWORD_FILE LOGIN_CHECK_URL ENV_DIR ENV_NAME RUN_DIR RUN_ID
     printf 'STARTED_AT=%s\nPRIVATE_NAME=""\nHAD_PREVIOUS=0\nENV_INSTALLED=0\nINSTALLED_ID=""\nCHANGED=0\n' "$STARTED_AT"
     printf 'FAILED_PRINTED=0\nROLLED_BACK=0\nLAST_ERR=""\nDELIVERED_HASH=""\nDELIVERED_KEYS=()\nREDACT_VALUES=()\n'
-    printf 'UNMANAGED_KEYS=()\nDROPINS_CHANGED=()\nRESTARTED=()\ndeclare -A ACTION=()\n'
+    printf 'UNMANAGED_KEYS=()\nDROPINS_CHANGED=()\nRESTARTED=()\ndeclare -A ACTION=()\ndeclare -A IDLE=()\n'
     printf 'DB_ALTERED=0\nDB_ROLE=""\nDB_HOST_=""\nDB_PORT_=""\nDB_NAME_=""\nDB_SWITCH=0\nDB_PREV_ROLE=""\nDB_FOLLOWED=0\nDB_ROLLBACK_NOTE=""\n'
     declare -f
     printf 'worker\n'
   } >"$RUN_DIR/worker.sh"
 }
 
+# The worker's time budgets, from the arguments (components/rollout-time.ts computes the same
+# from the stack config and refuses a config whose worst case exceeds the resource timeout).
+# Forward: lock, systemctl calls, check command, PostgreSQL, each unit's restart, the health URLs
+# and login probe of the first one, the stability window. RuntimeMaxSec= of the worker.
+forward_budget() {
+  local t=$((LOCK_TIMEOUT + 8 * SYSTEMCTL_TIMEOUT + STABLE_SECONDS))
+  t=$((t + ${#SERVICES[@]} * (RESTART_TIMEOUT + 4 * SYSTEMCTL_TIMEOUT) + ${#HEALTH_URLS[@]} * (HEALTH_TIMEOUT + HTTP_TIMEOUT)))
+  if [ -n "$CHECK" ]; then t=$((t + CHECK_TIMEOUT + 30)); fi
+  if [ "$DB_ROTATE" = 1 ]; then t=$((t + DB_BUDGET)); fi
+  if [ -n "$LOGIN_URL" ]; then t=$((t + 3 * HTTP_TIMEOUT)); fi
+  printf '%s' "$t"
+}
+
+# Rollback: daemon-reload, the role's previous password, each unit restarted and verified on its
+# own window. TimeoutStopSec= of the worker (then systemd kills it).
+rollback_budget() {
+  local t=$((2 * SYSTEMCTL_TIMEOUT + ${#HEALTH_URLS[@]} * (HEALTH_TIMEOUT + HTTP_TIMEOUT)))
+  t=$((t + ${#SERVICES[@]} * (RESTART_TIMEOUT + 4 * SYSTEMCTL_TIMEOUT + STABLE_SECONDS)))
+  if [ "$DB_ROTATE" = 1 ]; then t=$((t + DB_RESTORE_BUDGET)); fi
+  printf '%s' "$t"
+}
+
+# The longest a run can take on the host: start and hand-off, the worker's two budgets, the relay.
 worst_case_seconds() {
-  local per=$((RESTART_TIMEOUT + STABLE_SECONDS + ${#HEALTH_URLS[@]} * HEALTH_TIMEOUT + 4 * SYSTEMCTL_TIMEOUT))
-  printf '%s' $((LOCK_TIMEOUT + CHECK_TIMEOUT + 2 * ${#SERVICES[@]} * per + 6 * SYSTEMCTL_TIMEOUT))
+  printf '%s' $((SYSTEMCTL_TIMEOUT + HANDOFF_TIMEOUT + $(forward_budget) + $(rollback_budget) + RELAY_MARGIN))
+}
+
+# Exactly one of the worker and the front end claims the run (an O_EXCL create): the worker before
+# it does anything, the front end when it gives up waiting. So a "nothing changed" is true.
+claim_run() { # who
+  (set -o noclobber; printf '%s\n' "$1" >"$RUN_DIR/claim") 2>/dev/null
+}
+
+# The worker did not start in time. If it has not claimed the run, it never will: stop its unit
+# and fail untouched. If it has, it runs: return and follow it.
+abandon_worker() { # unit reason
+  if claim_run front-end; then
+    timeout "$SYSTEMCTL_TIMEOUT" systemctl stop -- "$1.service" >/dev/null 2>&1 || true
+    fail_untouched - worker "$2; the run is cancelled: $1 will not roll out even if it starts later"
+  fi
+  log "worker: $1 started after all (slow hand-off); following it"
 }
 
 # Starts the worker in its own transient unit: outside this SSH session, so a dropped connection
@@ -1842,15 +1986,22 @@ worst_case_seconds() {
 start_worker() {
   local unit=pms-rollout-$RUN_ID out
   write_worker
+  # RuntimeMaxSec= bounds the rollout itself: past it systemd sends SIGTERM and the worker rolls
+  # back, within TimeoutStopSec= (then SIGKILL). So the whole run is bounded whatever hangs.
   out=$(timeout "$SYSTEMCTL_TIMEOUT" systemd-run --quiet --collect --unit="$unit" --service-type=exec \
-    --description="pms-secrets rollout of $ENV_FILE" -p KillMode=mixed -p "TimeoutStopSec=$(worst_case_seconds)" \
-    -- /bin/bash "$RUN_DIR/worker.sh" 2>&1) || fail_untouched - worker "could not start the rollout unit $unit: $out"
+    --description="pms-secrets rollout of $ENV_FILE" -p KillMode=mixed -p "RuntimeMaxSec=$(forward_budget)" \
+    -p "TimeoutStopSec=$(rollback_budget)" -- /bin/bash "$RUN_DIR/worker.sh" 2>&1) ||
+    abandon_worker "$unit" "could not start the rollout unit $unit within ${SYSTEMCTL_TIMEOUT}s: $out"
   local deadline=$(($(date +%s) + HANDOFF_TIMEOUT))
   until [ -e "$RUN_DIR/started" ] || [ -e "$RUN_DIR/result" ]; do
-    [ "$(date +%s)" -lt "$deadline" ] || fail_untouched - worker "the rollout unit $unit did not start within ${HANDOFF_TIMEOUT}s"
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      abandon_worker "$unit" "the rollout unit $unit did not start within ${HANDOFF_TIMEOUT}s"
+      deadline=$(($(date +%s) + HANDOFF_TIMEOUT))
+    fi
     sleep 0.2
   done
-  exec {RUN_LOCK}>&-
+  # The front end keeps its shared lock on the run dir until it has read the result, so another
+  # run's sweep never deletes a live run's files.
   log "worker: $unit runs the rollout (journalctl -u $unit); it finishes or rolls back even if this session drops"
 }
 
@@ -1858,7 +2009,7 @@ start_worker() {
 # --pid cannot watch a process that is not our child inside some containers.
 follow_worker() {
   local unit=pms-rollout-$RUN_ID log=$RUN_DIR/log off=0 size line rc last=0 deadline
-  deadline=$(($(date +%s) + $(worst_case_seconds) + 60))
+  deadline=$(($(date +%s) + $(forward_budget) + $(rollback_budget) + RELAY_MARGIN))
   while :; do
     if [ -e "$RUN_DIR/result" ] || [ "$(unit_prop "$unit" ActiveState 2>/dev/null)" != active ] ||
       [ "$(date +%s)" -ge "$deadline" ]; then last=1; fi
@@ -1875,7 +2026,7 @@ follow_worker() {
   done
   if [ ! -e "$RUN_DIR/result" ]; then
     if [ "$(unit_prop "$unit" ActiveState 2>/dev/null)" = active ]; then
-      failed_line - worker "the rollout unit $unit is still running after $(worst_case_seconds)s" "it finishes or rolls back on its own; see journalctl -u $unit"
+      failed_line - worker "the rollout unit $unit is still running after $(($(forward_budget) + $(rollback_budget)))s (its budget)" "systemd stops it and it rolls back on its own; see journalctl -u $unit"
     else
       failed_line - worker "the rollout unit $unit ended without a result (killed?)" "see journalctl -u $unit; the next run sweeps and converges the host"
     fi
@@ -1891,21 +2042,22 @@ follow_worker() {
 # Compares each service's processes with the host's env file (and with the file on stdin, if
 # any). Changes nothing. One line per service; exit 0 in sync, 3 drift.
 verify_only() {
-  local svc drift=0 result file=$RUN_DIR/received.env
-  if [ ! -f "$ENV_FILE" ] || [ -L "$ENV_FILE" ]; then
-    failed_line - verify "$ENV_FILE is missing or not a regular file" "nothing was changed"
+  local svc drift=0 result file=$RUN_DIR/received.env host_file=$RUN_DIR/host.env rc=0
+  read_env_file_safely "$host_file" || rc=$?
+  if [ "$rc" != 0 ]; then
+    failed_line - verify "$REFUSAL" "nothing was changed"
     exit 1
   fi
   cat >"$file"
-  sed -i "\\|^${END_MARKER}|d" -- "$file"
   if [ -s "$file" ]; then
+    strip_end_marker "$file"
     # Every line the program would send must be in the host's file (which may also carry kept keys).
-    if grep -v '^#' -- "$file" | grep -q -v -x -F -f "$ENV_FILE"; then
+    if grep -v '^#' -- "$file" | grep -q -v -x -F -f "$host_file"; then
       log "verify: $ENV_FILE differs from the env file the program would send"
       drift=1
     fi
   else
-    grep -E "^[A-Za-z_][A-Za-z0-9_]*='[^'\\\\]*'\$" -- "$ENV_FILE" >"$file" || true
+    grep -E "^[A-Za-z_][A-Za-z0-9_]*='[^'\\\\]*'\$" -- "$host_file" >"$file" || true
   fi
   load_delivered "$file"
   for svc in "${SERVICES[@]}"; do
@@ -1923,13 +2075,38 @@ verify_only() {
   if [ "$drift" = 1 ]; then exit "$EXIT_DRIFT"; fi
 }
 
+# --verify-only reads the env file under the rollout's rules: every directory above it root's, the
+# file itself a regular file with one link and at most MAX_ENV_BYTES, never read through a link
+# (dd iflag=nofollow), a pipe or device swapped in never blocks (iflag=nonblock, a time bound) nor
+# streams (a byte bound), and the file must be the same before and after. Copies it to $1.
+# Returns 1 when missing, 2 when refused (REFUSAL says why).
+read_env_file_safely() { # dest
+  local before after
+  check_ancestors "$ENV_DIR" "the env directory" logical || return 2
+  before=$(stat -c '%d:%i|%h|%F|%s' -- "$ENV_FILE" 2>/dev/null) || { REFUSAL="$ENV_FILE is missing"; return 1; }
+  case $before in
+    *'|1|regular file|'* | *'|1|regular empty file|'*) ;;
+    *) REFUSAL="$ENV_FILE is not a regular file with one link ($(stat -c '%F, %h links' -- "$ENV_FILE" 2>/dev/null)); root does not read it"; return 2 ;;
+  esac
+  if [ "${before##*|}" -gt "$MAX_ENV_BYTES" ]; then REFUSAL="$ENV_FILE is larger than $MAX_ENV_BYTES bytes: not an env file"; return 2; fi
+  if ! timeout 10 dd if="$ENV_FILE" of="$1" iflag=nofollow,nonblock,count_bytes count=$((MAX_ENV_BYTES + 1)) status=none 2>/dev/null; then
+    REFUSAL="$ENV_FILE could not be read as a regular file within 10s (replaced by a link or a pipe while it was read?)"
+    return 2
+  fi
+  after=$(stat -c '%d:%i|%h|%F|%s' -- "$ENV_FILE" 2>/dev/null) || true
+  if [ "$after" != "$before" ] || [ "$(stat -c %s -- "$1")" != "${before##*|}" ]; then
+    REFUSAL="$ENV_FILE changed while it was read (someone is replacing it); run again"
+    return 2
+  fi
+}
+
 main() {
   parse_args "$@"
   prepare_state_dir
   RUN_DIR=$(mktemp -d "$RUNS_DIR/XXXXXXXXXX")
   RUN_ID=${RUN_DIR##*/}
   exec {RUN_LOCK}>>"$RUN_DIR/lock"
-  flock -s "$RUN_LOCK"
+  flock -w "$SYSTEMCTL_TIMEOUT" -s "$RUN_LOCK"
   if [ "$VERIFY_ONLY" = 1 ]; then verify_only; exit 0; fi
   receive_env
   start_worker
