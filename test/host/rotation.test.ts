@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { changesOf, CliResult, commandSteps, PulumiStack } from "./pulumi-cli";
+import { envFingerprint } from "../../components/env-file";
 import {
   appKeyFingerprint,
   celeryRoundTrip,
@@ -242,7 +243,7 @@ describe("one host, real pulumi", { skip }, () => {
     const hosts = (await stack.stackOutput()).hosts as Record<string, { envFingerprint: string }>;
     assert.equal(
       hosts.solo.envFingerprint,
-      keyFingerprint(stack.sentEnvFile(host.name)),
+      envFingerprint(String(stack.resource("env-fingerprint-key")?.outputs.result), stack.sentEnvFile(host.name)),
       "hosts.solo.envFingerprint after the failure: the env the host was last proven to run",
     );
     const units = await servicesState(fleet, host);
