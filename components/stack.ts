@@ -88,6 +88,7 @@ export function deployPmsSecrets(parsed: ParsedConfig = loadStackConfig()): PmsS
           app: settings.app,
           envFile,
           envFingerprint,
+          production: settings.production,
           secretKeys,
           secretKeyArgs: [
             ...secretKeyRolloutArgs(settings.secretKey),

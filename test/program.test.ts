@@ -152,7 +152,7 @@ test("rollout command: short, reviewable create; no delete, update or environmen
   const web2 = r.find(TYPES.command, "web2-rollout").inputs;
   assert.equal(
     web1.create,
-    "/bin/bash -s -- --host web1 --env-file /srv/pms-backend/.env.production --app-dir /srv/pms-backend " +
+    "/bin/bash -s -- --host web1 --env-file /etc/pms-backend/.env.production --app-dir /srv/pms-backend " +
       "--service pms-backend --service celery-pms --check '/usr/bin/python3 manage.py check --deploy' " +
       "--health-url http://127.0.0.1:8000/health/ --health-host dev.pms.internal --stable-seconds 5 --health-timeout 30 " +
       "--redact DB_PASSWORD --redact HUBTEL_CLIENT_ID --redact HUBTEL_CLIENT_SECRET --redact JWT_SIGNING_KEY " +
@@ -222,6 +222,15 @@ test("the published env fingerprint is keyed: not the env file's plain SHA-256, 
   const document = String(r.find(TYPES.version, "store-version").inputs.secretString);
   assert.ok(!document.includes(keyValue), "nor the secret store");
   assert.equal(trigger, `env:${createHmac("sha256", keyValue).update(env, "utf8").digest("hex").slice(0, 16)}`);
+});
+
+test("a production stack's rollout commands carry --production (the host refuses an env directory others can write); dev's do not", async () => {
+  const prod = await run("prod");
+  const dev = await run("dev");
+  for (const c of prod.ofType(TYPES.command)) {
+    assert.match(String(c.inputs.create), / --service celery-pms --production /, c.name);
+  }
+  for (const c of dev.ofType(TYPES.command)) assert.doesNotMatch(String(c.inputs.create), /--production/, c.name);
 });
 
 test("a re-run with nothing changed registers identical inputs everywhere (so the engine touches nothing)", async () => {
