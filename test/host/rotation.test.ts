@@ -91,7 +91,7 @@ describe("one host, real pulumi", { skip }, () => {
   it("first deploy: env file, drop-ins, healthy services on the generated key, Celery round trip, one SSH session", async () => {
     // A hand-made env file from the old procedure is already there: it must be kept as the backup.
     const handMade = "SECRET_KEY=old-hand-rotated-key\nDEBUG=False\n";
-    assert.equal((await fleet.exec(host, `install -m 600 /dev/stdin ${ENV_FILE}`, { stdin: handMade })).code, 0);
+    assert.equal((await fleet.exec(host, `install -D -m 600 /dev/stdin ${ENV_FILE}`, { stdin: handMade })).code, 0);
     const logins = await sshLogins(fleet, host);
     const r = await up(config);
     assertOk(r);
