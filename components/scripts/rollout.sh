@@ -48,8 +48,8 @@
 #     directory itself should be too (the default /etc/pms-backend is created root 0755): where
 #     another user can write it, that user can swap the env file for a link to any root-only file
 #     between runs, and systemd, reading EnvironmentFile= as root, hands that file's lines to the
-#     services; refused with --production, a WARNING otherwise. Where it is writable, the script only (a) creates a fresh
-#     directory with an unpredictable name (mkdir fails on anything already there) and works
+#     services; refused with --production, a WARNING otherwise. Where it is writable, the script
+#     only (a) creates a fresh directory with an unpredictable name (mkdir fails on anything already there) and works
 #     inside it, root 0700, by relative paths from its own working directory, (b) rename(2)s the
 #     finished file onto the env file name (rename replaces a link, never follows it) and
 #     (c) reads the current file through one descriptor after checking it is a regular file with
@@ -506,11 +506,11 @@ open_regular() { # name what
 
 # --- moving the env file to its configured path (issue 19) -----------------------------------
 # A host whose drop-ins name another env file (the earlier default <app dir>/.env.production, in a
-# directory the app user owns) gets it moved once: the same bytes at the configured path, its
-# backups moved along (so an emergency purge covers them): this rollout points the drop-ins
-# at it, restarts and proves as usual, and only then moves the old path's backups and removes the
-# old copy, and says so. A failure
-# before any change removes the copy again; a rollback restores the drop-ins (old path intact).
+# directory the app user owns) gets it moved once: a copy of the same bytes at the configured
+# path first; this rollout then points the drop-ins at it, restarts and proves as usual, and only
+# then moves the old path's backups along (so an emergency purge covers them) and removes the old
+# copy, saying each. A failure before any change removes the copy again; a rollback restores the
+# drop-ins, and the old file is still there.
 
 # The env file the drop-ins of our services name, when it is not ENV_FILE.
 dropin_env_file() {
