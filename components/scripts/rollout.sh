@@ -49,8 +49,8 @@
 #     another user can write it, that user can swap the env file for a link to any root-only file
 #     between runs, and systemd, reading EnvironmentFile= as root, hands that file's lines to the
 #     services; refused with --production, a WARNING otherwise. Where it is writable, the script
-#     only (a) creates a fresh directory with an unpredictable name (mkdir fails on anything already there) and works
-#     inside it, root 0700, by relative paths from its own working directory, (b) rename(2)s the
+#     only (a) creates a fresh directory with an unpredictable name (mkdir fails on anything
+#     already there) and works inside it, root 0700, by relative paths from its own working directory, (b) rename(2)s the
 #     finished file onto the env file name (rename replaces a link, never follows it) and
 #     (c) reads the current file through one descriptor after checking it is a regular file with
 #     one link. A symlinked env file is refused. State, lock and backups live in /var/lib/pms-secrets
