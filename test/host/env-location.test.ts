@@ -18,12 +18,13 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import * as path from "node:path";
-import { after, before, describe, it } from "node:test";
+import { hostSuite } from "./suite";
 import { commandSteps, PulumiStack } from "./pulumi-cli";
 import { appKeyFingerprint, envDiff, fleetConfig, hostFile, keyFingerprint, unavailable } from "./scenario";
 import { APP, bootFleet, hostTestsUnavailableReason, TestFleet, TestHost, verboseLog } from "./testhost";
 
 const skip = unavailable(hostTestsUnavailableReason());
+const { after, before, describe, it } = hostSuite(skip);
 const log = verboseLog;
 /** Where earlier versions put the env file: the app directory, owned by the app user. */
 const APP_DIR_ENV_FILE = `${APP.dir}/.env.production`;

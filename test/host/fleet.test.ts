@@ -9,7 +9,7 @@
  *   node --import tsx --test test/host/fleet.test.ts     (root, Linux)
  */
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { hostSuite } from "./suite";
 import { Balancer, BALANCER_PORT } from "./bench/balancer";
 import { DEFAULT_LOAD, startLoad } from "./bench/load";
 import { CliResult, commandSteps, PulumiStack, stepSequence } from "./pulumi-cli";
@@ -17,6 +17,7 @@ import { appKeyFingerprint, ENV_FILE, fleetConfig, hostFile, keyFingerprint, una
 import { bootFleet, hostTestsUnavailableReason, PUBLIC_HOST, TestFleet, TestHost, verboseLog } from "./testhost";
 
 const skip = unavailable(hostTestsUnavailableReason());
+const { after, before, describe, it } = hostSuite(skip);
 const log = verboseLog;
 const NAMES = ["canary", "fleet2", "fleet3"];
 
