@@ -85,7 +85,12 @@ describe("the env file where only root can replace it, real pulumi", { skip }, (
     await stack.setConfig(config());
     const r = await stack.up();
     assert.equal(r.code, 0, r.output);
-    assert.deepEqual(commandSteps(r), ["update envloc-rollout"]);
+    // A new --env-file is a new command line: the provider replaces the rollout (no delete to run).
+    assert.deepEqual(commandSteps(r), [
+      "create-replacement envloc-rollout",
+      "replace envloc-rollout",
+      "delete-replaced envloc-rollout",
+    ]);
     assert.match(r.output, /env: created \/etc\/pms-backend \(root 0755\)/);
     assert.match(
       r.output,
@@ -125,6 +130,10 @@ describe("the env file where only root can replace it, real pulumi", { skip }, (
   });
 
   it("the app user cannot plant a link to a root-only file as the env file: after a restart its gunicorn holds no OTHER_APP_TOKEN", async () => {
+    // The stack as shipped (app.envFile's default); after the move above this changes nothing.
+    await stack.setConfig(config());
+    const deployed = await stack.up();
+    assert.equal(deployed.code, 0, deployed.output);
     // Another app's env on the same host, root-only; it has a SECRET_KEY, so our app still starts.
     await fleet.exec(
       host,
