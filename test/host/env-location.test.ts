@@ -31,6 +31,8 @@ const APP_DIR_ENV_FILE = `${APP.dir}/.env.production`;
 /** Another app's root-only env, as on a host running more than this app. */
 const OTHER_ENV = "/root/other/app.env";
 const OTHER_TOKEN = "other-app-token-Zq8Wv3Lr6Nt1Yp4Hx7Kc2Jm5";
+/** The keeper of the one rotation below, kept in every later config so nothing rotates again. */
+const ROTATED = { rotate: { SECRET_KEY: "envloc-1" } };
 
 describe("the env file where only root can replace it, real pulumi", { skip }, () => {
   let fleet: TestFleet;
@@ -67,7 +69,7 @@ describe("the env file where only root can replace it, real pulumi", { skip }, (
     const first = await stack.up();
     assert.equal(first.code, 0, first.output);
     // Two generations for the move to carry along: a rotation on top of the first deploy.
-    await stack.setConfig(config({ envFile: APP_DIR_ENV_FILE }, { rotate: { SECRET_KEY: "envloc-1" } }));
+    await stack.setConfig(config({ envFile: APP_DIR_ENV_FILE }, ROTATED));
     const r = await stack.up();
     assert.equal(r.code, 0, r.output);
     assert.match(
@@ -82,7 +84,7 @@ describe("the env file where only root can replace it, real pulumi", { skip }, (
     assert.ok(old.exists);
     const oldBackups = (await sh(`ls ${backupDirOf(APP_DIR_ENV_FILE)} | grep -c '\\.env$' || true`)).trim();
     assert.ok(Number(oldBackups) >= 1, `backups under the old path: ${oldBackups}`);
-    await stack.setConfig(config());
+    await stack.setConfig(config({}, ROTATED));
     const r = await stack.up();
     assert.equal(r.code, 0, r.output);
     // A new --env-file is a new command line: the provider replaces the rollout (no delete to run).
@@ -131,7 +133,7 @@ describe("the env file where only root can replace it, real pulumi", { skip }, (
 
   it("the app user cannot plant a link to a root-only file as the env file: after a restart its gunicorn holds no OTHER_APP_TOKEN", async () => {
     // The stack as shipped (app.envFile's default); after the move above this changes nothing.
-    await stack.setConfig(config());
+    await stack.setConfig(config({}, ROTATED));
     const deployed = await stack.up();
     assert.equal(deployed.code, 0, deployed.output);
     // Another app's env on the same host, root-only; it has a SECRET_KEY, so our app still starts.
@@ -170,7 +172,7 @@ describe("the env file where only root can replace it, real pulumi", { skip }, (
 
   it("production: an env file in a directory the app user can write is refused before any change, with the fix", async () => {
     const envBefore = await hostFile(fleet, host, "/etc/pms-backend/.env.production");
-    await stack.setConfig(config({ envFile: APP_DIR_ENV_FILE }, { production: true }));
+    await stack.setConfig(config({ envFile: APP_DIR_ENV_FILE }, { ...ROTATED, production: true }));
     const r = await stack.up();
     assert.notEqual(r.code, 0);
     assert.match(
