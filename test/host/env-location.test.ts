@@ -87,12 +87,8 @@ describe("the env file where only root can replace it, real pulumi", { skip }, (
     await stack.setConfig(config({}, ROTATED));
     const r = await stack.up();
     assert.equal(r.code, 0, r.output);
-    // A new --env-file is a new command line: the provider replaces the rollout (no delete to run).
-    assert.deepEqual(commandSteps(r), [
-      "create-replacement envloc-rollout",
-      "replace envloc-rollout",
-      "delete-replaced envloc-rollout",
-    ]);
+    // Same env (same triggers), a new --env-file: an in-place update of the rollout.
+    assert.deepEqual(commandSteps(r), ["update envloc-rollout"]);
     assert.match(r.output, /env: created \/etc\/pms-backend \(root 0755\)/);
     assert.match(
       r.output,
