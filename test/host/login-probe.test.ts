@@ -179,7 +179,11 @@ describe("login probe (the old guide's tested login), real pulumi", { skip }, ()
       await stack.setConfig(withProbe("emergency-2026-12-05"));
       const emergency = await stack.up();
       assert.equal(emergency.code, 0, emergency.output);
-      assert.deepEqual(commandSteps(emergency), ["create-replacement probe-rollout"]);
+      assert.deepEqual(commandSteps(emergency), [
+        "create-replacement probe-rollout",
+        "replace probe-rollout",
+        "delete-replaced probe-rollout",
+      ]);
       const warning =
         /pms-rollout WARNING host=probe service=pms-backend check=login-probe: POST \S+ as rollout-probe gave the login form again: .*; EMERGENCY rotation: NOT rolled back on the login probe alone/g;
       const warnings = emergency.output.match(warning) ?? [];
