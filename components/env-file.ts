@@ -6,7 +6,7 @@
  * in the value and no leading `$`.
  * Anything else is refused here, before a byte leaves the machine running Pulumi.
  */
-import { createHash } from "node:crypto";
+import { createHash, createHmac } from "node:crypto";
 import { djangoSecretKeyProblem } from "./secret-rules";
 
 const ENV_KEY_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -88,10 +88,28 @@ export function parseEnvFile(text: string): Record<string, string> {
 }
 
 /**
- * A short, stable fingerprint of content that is safe to show: 16 hex digits of
- * SHA-256. Only ever applied to documents that contain a generated secret of at
- * least 50 random characters, so it cannot be brute-forced back to the values.
+ * A short, stable fingerprint of content that holds no secret (the rollout script): 16 hex
+ * digits of SHA-256.
  */
 export function fingerprint(content: string): string {
   return createHash("sha256").update(content, "utf8").digest("hex").slice(0, 16);
 }
+
+/**
+ * The env file's fingerprint as previews, triggers and outputs show it: 16 hex digits of
+ * HMAC-SHA-256 under `key`, a random value kept only in the stack's state (stack.ts). A plain hash
+ * would be an offline guessing oracle: whoever holds the previous env file (the app's group, an
+ * old backup) knows every value but a newly supplied one, and could test guesses of a weak one
+ * against the published hash. Without the key no guess can be checked. Same key, same file:
+ * same fingerprint, so a re-run with nothing changed still changes nothing.
+ */
+export function envFingerprint(key: string, envFile: string): string {
+  return createHmac("sha256", key).update(envFile, "utf8").digest("hex").slice(0, 16);
+}
+
+/** The key of envFingerprint: a RandomPassword without keepers (never rotated), letters and digits. */
+export const ENV_FINGERPRINT_KEY = {
+  /** Resource name of the RandomPassword in the stack. */
+  name: "env-fingerprint-key",
+  args: { length: 64, upper: true, lower: true, numeric: true, special: false },
+} as const;

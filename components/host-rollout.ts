@@ -39,9 +39,12 @@ export function rolloutCommand(
   app: AppSpec,
   secretKeys: readonly string[] = [],
   secretKeyArgs: readonly string[] = [],
+  stack: { production?: boolean } = {},
 ): string {
   const args: string[] = ["--host", host.name, "--env-file", app.envFile, "--app-dir", app.dir];
   for (const s of app.services) args.push("--service", s);
+  // Production: host rules that only warn elsewhere refuse (an env directory others can write).
+  if (stack.production) args.push("--production");
   if (app.envFileGroup) args.push("--group", app.envFileGroup);
   if (app.checkCommand) args.push("--check", app.checkCommand);
   for (const url of app.healthUrls) args.push("--health-url", url);
@@ -105,6 +108,8 @@ export interface HostRolloutArgs {
   envFingerprint: pulumi.Input<string>;
   /** Env keys whose values are secret (names only), redacted from relayed output. */
   secretKeys: readonly string[];
+  /** A production stack (the host refuses an env directory others can write). Default false. */
+  production?: boolean;
   /** SECRET_KEY rotation mode arguments (secretKeyRolloutArgs); none for the default. */
   secretKeyArgs?: readonly string[];
   /** Seconds per connection attempt and attempts before giving up. */
@@ -137,7 +142,7 @@ export class HostRollout extends pulumi.ComponentResource {
       `${name}-rollout`,
       {
         connection,
-        create: rolloutCommand(host, app, args.secretKeys, args.secretKeyArgs),
+        create: rolloutCommand(host, app, args.secretKeys, args.secretKeyArgs, { production: args.production }),
         stdin: pulumi.secret(pulumi.output(args.envFile).apply(rolloutStdin)),
         triggers: envFingerprint.apply(rolloutTriggers),
         addPreviousOutputInEnv: false,

@@ -5,8 +5,9 @@
  * `deployPmsSecrets` only wires; what it computes is in the plain functions below it.
  */
 import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
 import { ParsedConfig, PROJECT, parseStackConfig, RawConfig, StackSettings } from "./config";
-import { fingerprint, renderEnvFile } from "./env-file";
+import { ENV_FINGERPRINT_KEY, envFingerprint as keyedEnvFingerprint, renderEnvFile } from "./env-file";
 import { GeneratedSecrets } from "./generated-secrets";
 import { HostRollout } from "./host-rollout";
 import { planBatchesAfter } from "./rollout-plan";
@@ -50,8 +51,12 @@ export function deployPmsSecrets(parsed: ParsedConfig = loadStackConfig()): PmsS
   // One set of values feeds both the store and every host, so they cannot disagree.
   const values = pulumi.all([generated.values, supplied]).apply(([g, s]) => envValues(settings.env, s, g));
   const envFile = pulumi.secret(values.apply((v) => renderEnvFile(v, envFileHeader(settings.project, settings.stack))));
-  // Safe to show: a short hash of a document holding at least one 50+ character random value.
-  const envFingerprint = pulumi.unsecret(envFile.apply(fingerprint));
+  // Safe to show: keyed with a random value that only the state holds (never a host, the store
+  // or a preview), so the published fingerprint cannot test a guess of any value (env-file.ts).
+  const fingerprintKey = new random.RandomPassword(ENV_FINGERPRINT_KEY.name, { ...ENV_FINGERPRINT_KEY.args });
+  const envFingerprint = pulumi.unsecret(
+    pulumi.all([envFile, fingerprintKey.result]).apply(([file, key]) => keyedEnvFingerprint(key, file)),
+  );
 
   const store = new SecretStore("store", {
     secretName: settings.secretName,
@@ -82,6 +87,7 @@ export function deployPmsSecrets(parsed: ParsedConfig = loadStackConfig()): PmsS
           app: settings.app,
           envFile,
           envFingerprint,
+          production: settings.production,
           secretKeys,
           secretKeyArgs: [
             ...secretKeyRolloutArgs(settings.secretKey),

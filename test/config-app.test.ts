@@ -12,13 +12,13 @@ const app = (value: Record<string, unknown>, rules = dev) =>
   check((p) => parseApp(p, { dir: "/srv/pms-backend", ...value }, rules));
 const HEALTH = "http://127.0.0.1:8000/health/";
 
-test("defaults: env file in the app dir, both services, script defaults, no health host without a URL", () => {
+test("defaults: env file in root's /etc/pms-backend (not the app dir the app user owns), both services, script defaults, no health host without a URL", () => {
   const { result, problems, warnings } = app({ checkCommand: "venv/bin/python manage.py check --deploy" });
   assert.deepEqual(problems, []);
   assert.deepEqual(warnings, []);
   assert.deepEqual(result, {
     dir: "/srv/pms-backend",
-    envFile: "/srv/pms-backend/.env.production",
+    envFile: "/etc/pms-backend/.env.production",
     services: ["pms-backend", "celery-pms"],
     healthUrls: [],
     healthHost: undefined,
@@ -56,13 +56,13 @@ const cases: Array<[string, Record<string, unknown>, string, RegExp]> = [
     "relative envFile",
     { envFile: ".env.production" },
     "app.envFile",
-    /not a normalized absolute path.*e\.g\. \/srv\/pms-backend\/\.env\.production/,
+    /not a normalized absolute path.*e\.g\. \/etc\/pms-backend\/\.env\.production/,
   ],
   [
     "envFile is the app dir",
     { envFile: "/srv/pms-backend" },
     "app.envFile",
-    /is a directory.*e\.g\. \/srv\/pms-backend\/\.env\.production/,
+    /is a directory.*e\.g\. \/etc\/pms-backend\/\.env\.production/,
   ],
   ["envFile ends with /", { envFile: "/srv/pms-backend/env/" }, "app.envFile", /is a directory/],
   [

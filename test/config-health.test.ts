@@ -42,14 +42,25 @@ test("healthUrl (one) and healthUrls (list) both give the URL list", () => {
   assert.deepEqual(health({ healthUrls: urls }).result.healthUrls, urls);
 });
 
-test("https: a CA file passes through; insecure is a warning on production", () => {
+test("https: a CA file passes through; insecure is accepted off production", () => {
   const ca = health({ healthUrls: ["https://127.0.0.1/health/"], healthCaFile: "/etc/ssl/certs/pms-ca.pem" });
   assert.deepEqual(ca.problems, []);
   assert.equal(ca.result.healthCaFile, "/etc/ssl/certs/pms-ca.pem");
-  const { problems, warnings, result } = health({ healthUrl: "https://127.0.0.1/health/", healthInsecure: true }, prod);
+  const { problems, result } = health({ healthUrl: "https://127.0.0.1/health/", healthInsecure: true });
   assert.deepEqual(problems, []);
   assert.equal(result.healthInsecure, true);
-  assert.match(warnings.join("\n"), /healthInsecure is on for production stack "prod"/);
+});
+
+test("https: app.healthInsecure on a production stack is refused, naming the key, with the CA-file fix", () => {
+  const { problems } = health({ healthUrl: "https://127.0.0.1/health/", healthInsecure: true }, prod);
+  const line = assertProblem(
+    problems,
+    "app.healthInsecure",
+    /is on for production stack "prod": the health check \(and the login probe\) would not verify the server certificate/,
+  );
+  assert.match(line, /Fix: give the CA .*app\.healthCaFile.*pulumi config rm --path 'app\.healthInsecure'/);
+  // false (the default, or set explicitly) stays fine on production.
+  assert.deepEqual(health({ healthUrl: "https://127.0.0.1/health/", healthInsecure: false }, prod).problems, []);
 });
 
 const cases: Array<[string, Record<string, unknown>, string, RegExp]> = [

@@ -75,6 +75,43 @@ const cases: Array<[string, unknown, string, RegExp]> = [
   ["REPLACE placeholder", [{ name: "web1", address: "REPLACE-me" }], "hosts[0].address", /placeholder/],
   ["documentation name", [{ name: "web1", address: "web1.pms.example.com" }], "hosts[0].address", /documentation name/],
   ["documentation network", [{ name: "web1", address: "203.0.113.10" }], "hosts[0].address", /documentation network/],
+  [
+    "shell metacharacters",
+    [{ name: "web1", address: "web1;id" }],
+    "hosts[0].address",
+    /"web1;id" is neither a DNS name nor an IP address.*Fix: .*DNS name or IP address/,
+  ],
+  [
+    "command substitution",
+    [{ name: "web1", address: "$(id)" }],
+    "hosts[0].address",
+    /neither a DNS name nor an IP address/,
+  ],
+  [
+    "an ssh option",
+    [{ name: "web1", address: "-oProxyCommand=id" }],
+    "hosts[0].address",
+    /neither a DNS name nor an IP address/,
+  ],
+  [
+    "underscore",
+    [{ name: "web1", address: "web_1.internal" }],
+    "hosts[0].address",
+    /neither a DNS name nor an IP address/,
+  ],
+  [
+    "label too long",
+    [{ name: "web1", address: `${"a".repeat(64)}.internal` }],
+    "hosts[0].address",
+    /neither a DNS name/,
+  ],
+  ["dashed label edge", [{ name: "web1", address: "web1-.internal" }], "hosts[0].address", /neither a DNS name/],
+  [
+    "numeric last label (not an IPv4 literal)",
+    [{ name: "web1", address: "10.0.5" }],
+    "hosts[0].address",
+    /neither a DNS name/,
+  ],
   ["bad login name", [{ name: "web1", address: "a", user: "Deploy User" }], "hosts[0].user", /not a valid login name/],
   [
     "malformed hostKey",
@@ -106,6 +143,21 @@ for (const [title, value, key, what] of cases) {
     assertProblem(hosts(value).problems, key, what);
   });
 }
+
+test("hosts: DNS names and IP literals are accepted as addresses", () => {
+  for (const address of [
+    "web1",
+    "web1.internal",
+    "web1.internal.",
+    "10.0.0.5",
+    "::1",
+    "fe80::2",
+    "fe80::2%eth0",
+    "a-b.c-d.e",
+  ]) {
+    assert.deepEqual(hosts([{ name: "web1", address }]).problems, [], address);
+  }
+});
 
 test("a pinned ssh-rsa key is refused (SHA-1 only with the provider) with the ed25519 fix", () => {
   const line = assertProblem(

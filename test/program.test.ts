@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { createHash } from "node:crypto";
+import { createHash, createHmac } from "node:crypto";
 import type { AppSpec } from "../components/config";
 import {
   deliveredFingerprint,
@@ -23,7 +23,7 @@ import {
   SENTINEL_PAYSTACK,
   SENTINEL_SSH_KEY,
 } from "./fixtures";
-import { isSecretWrapper, RecordedResource, runProgram, TYPES } from "./harness";
+import { isSecretWrapper, mockPassword, RecordedResource, runProgram, TYPES } from "./harness";
 
 const run = (
   stack: "dev" | "prod",
@@ -43,6 +43,7 @@ test("resource graph: generated secrets, one store with one version, one rollout
     "pms:secrets:HostRollout web1 <- stack",
     "pms:secrets:HostRollout web2 <- stack",
     "pms:secrets:SecretStore store <- stack",
+    "random:index/randomPassword:RandomPassword env-fingerprint-key <- stack",
     "random:index/randomPassword:RandomPassword generated-JWT_SIGNING_KEY <- generated",
     "random:index/randomPassword:RandomPassword generated-SECRET_KEY <- generated",
   ]);
@@ -144,7 +145,7 @@ test("rollout command: short, reviewable create; no delete, update or environmen
   const web2 = r.find(TYPES.command, "web2-rollout").inputs;
   assert.equal(
     web1.create,
-    "/bin/bash -s -- --host web1 --env-file /srv/pms-backend/.env.production --app-dir /srv/pms-backend " +
+    "/bin/bash -s -- --host web1 --env-file /etc/pms-backend/.env.production --app-dir /srv/pms-backend " +
       "--service pms-backend --service celery-pms --check '/usr/bin/python3 manage.py check --deploy' " +
       "--health-url http://127.0.0.1:8000/health/ --health-host dev.pms.internal --stable-seconds 5 --health-timeout 30 " +
       "--redact DB_PASSWORD --redact HUBTEL_CLIENT_ID --redact HUBTEL_CLIENT_SECRET --redact JWT_SIGNING_KEY " +
@@ -188,6 +189,43 @@ test("triggers carry fingerprints only, and change exactly when the env file cha
   assert.equal(`env:${hosts.web1.envFingerprint}`, ta[0], "the stack output shows the same fingerprint as the preview");
 });
 
+test("the published env fingerprint is keyed: not the env file's plain SHA-256, only computable with the key in state", async () => {
+  const r = await run("dev", { secrets: { DB_PASSWORD: "weak-guessable-1" } });
+  const trigger = (r.find(TYPES.command, "web1-rollout").inputs.triggers as string[])[0];
+  const stdin = String(r.find(TYPES.command, "web1-rollout").inputs.stdin);
+  const env = stdin.slice(ROLLOUT_SCRIPT.length).replace(/# pms-secrets-end sha256=[0-9a-f]+\n$/, "");
+  const plain = createHash("sha256").update(env, "utf8").digest("hex").slice(0, 16);
+  assert.notEqual(
+    trigger,
+    `env:${plain}`,
+    "a plain hash of the env file lets its previous holder test guesses offline",
+  );
+  // Whoever holds the previous file and guesses the weak DB_PASSWORD right still cannot confirm it.
+  const guessed = env.replace(/^DB_PASSWORD='[^']*'$/m, "DB_PASSWORD='weak-guessable-1'");
+  assert.equal(guessed, env);
+  assert.notEqual(trigger, `env:${createHash("sha256").update(guessed, "utf8").digest("hex").slice(0, 16)}`);
+  // The key: a RandomPassword in state only (64 letters and digits, no keepers, result secret).
+  const key = r.find(TYPES.password, "env-fingerprint-key");
+  assert.equal(key.inputs.length, 64);
+  assert.equal(key.inputs.special, false);
+  assert.equal(key.inputs.keepers, undefined, "never rotated: a re-run keeps the same fingerprints");
+  assert.ok(key.options.additionalSecretOutputs.includes("result"));
+  const keyValue = mockPassword("env-fingerprint-key", key.inputs);
+  assert.ok(!stdin.includes(keyValue), "the key never reaches a host");
+  const document = String(r.find(TYPES.version, "store-version").inputs.secretString);
+  assert.ok(!document.includes(keyValue), "nor the secret store");
+  assert.equal(trigger, `env:${createHmac("sha256", keyValue).update(env, "utf8").digest("hex").slice(0, 16)}`);
+});
+
+test("a production stack's rollout commands carry --production (the host refuses an env directory others can write); dev's do not", async () => {
+  const prod = await run("prod");
+  const dev = await run("dev");
+  for (const c of prod.ofType(TYPES.command)) {
+    assert.match(String(c.inputs.create), / --service celery-pms --production /, c.name);
+  }
+  for (const c of dev.ofType(TYPES.command)) assert.doesNotMatch(String(c.inputs.create), /--production/, c.name);
+});
+
 test("a re-run with nothing changed registers identical inputs everywhere (so the engine touches nothing)", async () => {
   const a = await run("prod");
   const b = await run("prod");
@@ -197,8 +235,14 @@ test("a re-run with nothing changed registers identical inputs everywhere (so th
   );
 });
 
+/** Keepers of each generated secret (`generated-<KEY>`; the fingerprint key is no env value). */
 function keepersByKey(r: { ofType(t: string): RecordedResource[] }): Record<string, unknown> {
-  return Object.fromEntries(r.ofType(TYPES.password).map((p) => [p.name, p.inputs.keepers]));
+  return Object.fromEntries(
+    r
+      .ofType(TYPES.password)
+      .filter((p) => p.name.startsWith("generated-"))
+      .map((p) => [p.name, p.inputs.keepers]),
+  );
 }
 
 test("rotate.SECRET_KEY changes only SECRET_KEY's keepers", async () => {

@@ -15,7 +15,7 @@ import { rolloutCommand } from "../components/host-rollout";
 const root = path.join(__dirname, "..");
 const APP: AppSpec = {
   dir: "/srv/pms-backend",
-  envFile: "/srv/pms-backend/.env.production",
+  envFile: "/etc/pms-backend/.env.production",
   services: ["pms-backend", "celery-pms"],
   healthUrls: ["http://127.0.0.1:8000/health/"],
   healthInsecure: false,

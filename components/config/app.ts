@@ -1,5 +1,4 @@
 /** `app`: where the Django app lives on the hosts, which services read the env file, how a rollout is checked. */
-import * as path from "node:path";
 import type { Problems } from "./problems";
 import { HealthRules, HealthSettings, parseHealth } from "./health";
 import { absolutePath, ConfigObject, isObject, NumberRange, scalar, unknownKeys, wholeNumber } from "./read";
@@ -11,11 +10,17 @@ const UNMANAGED_KEYS = ["refuse", "keep", "drop"] as const;
 export type UnmanagedKeys = (typeof UNMANAGED_KEYS)[number];
 const FAIL_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
 export const DEFAULT_BACKUP_GENERATIONS = 3;
+/**
+ * Where the env file goes unless app.envFile says otherwise: a directory only root can write
+ * (the rollout creates it root 0755). Not the app directory: its owner, the app user, could swap
+ * the file for a link to any root-only file, which systemd reads as root (issue 19).
+ */
+export const DEFAULT_ENV_FILE = "/etc/pms-backend/.env.production";
 
 export interface AppSpec extends HealthSettings {
   /** Absolute path of the Django project on the hosts. */
   dir: string;
-  /** Absolute path of the env file. Default `<dir>/.env.production`. */
+  /** Absolute path of the env file. Default DEFAULT_ENV_FILE (`/etc/pms-backend/.env.production`). */
   envFile: string;
   /** systemd services that read the env file, restarted in this order. */
   services: string[];
@@ -65,8 +70,8 @@ const APP_KEYS = [
 const UNIT_NAME = /^[A-Za-z0-9:_.\\@-]+$/;
 
 function parseEnvFilePath(problems: Problems, app: ConfigObject, dir: string): string {
-  if (app.envFile === undefined) return path.posix.join(dir, ".env.production");
-  const example = path.posix.join(dir, ".env.production");
+  if (app.envFile === undefined) return DEFAULT_ENV_FILE;
+  const example = DEFAULT_ENV_FILE;
   const envFile = absolutePath(problems, "app.envFile", app.envFile, example);
   if (envFile !== undefined && (envFile === dir || envFile === "/" || scalar(app.envFile).endsWith("/"))) {
     problems.add(

@@ -12,7 +12,7 @@ export interface HealthSettings {
   healthHost?: string;
   /** CA bundle on the host for https health URLs. */
   healthCaFile?: string;
-  /** Skip certificate checks of https health URLs (explicit; warned on production). */
+  /** Skip certificate checks of https health URLs (explicit; refused on production). */
   healthInsecure: boolean;
 }
 
@@ -121,9 +121,12 @@ function parseHealthTls(
       "keep one: the CA file checks the certificate, insecure does not",
     );
   } else if (healthInsecure && rules.production) {
-    problems.warn(
+    // Unverified TLS on production would let whoever answers on that address pass the health
+    // check (and receive the login probe's password): refused, not only warned.
+    problems.add(
       "app.healthInsecure",
-      `is on for ${rules.because}: the health check does not verify the server certificate.`,
+      `is on for ${rules.because}: the health check (and the login probe) would not verify the server certificate`,
+      "give the CA that signed the app's certificate with `pulumi config set --path 'app.healthCaFile' /etc/ssl/certs/<ca>.pem` and `pulumi config rm --path 'app.healthInsecure'`, or check a plain http URL on the host's loopback (http://127.0.0.1:8000/health/)",
     );
   }
   return { healthCaFile, healthInsecure };

@@ -1,4 +1,5 @@
 /** `hosts`: the servers, how to reach them and the server key each must present. */
+import { isIP } from "node:net";
 import { documentationHostProblem, placeholderProblem } from "./placeholders";
 import type { Problems } from "./problems";
 import { isObject, NumberRange, scalar, wholeNumber } from "./read";
@@ -68,6 +69,21 @@ export function hostKeyProblem(line: string): string | undefined {
   return UNUSABLE_KEY_TYPES[fields[0]];
 }
 
+/**
+ * A DNS name as RFC 1123 allows it (labels of letters, digits and inner dashes, at most 63 each,
+ * 253 in all, an optional final dot), whose last label is not all digits (`1.2.3` would be read as
+ * an IPv4 address by some resolvers). Anything else (`web1;id`, `$(id)`, `-oProxyCommand=...`,
+ * `web_1`) is refused: the address reaches the SSH dialer, messages and docs' shell lines.
+ */
+const DNS_NAME =
+  /^(?=.{1,253}\.?$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$/;
+
+/** Whether `address` is a DNS name or an IPv4/IPv6 literal (no brackets, no port). */
+export function isHostAddress(address: string): boolean {
+  if (isIP(address) !== 0) return true;
+  return DNS_NAME.test(address) && !/(?:^|\.)\d+\.?$/.test(address);
+}
+
 /** Why `address` is not a plain DNS name or IP address, with the fix, or undefined. */
 function addressProblem(address: string, at: string): [string, string] | undefined {
   const where = "set the DNS name or IP address the host's sshd listens on";
@@ -81,7 +97,14 @@ function addressProblem(address: string, at: string): [string, string] | undefin
     return ["contains a port (host:port)", `put the host alone in ${at}.address and the port in ${at}.port`];
   }
   const placeholder = placeholderProblem(address) ?? documentationHostProblem(address);
-  return placeholder ? [placeholder, where] : undefined;
+  if (placeholder) return [placeholder, where];
+  if (!isHostAddress(address)) {
+    return [
+      `${JSON.stringify(address)} is neither a DNS name nor an IP address`,
+      `${where}: a name of letters, digits, dashes and dots (e.g. web1.internal) or an IP literal (e.g. 10.0.0.5, fe80::2)`,
+    ];
+  }
+  return undefined;
 }
 
 const PORT: NumberRange = { min: 1, max: 65535, default: 22, unit: "the TCP port sshd listens on" };

@@ -25,6 +25,8 @@
 #   --db-roles A,B (with --rotate-db-password: two alternating login roles, the host writes DB_USER),
 #   --db-follow ADMIN_HOST (with --rotate-db-password: a shared database that host changes; this
 #     host never changes PostgreSQL, it proves the new password logs in before moving to it),
+#   --production (a production stack: an env directory that a user other than root can write is
+#     refused instead of warned about, see open_env_dir),
 #   --verify-only (change nothing: exit 0 in sync, 3 drift, other error; reads the env file under
 #     the same rules as the rollout: no link, regular file, size bound).
 #
@@ -47,9 +49,12 @@
 # Safety rules:
 #   - Root never writes through a path a non-root user controls. Every ancestor of the env
 #     directory (given and physical path) must be root-owned and not group/other-writable. The env
-#     directory itself may belong to the app user: there the script only (a) creates a fresh
-#     directory with an unpredictable name (mkdir fails on anything already there) and works
-#     inside it, root 0700, by relative paths from its own working directory, (b) rename(2)s the
+#     directory itself should be too (the default /etc/pms-backend is created root 0755): where
+#     another user can write it, that user can swap the env file for a link to any root-only file
+#     between runs, and systemd, reading EnvironmentFile= as root, hands that file's lines to the
+#     services; refused with --production, a WARNING otherwise. Where it is writable, the script
+#     only (a) creates a fresh directory with an unpredictable name (mkdir fails on anything
+#     already there) and works inside it, root 0700, by relative paths from its own working directory, (b) rename(2)s the
 #     finished file onto the env file name (rename replaces a link, never follows it) and
 #     (c) reads the current file through one descriptor after checking it is a regular file with
 #     one link. A symlinked env file is refused. State, lock and backups live in /var/lib/pms-secrets
@@ -136,6 +141,7 @@ LOGIN_URL=""
 LOGIN_USER=""
 LOGIN_PASSWORD_FILE=""
 LOGIN_CHECK_URL=""
+PRODUCTION=0
 
 # Run state.
 STARTED_AT=${EPOCHREALTIME/./}
@@ -168,6 +174,10 @@ DB_SWITCH=0
 DB_PREV_ROLE=""
 DB_FOLLOWED=0
 DB_ROLLBACK_NOTE=""
+WARNINGS=()
+MIGRATED_FROM=""
+MIGRATED_ID=""
+MOVED_ID=""
 
 # --- output -------------------------------------------------------------------------------
 
@@ -223,6 +233,13 @@ failed_line() { # service check detail outcome
   emit E "$(printf '%s FAILED host=%s service=%s check=%s: %s; %s' "$PROG" "${HOST:-?}" "$1" "$2" "$(redact "$3")" "$4")"
 }
 
+# A problem that does not stop the run: logged now and repeated as the run's last lines, so the
+# person reading `pulumi up` sees it next to the result.
+warn() { # service check detail
+  WARNINGS+=("$(printf '%s WARNING host=%s service=%s check=%s: %s' "$PROG" "${HOST:-?}" "$1" "$2" "$(redact "$3")")")
+  emit E "${WARNINGS[${#WARNINGS[@]}-1]}"
+}
+
 usage_error() {
   failed_line - arguments "$*" "nothing on the host was changed"
   exit 2
@@ -254,6 +271,7 @@ parse_args() {
       --verify-only) VERIFY_ONLY=1; shift; continue ;;
       --emergency) EMERGENCY=1; PURGE_OLD=1; shift; continue ;;
       --rotate-db-password) DB_ROTATE=1; shift; continue ;;
+      --production) PRODUCTION=1; shift; continue ;;
     esac
     [ $# -ge 2 ] || usage_error "$1 needs a value"
     case $1 in
@@ -481,7 +499,9 @@ check_owner_root() { # path what
 open_env_dir() {
   local id
   check_ancestors "$ENV_DIR" "the env directory" logical || fail_untouched - env-dir "$REFUSAL"
+  create_env_dir
   [ -d "$ENV_DIR" ] || fail_untouched - env-dir "directory $ENV_DIR does not exist (is app.dir / app.envFile right?)"
+  check_env_dir_root_only
   cd -P -- "$ENV_DIR" || fail_untouched - env-dir "cannot enter $ENV_DIR"
   id=$(stat -c '%d:%i' .)
   sweep_env_dir
@@ -493,6 +513,29 @@ open_env_dir() {
   if [ "$(stat -c '%u %a %h' .)" != "0 700 2" ] || [ "$(stat -c '%d:%i' ..)" != "$id" ] || [ -n "$(ls -A .)" ]; then
     fail_untouched - env-dir "the private directory $ENV_DIR/$PRIVATE_NAME changed under us (another user races this rollout)"
   fi
+}
+
+# The env directory under a root-owned parent (the default /etc/pms-backend) is made on the first
+# run: root 0755, so a group that may read the file (app.envFileGroup) can reach it.
+create_env_dir() {
+  local parent=${ENV_DIR%/*}
+  if [ -e "$ENV_DIR" ] || [ -L "$ENV_DIR" ] || [ ! -d "${parent:-/}" ]; then return 0; fi
+  mkdir -m 0755 -- "$ENV_DIR" 2>/dev/null || fail_untouched - env-dir "cannot create $ENV_DIR"
+  log "env: created $ENV_DIR (root 0755)"
+}
+
+# Issue 19: where a user other than root can write the env directory, that user can replace the
+# env file with a link to any root-only file between rollouts; systemd reads EnvironmentFile= as
+# root and follows the link, so that file's KEY=VALUE lines reach processes the user controls.
+check_env_dir_root_only() {
+  local info uid mode fix
+  info=$(stat -L -c '%u %a' -- "$ENV_DIR") || return 0
+  read -r uid mode <<<"$info"
+  if [ "$uid" = 0 ] && (((8#$mode & 8#022) == 0)); then return 0; fi
+  fix="Fix: put the env file in a directory only root can write: remove app.envFile for the default /etc/pms-backend/.env.production (the rollout moves the file there once), or chown root $ENV_DIR && chmod go-w $ENV_DIR"
+  REFUSAL="$ENV_DIR (the env file's directory) is writable by $([ "$uid" != 0 ] && printf 'uid %s (%s), its owner' "$uid" "$(id -nu "$uid" 2>/dev/null || printf '?')" || printf 'group or others (mode %s)' "$mode"): that user can replace $ENV_NAME with a link to any root-only file between rollouts, and systemd, reading EnvironmentFile= as root, would hand its KEY=VALUE lines to the services"
+  if [ "$PRODUCTION" = 1 ]; then fail_untouched - env-dir "$REFUSAL (refused on a production stack). $fix"; fi
+  warn - env-dir "$REFUSAL. $fix"
 }
 
 # Opens ../NAME (relative to the private dir) for reading if it is a regular file with one link,
@@ -519,6 +562,83 @@ open_regular() { # name what
     exec {SAFE_FD}<&-
     REFUSAL="$2 $ENV_DIR/$1 is larger than $MAX_ENV_BYTES bytes: not an env file; refusing to read it as root"
     return 2
+  fi
+}
+
+# --- moving the env file to its configured path (issue 19) -----------------------------------
+# A host whose drop-ins name another env file (the earlier default <app dir>/.env.production, in a
+# directory the app user owns) gets it moved once: a copy of the same bytes at the configured
+# path first; this rollout then points the drop-ins at it, restarts and proves as usual, and only
+# then moves the old path's backups along (so an emergency purge covers them) and removes the old
+# copy, saying each. A failure before any change removes the copy again; a rollback restores the
+# drop-ins, and the old file is still there.
+
+# The env file the drop-ins of our services name, when it is not ENV_FILE.
+dropin_env_file() {
+  local svc f
+  for svc in "${SERVICES[@]}"; do
+    f=$(sed -n 's/^EnvironmentFile=//p' -- "$(dropin_dir "$svc")/$DROPIN_NAME" 2>/dev/null | tail -n 1)
+    if [ -n "$f" ] && [ "$f" != "$ENV_FILE" ] && [ "${f#/}" != "$f" ]; then printf '%s' "$f"; return 0; fi
+  done
+}
+
+migrate_env_file() {
+  local old old_dir info a b
+  old=$(dropin_env_file)
+  [ -n "$old" ] || return 0
+  MIGRATED_FROM=$old
+  if [ -e "../$ENV_NAME" ] || [ -L "../$ENV_NAME" ]; then
+    log "env: the drop-ins name $old; $ENV_FILE exists already and is the env file from now on"
+    return 0
+  fi
+  old_dir=${old%/*}
+  check_ancestors "${old_dir:-/}" "the previous env file" logical || fail_untouched - env-move "$REFUSAL"
+  info=$(stat -c '%F %h' -- "$old" 2>/dev/null) || { log "env: the drop-ins name $old, which does not exist: nothing to move"; return 0; }
+  [ "$info" = "regular file 1" ] || fail_untouched - env-move "$old (named by the drop-ins) is not a regular file with one link ($info); root does not read it: put the real file there or remove it, then run again"
+  exec {SAFE_FD}<"$old" || fail_untouched - env-move "cannot read $old"
+  a=$(stat -L -c '%d:%i %h %F' "/dev/fd/$SAFE_FD")
+  b=$(stat -c '%d:%i %h %F' -- "$old" 2>/dev/null || true)
+  if [ "$a" != "$b" ]; then exec {SAFE_FD}<&-; fail_untouched - env-move "$old changed while it was opened; refusing to read it as root"; fi
+  MIGRATED_ID=${a%% *}
+  { cat <&"$SAFE_FD" >./moved && chmod 0600 ./moved && sync -- ./moved; } 2>/dev/null || { exec {SAFE_FD}<&-; rm -f ./moved; fail_untouched - env-move "cannot copy $old to $ENV_DIR (disk full?)"; }
+  exec {SAFE_FD}<&-
+  if [ -n "$GROUP" ]; then chgrp -- "$GROUP" ./moved 2>/dev/null && chmod 0640 ./moved; fi
+  MOVED_ID=$(stat -c '%d:%i' ./moved)
+  mv -f -T -- ./moved "../$ENV_NAME"
+  log "env: moving $old to $ENV_FILE: a copy is in place; the drop-ins follow in this rollout, the old copy is removed once the services are proven on it"
+}
+
+# The backup generations kept under the old path's directory join the configured path's.
+move_backups() { # old-path
+  local from dir n
+  from=$BACKUP_ROOT/$(printf '%s' "$1" | sha256sum | cut -c 1-16)
+  [ -d "$from" ] && [ ! -L "$from" ] || return 0
+  dir=$(backup_dir)
+  n=$(find "$from" -maxdepth 1 -type f -name '*.env' | wc -l)
+  find "$from" -maxdepth 1 -type f -name '*.env' -exec mv -f -t "$dir" -- {} +
+  rm -rf -- "$from"
+  prune_backups "$dir"
+  if [ "$n" != 0 ]; then log "env: $n backup generation(s) of $1 moved to $dir"; fi
+}
+
+# After the services are proven on ENV_FILE: the old copy goes, unless a unit still loads it.
+finish_migration() {
+  local svc
+  [ -n "$MIGRATED_FROM" ] || return 0
+  move_backups "$MIGRATED_FROM"
+  for svc in "${SERVICES[@]}"; do
+    if unit_env_files "$svc" | grep -qxF -e "$MIGRATED_FROM" -e "-$MIGRATED_FROM"; then
+      warn "$svc" env-move "$svc.service still loads $MIGRATED_FROM (an EnvironmentFile= outside our drop-in), so it was left in place: remove that line from the unit, then delete $MIGRATED_FROM"
+      return 0
+    fi
+  done
+  if [ -n "$MIGRATED_ID" ] && [ "$(stat -c '%d:%i' -- "$MIGRATED_FROM" 2>/dev/null)" != "$MIGRATED_ID" ]; then
+    warn - env-move "$MIGRATED_FROM was replaced during the rollout; left as it is: check it and delete it"
+    return 0
+  fi
+  if [ -e "$MIGRATED_FROM" ] || [ -L "$MIGRATED_FROM" ]; then
+    rm -f -- "$MIGRATED_FROM"
+    log "env: removed the old copy $MIGRATED_FROM; the env file is $ENV_FILE now (the drop-ins name it)"
   fi
 }
 
@@ -1488,6 +1608,15 @@ login_probe() {
   esac
 }
 
+# Issue 19: an emergency rotation never rolls back on the login probe alone. The probe account's
+# name is public (stack file, preview), so anyone can lock it out where the app throttles failed
+# logins, and a rollback would keep the host on the compromised key. Every other check (health
+# URLs, stability, the proof in every process) still rolls back; this one is a WARNING line that
+# names host, service and check, repeated as the run's last lines. Routine rotations roll back.
+emergency_probe_warning() { # service detail
+  warn "$1" login-probe "$2; EMERGENCY rotation: NOT rolled back on the login probe alone (its account can be locked out by anyone who knows its name), the new env stays. Log in by hand now; check the probe account (locked out? exempt it from lockout: runbook, Host setup, Login probe)"
+}
+
 # --- restart and verify -------------------------------------------------------------------
 
 # Healthy = the unit stays active without systemd restarting it for STABLE_SECONDS (gunicorn
@@ -1669,8 +1798,13 @@ restart_services() {
       result=$(verify_health "$svc") || fail_rolled_back "$svc" "${result%%|*}" "${result#*|}$(journal_hint "$svc")"
       log "restart: $svc is up and its health URLs answered 2xx"
       if [ -n "$LOGIN_URL" ]; then
-        result=$(login_probe) || fail_rolled_back "$svc" "${result%%|*}" "${result#*|}"
-        log "restart: $svc $result"
+        if result=$(login_probe); then
+          log "restart: $svc $result"
+        elif [ "$EMERGENCY" = 1 ]; then
+          emergency_probe_warning "$svc" "${result#*|}"
+        else
+          fail_rolled_back "$svc" "${result%%|*}" "${result#*|}"
+        fi
       fi
     fi
     # The processes it has so far must hold the new env before the next unit is touched (an
@@ -1850,6 +1984,10 @@ worker_exit() {
   elif [ "$rc" != 0 ] && [ "$FAILED_PRINTED" = 0 ]; then
     failed_line - internal "stopped unexpectedly (${LAST_ERR:-signal})" "nothing on the host was changed"
   fi
+  if [ "$rc" != 0 ] && [ "$CHANGED" = 0 ] && [ -n "$MOVED_ID" ] && [ "$(stat -c '%d:%i' -- "../$ENV_NAME" 2>/dev/null)" = "$MOVED_ID" ]; then
+    rm -f -- "../$ENV_NAME" # the copy of a move that did not happen: nothing else changed
+  fi
+  if [ "$rc" = 0 ]; then for w in "${WARNINGS[@]+"${WARNINGS[@]}"}"; do emit E "$w"; done; fi
   rm -f -- ./new ./previous 2>/dev/null
   if [ -n "$PRIVATE_NAME" ] && cd .. 2>/dev/null; then rmdir -- "./$PRIVATE_NAME" 2>/dev/null; fi
   rm -f -- "$RUN_DIR/received.env" "$RUN_DIR/final.env" "$RUN_DIR/previous.env" "$RUN_DIR"/dropin.* "$PID_FILE" "$RUN_DIR/db-new.pgpass" "$RUN_DIR/db-old.verifier" "$RUN_DIR"/db-*.pgpass "$RUN_DIR/db-rollback.env"
@@ -1875,6 +2013,7 @@ worker() {
   sweep_state
   check_units
   open_env_dir
+  migrate_env_file
   adopt_legacy_backup
   load_delivered "$RUN_DIR/received.env"
   claim_secret_key_fallbacks
@@ -1896,9 +2035,12 @@ worker() {
   install_env
   install_dropins
   restart_services
+  finish_migration
   purge_old_copies
   close_previous_db_role
-  log "done: env fingerprint $(sha256sum -- "../$ENV_NAME" | cut -c 1-16)"
+  # No hash of the file here: the log reaches CI output, and a plain hash would let whoever holds
+  # the previous file test guesses of a weak new value (the program's fingerprint is keyed).
+  log "done: $ENV_FILE in place and proven"
 }
 
 take_host_lock() {
@@ -1928,11 +2070,12 @@ write_worker() {
       LOCK_TIMEOUT CHECK_TIMEOUT RESTART_TIMEOUT SYSTEMCTL_TIMEOUT HTTP_TIMEOUT HANDOFF_TIMEOUT DB_BUDGET DB_RESTORE_BUDGET RELAY_MARGIN MAX_ENV_BYTES \
       EXIT_DRIFT MAX_LINE KEY_ERROR_PATTERN \
       HOST ENV_FILE APP_DIR GROUP CHECK HEALTH_URLS HEALTH_HOST HEALTH_CA HEALTH_INSECURE STABLE_SECONDS \
-      HEALTH_TIMEOUT REDACT_KEYS SERVICES UNMANAGED BACKUPS PURGE_OLD SK_FALLBACKS EMERGENCY DB_ROTATE DB_ROLES DB_FOLLOW SOCKET LOGIN_URL LOGIN_USER LOGIN_PASSWORD_FILE LOGIN_CHECK_URL ENV_DIR ENV_NAME RUN_DIR RUN_ID
+      HEALTH_TIMEOUT REDACT_KEYS SERVICES UNMANAGED BACKUPS PURGE_OLD SK_FALLBACKS EMERGENCY DB_ROTATE DB_ROLES DB_FOLLOW SOCKET LOGIN_URL LOGIN_USER LOGIN_PASSWORD_FILE LOGIN_CHECK_URL PRODUCTION ENV_DIR ENV_NAME RUN_DIR RUN_ID
     printf 'STARTED_AT=%s\nPRIVATE_NAME=""\nHAD_PREVIOUS=0\nENV_INSTALLED=0\nINSTALLED_ID=""\nCHANGED=0\n' "$STARTED_AT"
     printf 'FAILED_PRINTED=0\nROLLED_BACK=0\nLAST_ERR=""\nDELIVERED_HASH=""\nDELIVERED_KEYS=()\nREDACT_VALUES=()\n'
     printf 'UNMANAGED_KEYS=()\nDROPINS_CHANGED=()\nRESTARTED=()\ndeclare -A ACTION=()\ndeclare -A IDLE=()\n'
     printf 'DB_ALTERED=0\nDB_ROLE=""\nDB_HOST_=""\nDB_PORT_=""\nDB_NAME_=""\nDB_SWITCH=0\nDB_PREV_ROLE=""\nDB_FOLLOWED=0\nDB_ROLLBACK_NOTE=""\n'
+    printf 'WARNINGS=()\nMIGRATED_FROM=""\nMIGRATED_ID=""\nMOVED_ID=""\n'
     declare -f
     printf 'worker\n'
   } >"$RUN_DIR/worker.sh"

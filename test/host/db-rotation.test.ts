@@ -23,7 +23,7 @@ import { DEFAULT_LOAD, type LoadResult, startLoad } from "./bench/load";
 import { type CliResult, PulumiStack } from "./pulumi-cli";
 import { hostSuite } from "./suite";
 import { ENV_FILE, envFile, leaked, randomValue, rollout, sh } from "./safety-host";
-import { celeryRoundTrip, fleetConfig, unavailable } from "./scenario";
+import { celeryRoundTrip, ENV_FILE as CLI_ENV_FILE, fleetConfig, unavailable } from "./scenario";
 import {
   bootFleet,
   hostTestsUnavailableReason,
@@ -250,7 +250,7 @@ describe(
     let marker = "";
     const [createRolesSql, retireOwnerLoginSql] = runbookRolesSql();
 
-    const hostEnv = async (): Promise<Record<string, string>> => parseEnvFile(await sh(fleet, host, `cat ${ENV_FILE}`));
+    const hostEnv = async (): Promise<Record<string, string>> => parseEnvFile(await sh(fleet, host, `cat ${CLI_ENV_FILE}`));
     const load = () => startLoad({ netns: `th-${host.id}`, port: 8000, hostHeader: PUBLIC_HOST, ...DEFAULT_LOAD });
     /** `pulumi up` under constant load on /health/, with the argv sampler on. */
     const upUnderLoad = async (
@@ -398,7 +398,7 @@ describe(
     });
 
     it("a rollout that fails after the password change (the new env breaks gunicorn) restores the changed role's verifier and the previous env with its DB_USER; the app stays healthy", async () => {
-      const before = await sh(fleet, host, `cat ${ENV_FILE}`);
+      const before = await sh(fleet, host, `cat ${CLI_ENV_FILE}`);
       const p3 = stack.generatedValue("DB_PASSWORD");
       const verifierB = await db.verifier("pms_app_b");
       const good = config;
@@ -431,7 +431,7 @@ describe(
         "PostgreSQL has exactly the previous verifier of pms_app_b",
       );
       assert.equal(
-        await sh(fleet, host, `cat ${ENV_FILE}`),
+        await sh(fleet, host, `cat ${CLI_ENV_FILE}`),
         before,
         "the previous env file (DB_USER=pms_app_a) is back",
       );

@@ -24,8 +24,8 @@ import { parseEnvFile } from "../../components/env-file";
 import { DB_ROLES, loginCode, roleVerifier, runbookRolesSql, superuserSql } from "./bench/db";
 import { DEFAULT_LOAD, startLoad } from "./bench/load";
 import { PulumiStack, stepSequence } from "./pulumi-cli";
-import { ENV_FILE, sh } from "./safety-host";
-import { celeryRoundTrip, fleetConfig, unavailable } from "./scenario";
+import { sh } from "./safety-host";
+import { celeryRoundTrip, ENV_FILE, fleetConfig, unavailable } from "./scenario";
 import {
   bootFleet,
   hostTestsUnavailableReason,

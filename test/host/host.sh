@@ -19,8 +19,9 @@
 # i.e. units/variants/; testhost.ts HOST_VARIANTS says the same):
 #   plain                 units as shipped, no EnvironmentFile=, no env file (the default): the
 #                         app exits for lack of SECRET_KEY until a first deploy
-#   envfile               EnvironmentFile=/srv/pms-backend/.env.production in both unit files and
-#                         that file (0600 root, preset key): the app is up at boot
+#   envfile               EnvironmentFile=/etc/pms-backend/.env.production (the program's default
+#                         path, in a root-owned 0755 directory) in both unit files and that file
+#                         (0600 root, preset key): the app is up at boot
 #   legacy-env            a years-old hand-written .env.production: 0644, `export ` prefixes, double
 #                         quotes, keys the program does not know. systemd rejects `export` lines, so
 #                         the units source it in a bash ExecStart= (no EnvironmentFile=); a file the
@@ -142,10 +143,12 @@ install_override() { # install_override SHARED_CONF
   install -m 0644 "$(share "env/$1")" "$(unit_dir)/pms-backend.service.d/override.conf"
 }
 
-install_app_env() { # install_app_env SHARED_FILE MODE
-  [ ! -e "$ROOT/srv/pms-backend/.env.production" ] ||
+install_app_env() { # install_app_env SHARED_FILE MODE PATH
+  if [ -e "$ROOT/srv/pms-backend/.env.production" ] || [ -e "$ROOT/etc/pms-backend/.env.production" ]; then
     die "variants envfile and legacy-env exclude each other"
-  install -m "$2" -o 0 -g 0 "$(share "env/$1")" "$ROOT/srv/pms-backend/.env.production"
+  fi
+  install -d -m 0755 -o 0 -g 0 "$ROOT${3%/*}"
+  install -m "$2" -o 0 -g 0 "$(share "env/$1")" "$ROOT$3"
   APP_UP=1
 }
 
@@ -192,11 +195,11 @@ apply_variant() { # apply_variant NAME
       add_environment_file -/etc/default/pms-backend
       ;;
     envfile)
-      install_app_env env.production.preset 0600
-      add_environment_file /srv/pms-backend/.env.production
+      install_app_env env.production.preset 0600 /etc/pms-backend/.env.production
+      add_environment_file /etc/pms-backend/.env.production
       ;;
     legacy-env)
-      install_app_env env.production.legacy 0644
+      install_app_env env.production.legacy 0644 /srv/pms-backend/.env.production
       source_env_in_exec_start /srv/pms-backend/.env.production
       ;;
     override-envfile)

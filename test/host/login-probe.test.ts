@@ -153,4 +153,67 @@ describe("login probe (the old guide's tested login), real pulumi", { skip }, ()
       }
     }
   });
+
+  // Issue 19 item 5. Last in this file: it leaves the emergency keeper in force.
+  it("a failing login probe (the account locked out): a routine rotation rolls back on it; an emergency rotation completes with a WARNING naming host and check", async () => {
+    const sql = (active: boolean): string =>
+      `runuser -u postgres -- psql -X -q -d ${TEST_DB.name} -c "UPDATE auth_user SET is_active = ${active} WHERE username = '${runbook.config.username}'"`;
+    const goodEnv = (await hostFile(fleet, host, ENV_FILE)).content;
+    // What the host runs now (the state's key may be one an earlier refused run never delivered).
+    const runningKey = (await appKeyFingerprint(fleet, host)).secret_key;
+    // What anyone can do who knows the public account name where the app locks accounts out.
+    assert.equal((await fleet.exec(host, sql(false))).code, 0);
+    try {
+      await stack.setConfig(withProbe("probe-locked-routine"));
+      const routine = await stack.up();
+      assert.notEqual(routine.code, 0, "a routine rotation still rolls back on the login probe");
+      assert.deepEqual(commandSteps(routine), ["create-replacement probe-rollout FAILED"]);
+      assert.match(
+        routine.output,
+        /pms-rollout FAILED host=probe service=pms-backend check=login-probe: POST \S+ as rollout-probe gave the login form again: .*account is inactive or locked.*previous env restored and services healthy on it/,
+      );
+      assert.doesNotMatch(routine.output, /pms-rollout WARNING/);
+      assert.equal((await hostFile(fleet, host, ENV_FILE)).content, goodEnv, "previous env restored");
+      assert.equal((await appKeyFingerprint(fleet, host)).secret_key, runningKey, "old key running");
+
+      await stack.setConfig(withProbe("emergency-2026-12-05"));
+      const emergency = await stack.up();
+      assert.equal(emergency.code, 0, emergency.output);
+      assert.deepEqual(commandSteps(emergency), [
+        "create-replacement probe-rollout",
+        "replace probe-rollout",
+        "delete-replaced probe-rollout",
+      ]);
+      const warning =
+        /pms-rollout WARNING host=probe service=pms-backend check=login-probe: POST \S+ as rollout-probe gave the login form again: .*; EMERGENCY rotation: NOT rolled back on the login probe alone/g;
+      const warnings = emergency.output.match(warning) ?? [];
+      assert.ok(
+        warnings.length >= 2,
+        `the warning is printed when it happens and again at the end:\n${emergency.output}`,
+      );
+      assert.doesNotMatch(emergency.output, /pms-rollout FAILED/);
+      const newKey = stack.generatedValue("SECRET_KEY");
+      assert.notEqual(keyFingerprint(newKey), runningKey);
+      const running = await appKeyFingerprint(fleet, host);
+      assert.equal(
+        running.secret_key,
+        keyFingerprint(newKey),
+        "the host runs the new key: the compromised one is gone",
+      );
+      assert.deepEqual(running.fallbacks, [], "no fallback: the old key is rejected");
+      assert.match(
+        emergency.output,
+        /purge: removed \d+ backup generations/,
+        "the backups holding the old key are purged",
+      );
+      assert.equal((await fleet.http(host, "/health/")).status, 200);
+      assertNoPassword(emergency, await password());
+    } finally {
+      await fleet.exec(host, sql(true));
+    }
+    // The account usable again: the same emergency config finds everything in place, nothing runs.
+    const again = await stack.up();
+    assert.equal(again.code, 0, again.output);
+    assert.deepEqual(commandSteps(again), []);
+  });
 });

@@ -551,7 +551,7 @@ describe("runbook procedures, real pulumi + awscli on Moto, two hosts", { skip }
     assert.match(cat, new RegExp(`^EnvironmentFile=${ENV_FILE}$`, "m"));
     const check = await onHost(
       web1,
-      "sudo systemd-run --quiet --wait --pipe --collect -p User=<app user> -p WorkingDirectory=/srv/pms-backend -p EnvironmentFile=/srv/pms-backend/.env.production -- /srv/pms-backend/venv/bin/python manage.py check",
+      "sudo systemd-run --quiet --wait --pipe --collect -p User=<app user> -p WorkingDirectory=/srv/pms-backend -p EnvironmentFile=/etc/pms-backend/.env.production -- /srv/pms-backend/venv/bin/python manage.py check",
       { "<app user>": "pms" },
     );
     assert.match(check, /System check identified no issues/);
@@ -578,7 +578,8 @@ describe("runbook procedures, real pulumi + awscli on Moto, two hosts", { skip }
 
     const cleanup = [
       "sudo systemctl disable --now pms-backend celery-pms",
-      "sudo shred -u /srv/pms-backend/.env.production",
+      "sudo shred -u /etc/pms-backend/.env.production",
+      "sudo rmdir /etc/pms-backend                                                           # the env file's directory (the rollout made it)",
       "sudo find /var/lib/pms-secrets/backups -type f -exec shred -u {} +                    # root-only backup generations",
       "sudo rm -rf /var/lib/pms-secrets                                                      # lock, run dirs, backups",
       "sudo rm /etc/systemd/system/{pms-backend,celery-pms}.service.d/50-pms-secrets.conf   # the program's drop-ins",
@@ -587,7 +588,7 @@ describe("runbook procedures, real pulumi + awscli on Moto, two hosts", { skip }
     await onHost(web2, cleanup);
     const left = await fleet.exec(
       web2,
-      `ls -d ${ENV_FILE} /var/lib/pms-secrets /etc/systemd/system/*.service.d/50-pms-secrets.conf 2>/dev/null || true; ` +
+      `ls -d ${ENV_FILE} ${path.posix.dirname(ENV_FILE)} /var/lib/pms-secrets /etc/systemd/system/*.service.d/50-pms-secrets.conf 2>/dev/null || true; ` +
         "systemctl is-enabled pms-backend celery-pms || true; systemctl is-active pms-backend celery-pms || true",
     );
     assert.equal(left.stdout, "disabled\ndisabled\ninactive\ninactive\n");

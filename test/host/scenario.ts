@@ -6,10 +6,12 @@
  */
 import { randomInt } from "node:crypto";
 import { alphabetCharacters } from "../../components/alphabet";
+import { DEFAULT_ENV_FILE } from "../../components/config/app";
 import { fingerprint, parseEnvFile } from "../../components/env-file";
 import { APP, PUBLIC_HOST, TEST_DB, TestFleet, TestHost } from "./testhost";
 
-export const ENV_FILE = `${APP.dir}/.env.production`;
+/** Where the program puts the env file with the stack config below (app.envFile's default). */
+export const ENV_FILE = DEFAULT_ENV_FILE;
 export const HEALTH_URL = "http://127.0.0.1:8000/health/";
 
 export interface FleetConfigOptions {

@@ -32,9 +32,11 @@ import {
   HOSTILE_USER,
   hostTestsUnavailableReason,
   LEGACY_ENV,
+  LEGACY_ENV_FILE,
   OTHER_ENV,
   OVERRIDE_SECRET_KEY,
   PRESET_ENV,
+  PRESET_ENV_FILE,
   PUBLIC_HOST,
   TEST_DB,
   type TestFleet,
@@ -50,6 +52,7 @@ const { after, before, describe, it } = hostSuite(unavailable);
 
 const log = verboseLog;
 
+/** The old guide's env file in the app directory: the machinery checks below write it by hand. */
 const ENV_FILE = `${APP.dir}/.env.production`;
 
 /**
@@ -655,9 +658,13 @@ describe("host variants: units and env files as they are found on servers", () =
     const files = (await run(fleet, h, "systemctl show -p EnvironmentFiles --value pms-backend.service"))
       .trim()
       .split("\n");
-    assert.deepEqual(files, ["/etc/default/pms-backend (ignore_errors=yes)", `${ENV_FILE} (ignore_errors=no)`]);
+    assert.deepEqual(files, ["/etc/default/pms-backend (ignore_errors=yes)", `${PRESET_ENV_FILE} (ignore_errors=no)`]);
     const text = await run(fleet, h, "cat /etc/systemd/system/pms-backend.service");
-    assert.match(text, new RegExp(`^EnvironmentFile=${ENV_FILE}$`, "m"), "in the unit file itself, not a drop-in");
+    assert.match(
+      text,
+      new RegExp(`^EnvironmentFile=${PRESET_ENV_FILE}$`, "m"),
+      "in the unit file itself, not a drop-in",
+    );
     assert.equal((await run(fleet, h, "ls /etc/systemd/system/pms-backend.service.d 2>/dev/null | wc -l")).trim(), "0");
 
     const env = await processEnv(fleet, h, "pms-backend.service");
@@ -665,7 +672,7 @@ describe("host variants: units and env files as they are found on servers", () =
     assert.equal(env.PMS_UNIT_DEFAULTS, OTHER_ENV.PMS_UNIT_DEFAULTS);
     assert.equal(env.GUNICORN_CMD_ARGS, OTHER_ENV.GUNICORN_CMD_ARGS);
     assert.equal((await appFingerprint(fleet, h)).secret_key, fingerprint(PRESET_ENV.SECRET_KEY));
-    assert.equal((await run(fleet, h, `stat -c '%a %U:%G' ${ENV_FILE}`)).trim(), "600 root:root");
+    assert.equal((await run(fleet, h, `stat -c '%a %U:%G' ${PRESET_ENV_FILE}`)).trim(), "600 root:root");
 
     const celery = await unitProps(fleet, h, "celery-pms.service", ["Type", "ActiveState", "MainPID", "PIDFile"]);
     assert.equal(celery.Type, "forking");
@@ -684,14 +691,17 @@ describe("host variants: units and env files as they are found on servers", () =
   it("legacy-env + template: a years-old env file (0644, export, quotes, unknown keys) read by a templated worker", async () => {
     const h = host("v-legacy");
     assert.equal(h.celeryUnit, "celery-pms@default.service");
-    const file = await run(fleet, h, `stat -c '%a %U:%G' ${ENV_FILE}; cat ${ENV_FILE}`);
+    const file = await run(fleet, h, `stat -c '%a %U:%G' ${LEGACY_ENV_FILE}; cat ${LEGACY_ENV_FILE}`);
     assert.match(file, /^644 root:root\n/);
     assert.match(file, /^export SECRET_KEY="/m);
     assert.match(file, /^export EMAIL_HOST_PASSWORD="/m);
     // systemd would reject the export lines, so the units source the file in a shell.
     const web = await unitProps(fleet, h, "pms-backend.service", ["EnvironmentFiles", "ExecStart"]);
     assert.equal(web.EnvironmentFiles, undefined, "no EnvironmentFile= in the legacy units");
-    assert.match(web.ExecStart ?? "", new RegExp(`set -a; \\. ${ENV_FILE}; set \\+a; exec ${APP.venv}/bin/gunicorn `));
+    assert.match(
+      web.ExecStart ?? "",
+      new RegExp(`set -a; \\. ${LEGACY_ENV_FILE}; set \\+a; exec ${APP.venv}/bin/gunicorn `),
+    );
     const env = await processEnv(fleet, h, "pms-backend.service");
     for (const [k, v] of Object.entries(LEGACY_ENV)) assert.equal(env[k], v, `pms-backend sees ${k}`);
     assert.equal((await appFingerprint(fleet, h)).secret_key, fingerprint(LEGACY_ENV.SECRET_KEY));
@@ -737,7 +747,7 @@ describe("host variants: units and env files as they are found on servers", () =
     );
     const files = (await run(fleet, h, "systemctl show -p EnvironmentFiles --value pms-backend")).trim().split("\n");
     assert.deepEqual(files, [
-      `${ENV_FILE} (ignore_errors=no)`,
+      `${PRESET_ENV_FILE} (ignore_errors=no)`,
       "/root/other.env (ignore_errors=no)",
       "/etc/pms-backend/secret-key.env (ignore_errors=no)",
     ]);

@@ -63,9 +63,9 @@ export const HOSTILE_USER = "mallory";
 export const HOST_VARIANTS = {
   plain: "units as shipped, no EnvironmentFile=, no env file: the app exits for lack of SECRET_KEY",
   envfile:
-    "EnvironmentFile=/srv/pms-backend/.env.production in both unit files, the file present (0600 root, PRESET_ENV): app up",
+    "EnvironmentFile=/etc/pms-backend/.env.production (PRESET_ENV_FILE, the program's default path) in both unit files, the file present (0600 root, PRESET_ENV): app up",
   "legacy-env":
-    "a years-old hand-written .env.production (LEGACY_ENV: 0644, export, double quotes, unknown keys); systemd rejects export lines, so the units source it in a bash ExecStart= (no EnvironmentFile=): app up",
+    "a years-old hand-written /srv/pms-backend/.env.production (LEGACY_ENV_FILE; LEGACY_ENV: 0644, export, double quotes, unknown keys); systemd rejects export lines, so the units source it in a bash ExecStart= (no EnvironmentFile=): app up",
   "envfile-other":
     "EnvironmentFile=-/etc/default/pms-backend (tuning keys, OTHER_ENV) in both unit files, before any other",
   "override-envfile":
@@ -86,6 +86,11 @@ export const HOST_VARIANTS = {
 } as const;
 
 export type HostVariant = keyof typeof HOST_VARIANTS;
+
+/** Where the `envfile` variant puts its file: the program's default app.envFile, root's directory. */
+export const PRESET_ENV_FILE = "/etc/pms-backend/.env.production";
+/** Where the `legacy-env` variant's hand-written file is: the app directory, as the old guide had it. */
+export const LEGACY_ENV_FILE = "/srv/pms-backend/.env.production";
 
 /** What the `envfile` variant's .env.production holds (as systemd reads it). */
 export const PRESET_ENV = {

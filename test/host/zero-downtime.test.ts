@@ -11,7 +11,7 @@ import { hostSuite } from "./suite";
 import { DEFAULT_LOAD, startLoad } from "./bench/load";
 import { PulumiStack } from "./pulumi-cli";
 import { appKeyFingerprint, fleetConfig, keyFingerprint, unavailable, waitForTaskRow } from "./scenario";
-import { bootFleet, hostTestsUnavailableReason, PUBLIC_HOST, TestFleet, verboseLog } from "./testhost";
+import { bootFleet, hostTestsUnavailableReason, PRESET_ENV_FILE, PUBLIC_HOST, TestFleet, verboseLog } from "./testhost";
 
 const skip = unavailable(hostTestsUnavailableReason());
 const { after, before, describe, it } = hostSuite(skip);
@@ -112,14 +112,14 @@ describe("socket activation: zero failed requests during a rotation", { skip }, 
     try {
       const [p] = plain.hosts;
       await other.setConfig(withSocket(fleetConfig(plain, [p], { stableSeconds: 3 })));
-      const envBefore = (await plain.exec(p, "sha256sum /srv/pms-backend/.env.production")).stdout;
+      const envBefore = (await plain.exec(p, `sha256sum ${PRESET_ENV_FILE}`)).stdout;
       const r = await other.up();
       assert.notEqual(r.code, 0);
       assert.match(
         r.output,
         /pms-rollout FAILED host=sock2 service=pms-backend check=socket: (pms-backend\.service is not activated by pms-backend\.socket|systemd has no loaded unit pms-backend\.socket).*nothing on the host was changed/,
       );
-      assert.equal((await plain.exec(p, "sha256sum /srv/pms-backend/.env.production")).stdout, envBefore);
+      assert.equal((await plain.exec(p, `sha256sum ${PRESET_ENV_FILE}`)).stdout, envBefore);
       assert.deepEqual(other.leaks(), []);
     } finally {
       await other.dispose();
