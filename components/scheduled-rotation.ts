@@ -61,7 +61,8 @@ function stackKeepers(stackText: string): StackKeepers {
   const config = doc?.config ?? {};
   const generated = config[`${PROJECT}:generated`];
   const rotate = config[`${PROJECT}:rotate`];
-  const asText = (v: unknown): string => (v === undefined || v === null ? "" : String(v));
+  const asText = (v: unknown): string =>
+    typeof v === "string" ? v : typeof v === "number" || typeof v === "boolean" ? String(v) : "";
   return {
     generated: generated && typeof generated === "object" ? Object.keys(generated) : [],
     rotation: asText(config[`${PROJECT}:rotation`]),

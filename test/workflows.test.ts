@@ -588,7 +588,7 @@ describe("scheduled rotation (issue 20)", () => {
     assert.deepEqual(refs(wf, "secrets"), ["ROTATION_APP_PRIVATE_KEY"]);
     const pr = job.steps.find((s) => s.run?.includes("gh pr create"));
     assert.equal(pr?.env?.GH_TOKEN, "${{ steps.token.outputs.token }}");
-    assert.match(pr!.run!, /gh pr list --head "\$branch" --state open/, "no second PR while one is open");
+    assert.match(String(pr?.run), /gh pr list --head "\$branch" --state open/, "no second PR while one is open");
   });
 
   it("the checks catch the App key in a job with AWS, outside its environment, or in a PR workflow", () => {
