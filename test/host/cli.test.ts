@@ -12,12 +12,13 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { after, before, describe, it } from "node:test";
+import { hostSuite } from "./suite";
 import { commandSteps, PulumiStack, REPO } from "./pulumi-cli";
 import { unavailable } from "./scenario";
 import { hostTestsUnavailableReason, verboseLog } from "./testhost";
 
 const skip = unavailable(hostTestsUnavailableReason());
+const { after, before, describe, it } = hostSuite(skip);
 const log = verboseLog;
 
 /** A fresh ed25519 key pair: [private key (OpenSSH PEM), public key line]. */

@@ -21,7 +21,7 @@ import { parseEnvFile } from "../../components/env-file";
 import { DB_ROLES, loginCode, roleVerifier, runbookRolesSql, superuserSql } from "./bench/db";
 import { DEFAULT_LOAD, type LoadResult, startLoad } from "./bench/load";
 import { type CliResult, PulumiStack } from "./pulumi-cli";
-import { after, before, describe, it } from "node:test";
+import { hostSuite } from "./suite";
 import { ENV_FILE, envFile, leaked, randomValue, rollout, sh } from "./safety-host";
 import { celeryRoundTrip, fleetConfig, unavailable } from "./scenario";
 import {
@@ -35,6 +35,7 @@ import {
 } from "./testhost";
 
 const skip = unavailable(hostTestsUnavailableReason());
+const { after, before, describe, it } = hostSuite(skip);
 const log = verboseLog;
 const ROTATE = ["--rotate-db-password"];
 /** A password like a generated one (safe alphabet: letters, digits, `-_.+=,`). */

@@ -17,7 +17,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { spawnSync } from "node:child_process";
-import { after, before, describe, it } from "node:test";
+import { hostSuite } from "./suite";
 import { parseEnvFile } from "../../components/env-file";
 import { DB_ROLES, loginCode, roleVerifier, runbookRolesSql, superuserSql } from "./bench/db";
 import { DEFAULT_LOAD, startLoad } from "./bench/load";
@@ -35,6 +35,7 @@ import {
 } from "./testhost";
 
 const skip = unavailable(hostTestsUnavailableReason());
+const { after, before, describe, it } = hostSuite(skip);
 const log = verboseLog;
 const ADMIN_ADDRESS = "10.78.0.1";
 const FOLLOWER_ADDRESS = "10.78.0.2";

@@ -11,7 +11,7 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
-import { after, before, describe, it } from "node:test";
+import { hostSuite } from "./suite";
 import { CliResult, commandSteps, PulumiStack } from "./pulumi-cli";
 import {
   appKeyFingerprint,
@@ -26,6 +26,7 @@ import {
 import { bootFleet, hostTestsUnavailableReason, TestFleet, TestHost, verboseLog } from "./testhost";
 
 const skip = unavailable(hostTestsUnavailableReason());
+const { after, before, describe, it } = hostSuite(skip);
 const log = verboseLog;
 
 /** How long a run against a stalled host may take before the test calls it hung. */

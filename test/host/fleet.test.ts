@@ -18,7 +18,7 @@
  *   node --import tsx --test test/host/fleet.test.ts     (root, Linux)
  */
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { hostSuite } from "./suite";
 import { Balancer, BALANCER_PORT } from "./bench/balancer";
 import { DEFAULT_LOAD, startLoad } from "./bench/load";
 import { DEFAULT_SESSIONS, SessionResult, startSessions } from "./bench/sessions";
@@ -27,6 +27,7 @@ import { appKeyFingerprint, ENV_FILE, fleetConfig, hostFile, keyFingerprint, una
 import { bootFleet, hostTestsUnavailableReason, PUBLIC_HOST, TestFleet, TestHost, verboseLog } from "./testhost";
 
 const skip = unavailable(hostTestsUnavailableReason());
+const { after, before, describe, it } = hostSuite(skip);
 const log = verboseLog;
 const NAMES = ["canary", "fleet2", "fleet3"];
 

@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { after, before, describe, it } from "node:test";
+import { hostSuite } from "./suite";
 import { secretKeyRolloutArgs } from "../../components/secret-key-rotation";
 import { commandSteps, type CliResult, PulumiStack } from "./pulumi-cli";
 import { ENV_FILE, envFile, leaked, randomValue, rollout, runningKeys, sh } from "./safety-host";
@@ -26,6 +26,7 @@ import {
 } from "./testhost";
 
 const skip = unavailable(hostTestsUnavailableReason());
+const { after, before, describe, it } = hostSuite(skip);
 const log = verboseLog;
 
 const ROUTINE = secretKeyRolloutArgs({ fallbacks: 1, emergency: false });

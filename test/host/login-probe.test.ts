@@ -11,12 +11,13 @@
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { after, before, describe, it } from "node:test";
+import { hostSuite } from "./suite";
 import { CliResult, commandSteps, PulumiStack } from "./pulumi-cli";
 import { appKeyFingerprint, ENV_FILE, fleetConfig, hostFile, keyFingerprint, unavailable } from "./scenario";
 import { bootFleet, hostTestsUnavailableReason, TEST_DB, TestFleet, TestHost, verboseLog } from "./testhost";
 
 const skip = unavailable(hostTestsUnavailableReason());
+const { after, before, describe, it } = hostSuite(skip);
 const log = verboseLog;
 const PASSWORD_FILE = "/etc/pms-secrets/login-probe";
 

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { after, before, describe, it } from "node:test";
+import { hostSuite } from "./suite";
 import fc from "fast-check";
 import { randomPasswordArgs } from "../../components/generated-secrets";
 import { renderEnvFile } from "../../components/env-file";
@@ -16,6 +16,7 @@ import { drawPassword, unavailable } from "./scenario";
 import { APP, bootFleet, hostTestsUnavailableReason, LEGACY_ENV, TestFleet, TestHost } from "./testhost";
 
 const skip = unavailable(hostTestsUnavailableReason());
+const { after, before, describe, it } = hostSuite(skip);
 const FILE = "/root/parser-probe.env";
 
 /** The app's own interpreter (the venv the units run), as the app would parse the file. */

@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import { after, before, describe, it } from "node:test";
+import { hostSuite } from "./suite";
 import {
   DeployedProd,
   maskPreview,
@@ -23,6 +23,7 @@ import { unavailable } from "./scenario";
 import { hostTestsUnavailableReason, verboseLog } from "./testhost";
 
 const skip = unavailable(hostTestsUnavailableReason());
+const { after, before, describe, it } = hostSuite(skip);
 const log = verboseLog;
 
 /** The plan's operations on resource `name` (from the preview's engine events). */

@@ -9,9 +9,10 @@
  * Config is written into the real `Pulumi.<stack>.yaml` by `pulumi config set` (secrets with
  * `--secret`, their values on stdin, never in argv).
  *
- * The tools come from tools/real/build.sh (the real CLI built from pkg/v3, our language host,
- * our stand-ins for the command, random and aws plugins: see test/host/README.md), found on
- * PATH as ambient plugins. PMS_TOOLS_BIN=<dir> skips the build script and uses that directory.
+ * The tools come from tools/real/build.sh (the real CLI built from pkg/v3; the upstream language
+ * host, command and random providers built from their release sources; our aws stand-in: see
+ * tools/real/README.md); the providers are installed into the stack's PULUMI_HOME as on a user's
+ * machine. PMS_TOOLS_BIN=<dir> skips the build script and uses that directory.
  *
  * Every CLI call is recorded (argv, exit code, stdout, stderr, engine events);
  * `leaks()` scans all of it for every secret value the stack ever held.
@@ -148,6 +149,19 @@ export function ensureTools(log: Log = () => undefined): Promise<string> {
   })();
   toolsPromise.catch(() => (toolsPromise = undefined));
   return toolsPromise;
+}
+
+/**
+ * Where each tool in `bin` came from, as tools/real/build.sh recorded it (`stamps/<tool>.origin`
+ * next to `bin/`): "upstream pulumi-command 1.2.1, built from …/shared/vendor/…", "our aws
+ * provider (stands in for …)". A tool without a record (PMS_TOOLS_BIN pointing elsewhere) says so.
+ */
+export function toolOrigins(bin: string): Array<[string, string]> {
+  return REQUIRED_TOOLS.map((tool) => {
+    const file = path.join(bin, "..", "stamps", `${tool}.origin`);
+    const origin = fs.existsSync(file) ? fs.readFileSync(file, "utf8").trim() : `unknown (no ${file})`;
+    return [tool, origin];
+  });
 }
 
 /** A Moto server on a free loopback port, owned by this process. */

@@ -15,7 +15,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { after, before, describe, it } from "node:test";
+import { hostSuite } from "./suite";
 import { changesOf, CliResult, commandSteps, PulumiStack, REPO } from "./pulumi-cli";
 import {
   appKeyFingerprint,
@@ -34,6 +34,7 @@ const RUNBOOK = path.join(REPO, "docs", "RUNBOOK.md");
 const skip =
   unavailable(hostTestsUnavailableReason()) ??
   unavailable(fs.existsSync(AWS_CLI) ? undefined : `${AWS_CLI} is missing: apt-get install awscli`);
+const { after, before, describe, it } = hostSuite(skip);
 const log = verboseLog;
 
 describe("runbook recovery procedures, real pulumi + awscli on Moto", { skip }, () => {

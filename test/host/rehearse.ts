@@ -3,8 +3,10 @@
  *
  *   npm ci && npm run rehearse
  *
- * Builds or reuses the real toolchain (tools/real/build.sh: the Pulumi CLI, our Node.js language
- * host, the command/random/aws plugins; Moto for Secrets Manager), builds or restores the host
+ * Builds or reuses the real toolchain (tools/real/build.sh: the Pulumi CLI; the upstream Node.js
+ * language host, command and random plugins built from their release sources; our aws stand-in,
+ * the one exception; Moto for Secrets Manager) and prints each plugin's version and origin
+ * (`pulumi plugin ls`, `pulumi about`), builds or restores the host
  * image, boots one throwaway Debian 13 host (systemd, sshd, gunicorn, Celery, PostgreSQL), and
  * runs the real `pulumi up` of this program three times on a local backend: the first deploy, a
  * re-run with nothing changed, and a SECRET_KEY rotation set the way an operator sets it
@@ -14,7 +16,7 @@
  * The embedded stack config is the one every host test uses (scenario.ts `fleetConfig`).
  * Production use stays `pulumi up --stack prod`.
  */
-import { PulumiStack } from "./pulumi-cli";
+import { PulumiStack, toolOrigins } from "./pulumi-cli";
 import { appKeyFingerprint, celeryRoundTrip, fleetConfig, keyFingerprint } from "./scenario";
 import { bootFleet, ensureImage, hostTestsUnavailableReason, TestFleet } from "./testhost";
 
@@ -48,6 +50,18 @@ async function main(): Promise<number> {
       PulumiStack.create({ stack: "dev", log: relay }),
     );
     const s = stack;
+    await step("the plugins this run uses: pulumi plugin ls, pulumi about, where each came from", async () => {
+      const ls = await s.run(["plugin", "ls"]);
+      if (ls.code !== 0) throw new Error(ls.output);
+      for (const line of ls.stdout.trimEnd().split("\n")) relay(`    ${line}`);
+      const about = await s.run(["about"]);
+      for (const line of about.stdout
+        .split("\n")
+        .filter((l) => /^(CLI|Version|language|resource)\b|^\s*(resource|language)\s/.test(l))) {
+        relay(`    ${line}`);
+      }
+      for (const [tool, origin] of toolOrigins(s.bin)) relay(`    ${tool}: ${origin}`);
+    });
     await step("pulumi config set ... (stack file Pulumi.dev.yaml; secrets with --secret, on stdin)", () =>
       s.setConfig(fleetConfig(fleet, [host], { stableSeconds: 5 })),
     );

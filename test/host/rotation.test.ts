@@ -7,7 +7,7 @@
  *   node --import tsx --test test/host/rotation.test.ts     (root, Linux)
  */
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { hostSuite } from "./suite";
 import { changesOf, CliResult, commandSteps, PulumiStack } from "./pulumi-cli";
 import {
   appKeyFingerprint,
@@ -25,6 +25,7 @@ import {
 import { APP, bootFleet, hostTestsUnavailableReason, TestFleet, TestHost, verboseLog } from "./testhost";
 
 const skip = unavailable(hostTestsUnavailableReason());
+const { after, before, describe, it } = hostSuite(skip);
 const log = verboseLog;
 
 /** The commands a run executed on hosts: create/update/create-replacement steps of rollouts. */

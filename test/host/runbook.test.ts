@@ -20,7 +20,7 @@ import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { after, before, describe, it } from "node:test";
+import { hostSuite } from "./suite";
 import { parseEnvFile } from "../../components/env-file";
 import { changesOf, CliResult, commandSteps, PulumiStack, REPO } from "./pulumi-cli";
 import {
@@ -50,6 +50,7 @@ const POLICY = path.join(REPO, "policy");
 const skip =
   unavailable(hostTestsUnavailableReason()) ??
   unavailable(fs.existsSync(AWS_CLI) ? undefined : `${AWS_CLI} is missing: apt-get install awscli`);
+const { after, before, describe, it } = hostSuite(skip);
 const log = verboseLog;
 
 interface ShellResult {

@@ -20,7 +20,7 @@
  * nothing proves the processes' environment. [old: passes] guards behaviour both have.
  */
 import assert from "node:assert/strict";
-import { after, before, beforeEach, describe, it } from "node:test";
+import { hostSuite } from "./suite";
 import {
   activeStates,
   command,
@@ -50,6 +50,7 @@ import {
 } from "./testhost";
 
 const skip = unavailable(hostTestsUnavailableReason());
+const { after, before, beforeEach, describe, it } = hostSuite(skip);
 const log = verboseLog;
 
 /** A hand-written env file from the old procedure: keys the config does not know, with values. */

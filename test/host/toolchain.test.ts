@@ -1,7 +1,8 @@
 /**
- * The real Pulumi toolchain of tools/real/ (issue 7) works end to end, before any host scenario
- * relies on it: tools/real/build.sh builds (or reuses) the CLI and the plugins, a second run is all
- * cache hits, and the real CLI runs a TypeScript program through our Node.js language host:
+ * The real Pulumi toolchain of tools/real/ works end to end, before any host scenario relies on
+ * it: tools/real/build.sh builds (or reuses) the CLI, the upstream command and random providers and
+ * the upstream Node.js language host (from ../shared/vendor, issue 17) and our aws stand-in, a
+ * second run is all cache hits, and the real CLI runs a TypeScript program through the language host:
  * `pulumi preview`, `up --yes`, `destroy --yes` on a local backend with a passphrase-encrypted
  * config secret, program errors reported the way the upstream host reports them, and the policy
  * pack in policy/ blocking an `up` through `--policy-pack`.
@@ -31,7 +32,6 @@ const TOOLS = [
   "pulumi-resource-random",
   "pulumi-resource-aws",
 ] as const;
-/** The provider stand-ins and the versions the npm packages ask for (tools/real/versions.sh). */
 /** The CLI release tools/real/versions.sh pins. */
 const PINNED_CLI = "v3.248.0";
 
@@ -192,6 +192,15 @@ if (fail === "exception") throw new Error("unexpected failure in the program");
 if (fail === "exit") process.exit(3);
 `;
 
+/** The two upstream providers the program uses, each doing its real work: a password and a local command. */
+const UPSTREAM_PLUGINS_PROGRAM = `import * as command from "@pulumi/command";
+import * as random from "@pulumi/random";
+const pw = new random.RandomPassword("pw", { length: 24, special: false });
+const echo = new command.local.Command("echo", { create: "printf ok", logging: "none" });
+export const pwLength = pw.result.apply((r) => r.length);
+export const said = echo.stdout;
+`;
+
 /** A generated secret far too short for the policy pack's mandatory generated-secret-strength. */
 const WEAK_SECRET_PROGRAM = `import * as random from "@pulumi/random";
 const weak = new random.RandomPassword("generated-SECRET_KEY", { length: 8, special: false });
@@ -225,7 +234,7 @@ describe("real Pulumi toolchain (tools/real)", { concurrency: false }, () => {
     assert.ok(again.ms < 60_000, `a fully cached build.sh took ${again.ms} ms`);
   });
 
-  test("the CLI is the pinned real release and the language host is ours at the SDK's version", async () => {
+  test("the CLI is the pinned real release and the language host is upstream's at the SDK's version", async () => {
     const ws = new Workspace(bin, projectFiles("toolchainversion", SECRET_PROGRAM));
     try {
       const v = await run("pulumi", ["version"], { env: ws.env, timeoutMs: 60_000 });
@@ -233,7 +242,7 @@ describe("real Pulumi toolchain (tools/real)", { concurrency: false }, () => {
       if (builtByUs) assert.equal(v.stdout.trim(), PINNED_CLI);
       else assert.match(v.stdout.trim(), /^v3\.\d+\.\d+/);
       const host = await run(path.join(bin, "pulumi-language-nodejs"), ["-version"], { timeoutMs: 60_000 });
-      assert.equal(host.stdout.trim(), "3.248.0");
+      assert.match(host.stdout.trim(), /^v?3\.248\.0$/);
     } finally {
       ws.dispose();
     }
@@ -288,6 +297,34 @@ describe("real Pulumi toolchain (tools/real)", { concurrency: false }, () => {
         assert.ok(!r.output.includes(secret), "the CLI printed the secret");
         assert.doesNotMatch(r.output, /warning:/, "an installed toolchain run warns about nothing");
       }
+    } finally {
+      ws.dispose();
+    }
+  });
+
+  test("the upstream command and random plugins run at exactly the versions the SDK asks for: no version warning", async () => {
+    const ws = new Workspace(bin, projectFiles("toolchainupstream", UPSTREAM_PLUGINS_PROGRAM));
+    try {
+      await ws.init("dev");
+      const ls = await ws.ok(["plugin", "ls"]);
+      for (const [name, version] of RESOURCE_PLUGINS) {
+        assert.match(
+          ls.output,
+          new RegExp(`^${name}\\s+resource\\s+${version.replace(/\./g, "\\.")}\\s`, "m"),
+          ls.output,
+        );
+      }
+      const runs = [await ws.ok(["preview"]), await ws.ok(["up", "--yes"]), await ws.ok(["up", "--yes"])];
+      assert.match(runs[1].output, /Resources:\s*\n\s*\+ 3 created/);
+      assert.match(runs[1].output, /said\s*: "ok"/);
+      assert.match(runs[2].output, /Resources:\s*\n\s*3 unchanged/);
+      for (const r of runs) {
+        // The engine warns "... is expected to have version X, but has Y" when a plugin is older
+        // than its SDK package asks for: the pins in package.json and versions.sh must agree.
+        assert.doesNotMatch(r.output, /expected to have version|warning:/, r.output);
+      }
+      const shown = await ws.ok(["stack", "output", "--json", "--show-secrets"]);
+      assert.equal((JSON.parse(shown.stdout) as { pwLength: number }).pwLength, 24);
     } finally {
       ws.dispose();
     }

@@ -7,13 +7,14 @@
  *   node --import tsx --test test/host/zero-downtime.test.ts     (root, Linux)
  */
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { hostSuite } from "./suite";
 import { DEFAULT_LOAD, startLoad } from "./bench/load";
 import { PulumiStack } from "./pulumi-cli";
 import { appKeyFingerprint, fleetConfig, keyFingerprint, unavailable, waitForTaskRow } from "./scenario";
 import { bootFleet, hostTestsUnavailableReason, PUBLIC_HOST, TestFleet, verboseLog } from "./testhost";
 
 const skip = unavailable(hostTestsUnavailableReason());
+const { after, before, describe, it } = hostSuite(skip);
 const log = verboseLog;
 
 /** The stack config with `app.socketUnit` set, as docs/ZERO-DOWNTIME.md tells the operator. */

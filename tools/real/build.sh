@@ -1,6 +1,9 @@
 #!/bin/bash
 #
-# Builds the real Pulumi toolchain for the host tests and `npm run rehearse` (issue 7), cached.
+# Builds the real Pulumi toolchain for the host tests and `npm run rehearse`, cached: the Pulumi
+# CLI from Go modules; the upstream command and random providers and the upstream Node.js
+# language host from their release sources in ../shared/vendor (issue 17); our aws stand-in (the
+# one plugin that cannot be built here); moto.
 #
 # Usage: tools/real/build.sh [TOOL...]
 #   TOOL: pulumi, pulumi-language-nodejs, pulumi-resource-command, pulumi-resource-random,
@@ -16,9 +19,13 @@
 #   PMS_GOMODCACHE      Go module cache (default: `go env GOMODCACHE`); made complete for every
 #                       module with `go mod download` before building.
 #   PMS_BUILD_PULUMI=1  build the CLI even when a `pulumi` that is not ours is on PATH.
+#   PMS_VENDOR_DIR      the upstream plugin sources (default: ../shared/vendor next to the
+#                       repository, else /work/shared/vendor). Read only: each is copied to
+#                       ${PMS_TOOLS_CACHE}/src first.
 #
 # A tool is rebuilt only when its cache key changes: its pinned version, the sha256 of every file
-# in its source dir, and `go version`.
+# in its source dir (for an upstream plugin: its vendored tree and upstream/prepare.sh, the only
+# steps applied to it), and `go version`.
 
 set -o errexit -o nounset -o pipefail
 
@@ -26,17 +33,30 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly SCRIPT_DIR
 # shellcheck source=SCRIPTDIR/versions.sh disable=SC1091
 source "${SCRIPT_DIR}/versions.sh"
+# shellcheck source=SCRIPTDIR/upstream/prepare.sh disable=SC1091
+source "${SCRIPT_DIR}/upstream/prepare.sh"
 
 readonly CACHE="${PMS_TOOLS_CACHE:-/var/cache/pms-secrets/tools}"
 readonly BIN="${CACHE}/bin"
 readonly START_SECONDS="${SECONDS}"
 
-# Every tool: name|source dir (under tools/real)|pinned version|what it is.
+REPO_PARENT="$(cd "${SCRIPT_DIR}/../../.." && pwd)"
+readonly REPO_PARENT
+# ../shared/vendor next to the clone; a clone made elsewhere on this workplace's machines (CI's fresh
+# clone) finds the same read-only folder at /work/shared/vendor.
+if [[ -n "${PMS_VENDOR_DIR:-}" ]]; then
+  VENDOR_DIR="${PMS_VENDOR_DIR}"
+elif [[ ! -d "${REPO_PARENT}/shared/vendor" && -d /work/shared/vendor ]]; then
+  VENDOR_DIR=/work/shared/vendor
+else
+  VENDOR_DIR="${REPO_PARENT}/shared/vendor"
+fi
+readonly VENDOR_DIR
+
+# The tools built from a Go module in tools/real: name|source dir|pinned version|what it is.
+# The upstream plugins (UPSTREAM_PLUGINS in upstream/prepare.sh) are built from VENDOR_DIR.
 readonly TOOLS=(
   "pulumi|pulumi-cli|${PULUMI_VERSION}|the real Pulumi CLI (github.com/pulumi/pulumi/pkg/v3 v${PULUMI_VERSION})"
-  "pulumi-language-nodejs|language-nodejs|${PULUMI_LANGUAGE_NODEJS_VERSION}|our Node.js language host (stands in for ${PULUMI_LANGUAGE_NODEJS_VERSION})"
-  "pulumi-resource-command|provider-command|${PULUMI_COMMAND_VERSION}|our command provider (stands in for pulumi-command v${PULUMI_COMMAND_VERSION})"
-  "pulumi-resource-random|provider-random|${PULUMI_RANDOM_VERSION}|our random provider (stands in for pulumi-random v${PULUMI_RANDOM_VERSION})"
   "pulumi-resource-aws|provider-aws|${PULUMI_AWS_VERSION}|our aws provider (stands in for pulumi-aws v${PULUMI_AWS_VERSION}, secretsmanager only)"
 )
 
@@ -110,6 +130,16 @@ foreign_pulumi() {
 }
 
 #######################################
+# Records where a tool in ${BIN} came from, for `npm run rehearse` and the tests to show:
+# ${CACHE}/stamps/<tool>.origin, one line.
+# Arguments:
+#   Tool name, origin text.
+#######################################
+record_origin() {
+  printf '%s\n' "$2" >"${CACHE}/stamps/$1.origin"
+}
+
+#######################################
 # Builds (or reuses) one tool into ${BIN}.
 # Arguments:
 #   Tool name, source dir name, version, description.
@@ -124,6 +154,7 @@ build_tool() {
     if external="$(foreign_pulumi)"; then
       ln -sfn "${external}" "${out}"
       printf 'external=%s\n' "${external}" >"${stamp}"
+      record_origin "${name}" "the pulumi already on PATH (${external}), not built here"
       progress "pulumi: using the pulumi already on PATH (${external}, $("${external}" version 2>/dev/null || echo 'version unknown')); not building ${what}. Set PMS_BUILD_PULUMI=1 to build it."
       return 0
     fi
@@ -134,6 +165,7 @@ build_tool() {
   fi
   module="$(module_path "${dir}")"
   key="$(cache_key "${version}" "${dir}")"
+  record_origin "${name}" "${what}, built from tools/real/${dirname}"
   if [[ -x "${out}" && ! -L "${out}" && -f "${stamp}" && "$(cat "${stamp}")" == "${key}" ]]; then
     progress "${name}: cached (${what}, module ${module})"
     return 0
@@ -158,6 +190,54 @@ build_tool() {
     rm -f "${out}.tmp.$$"
     tail -n 20 "${log}" >&2
     die "${name}: go build of ${module} (${what}, version ${version}) failed; see ${log}."
+  fi
+  mv -f "${out}.tmp.$$" "${out}"
+  printf '%s\n' "${key}" >"${stamp}"
+  progress "${name}: built in $((SECONDS - started))s"
+}
+
+#######################################
+# Builds (or reuses) one upstream plugin from its release source in VENDOR_DIR: a fresh writable
+# copy under ${CACHE}/src, the prepare_<name> steps of upstream/prepare.sh, then `go build` with
+# upstream's version ldflag.
+# Arguments:
+#   One UPSTREAM_PLUGINS entry.
+#######################################
+build_upstream() {
+  local name folder moddir pkg ldflag version prepare
+  IFS='|' read -r name folder moddir pkg ldflag version <<<"$1"
+  local vendored="${VENDOR_DIR}/${folder}" out="${BIN}/${name}" stamp="${CACHE}/stamps/${name}.key"
+  local log="${CACHE}/logs/${name}.log" src="${CACHE}/src/${folder}" key started
+  local what="upstream ${name} ${version} (${vendored})"
+
+  if [[ ! -d "${vendored}/${moddir}" ]]; then
+    die "${name}: the upstream source ${vendored}/${moddir} is missing. It is the release tag's tree that ../shared/vendor/README.md lists; put ../shared/vendor next to this repository, or set PMS_VENDOR_DIR to the folder holding ${folder}/."
+  fi
+  prepare="$(declare -f "prepare_${name}")"
+  key="$(printf 'version=%s src=%s prepare=%s go=%s\n' "${version}" "$(tree_sha "${vendored}")" \
+    "$(printf '%s' "${prepare}" | sha256sum | cut -d' ' -f1)" "$(go version)")"
+  record_origin "${name}" "upstream ${folder%-v*} ${version}, built from ${vendored} (tools/real/upstream/prepare.sh)"
+  if [[ -x "${out}" && ! -L "${out}" && -f "${stamp}" && "$(cat "${stamp}")" == "${key}" ]]; then
+    progress "${name}: cached (${what})"
+    return 0
+  fi
+
+  started="${SECONDS}"
+  progress "${name}: building ${what} (log: ${log})"
+  rm -rf "${src}"
+  mkdir -p "$(dirname "${src}")"
+  cp -R "${vendored}" "${src}"
+  chmod -R u+w "${src}"
+  if ! (cd "${src}/${moddir}" && "prepare_${name}") >"${log}" 2>&1; then
+    tail -n 20 "${log}" >&2
+    die "${name}: preparing ${src}/${moddir} (prepare_${name} in tools/real/upstream/prepare.sh) failed; see ${log}. A '403 ... not available' line names a module version the Go proxy refuses."
+  fi
+  progress "${name}: modules ready after $((SECONDS - started))s, compiling"
+  if ! (cd "${src}/${moddir}" && go build -trimpath -buildvcs=false -ldflags "-X ${ldflag}" \
+    -o "${out}.tmp.$$" "${pkg}") >>"${log}" 2>&1; then
+    rm -f "${out}.tmp.$$"
+    tail -n 20 "${log}" >&2
+    die "${name}: go build of ${src}/${moddir} (${what}) failed; see ${log}."
   fi
   mv -f "${out}.tmp.$$" "${out}"
   printf '%s\n' "${key}" >"${stamp}"
@@ -199,10 +279,11 @@ main() {
 
   local wanted=("$@") entry name found
   if ((${#wanted[@]} == 0)); then
-    for entry in "${TOOLS[@]}"; do
+    wanted=(pulumi)
+    for entry in "${UPSTREAM_PLUGINS[@]}"; do
       wanted+=("${entry%%|*}")
     done
-    wanted+=("moto")
+    wanted+=(pulumi-resource-aws moto)
   fi
   progress "cache ${CACHE}; $(go version); tools: ${wanted[*]}"
   for name in "${wanted[@]}"; do
@@ -211,6 +292,15 @@ main() {
       continue
     fi
     found=""
+    for entry in "${UPSTREAM_PLUGINS[@]}"; do
+      if [[ "${entry%%|*}" == "${name}" ]]; then
+        found="${entry}"
+      fi
+    done
+    if [[ -n "${found}" ]]; then
+      build_upstream "${found}"
+      continue
+    fi
     for entry in "${TOOLS[@]}"; do
       if [[ "${entry%%|*}" == "${name}" ]]; then
         found="${entry}"

@@ -1,7 +1,8 @@
-// Package pluginkit is what this project's stand-in plugins share: serving the plugin protocol
-// (ServeGRPC, also used by the language host), and for the resource providers (provider-random,
-// provider-aws) the answers every provider gives the same way (handshake, plugin info) and
-// reading one property as the engine sent it.
+// Package pluginkit is the plugin-protocol side of our one stand-in plugin, provider-aws (the
+// command and random providers and the language host are upstream's, built from source): serving
+// the protocol (ServeGRPC), the answers every provider gives the same way (handshake, plugin
+// info) and reading one property as the engine sent it. Kept apart from the provider's Secrets
+// Manager logic so that logic reads on its own.
 package pluginkit
 
 import (
