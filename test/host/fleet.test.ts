@@ -340,7 +340,7 @@ describe(
     it("an emergency: one phase, the canary then both other hosts at once; secretKeyEmergency says when each stopped accepting the old key", async () => {
       const oldKey = keyOf();
       // rollout.batches [1] (one host at a time) does not slow an emergency down.
-    await stack.setConfig(configFor(`emergency-2026-12-05-${++n}`, { batches: [1] }));
+      await stack.setConfig(configFor(`emergency-2026-12-05-${++n}`, { batches: [1] }));
       const r = await stack.up();
       assert.equal(r.code, 0, r.output);
       assert.ok(!commandSteps(r).some((c) => c.includes("-accept")), "one phase");
