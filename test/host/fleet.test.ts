@@ -308,20 +308,16 @@ describe(
       const [, , third] = fleet.hosts;
       const before = await Promise.all(fleet.hosts.map((h) => appKeyFingerprint(fleet, h)));
       await stack.setConfig(configFor(`phase2-fail-${++n}`));
-      let upEnded = false;
-      const up = stack.up().finally(() => (upEnded = true));
-      // Phase 1 done on every host: each host's fallbacks changed (the new key first), its key did not.
-      const dropin = "/etc/systemd/system/pms-backend.service.d/90-local.conf";
-      for (;;) {
-        const now = await Promise.all(fleet.hosts.map((h) => appKeyFingerprint(fleet, h)));
-        if (now.every((k, i) => k.fallbacks[0] !== before[i].fallbacks[0] && k.secret_key === before[i].secret_key))
-          break;
-        assert.ok(!upEnded, `phase 1 finished on every host before the run ended: ${(await up).output.slice(-3000)}`);
-        await new Promise((res) => setTimeout(res, 100));
-      }
-      const set = `printf '[Service]\\nEnvironmentFile=-/srv/pms-backend/.env.local\\n' >${dropin} && systemctl daemon-reload`;
-      assert.equal((await fleet.exec(third, set)).code, 0);
-      const failed = await up;
+      // A fault that only phase 2 meets, on fleet3 only: Celery refuses to start when its env lists
+      // a single fallback (phase 1 lists two: the new key first, then the kept one), so phase 2's
+      // restart fails after the env moved, and the rollout must roll fleet3 back to its phase-1 env.
+      const fault = "/etc/systemd/system/celery-pms.service.d/10-test-fault.conf";
+      // systemd turns $$ into $; sh reads the variable from the unit's env.
+      const execStartPre =
+        'ExecStartPre=/bin/sh -c "case x$${SECRET_KEY_FALLBACKS} in x*,*) exit 0 ;; *) echo test fault: one fallback >&2; exit 1 ;; esac"';
+      const setFault = `install -d ${fault.slice(0, fault.lastIndexOf("/"))} && printf '%s\\n' '[Service]' '${execStartPre}' >${fault} && systemctl daemon-reload`;
+      assert.equal((await fleet.exec(third, setFault)).code, 0);
+      const failed = await stack.up();
       assert.notEqual(failed.code, 0);
       assert.deepEqual(ranCommands(failed), [
         "canary-accept",
@@ -331,14 +327,17 @@ describe(
         "fleet3-accept",
         "fleet3-rollout FAILED",
       ]);
-      assert.match(failed.output, /pms-rollout FAILED host=fleet3 service=pms-backend check=drop-in/);
+      assert.match(
+        failed.output,
+        /pms-rollout FAILED host=fleet3 service=celery-pms check=restart: .*previous env restored/,
+      );
       const newKey = keyFingerprint(stack.generatedValue("SECRET_KEY"));
       const k3 = await appKeyFingerprint(fleet, third);
       assert.equal(k3.secret_key, before[2].secret_key, "fleet3 still signs with the old key");
       assert.equal(k3.fallbacks[0], newKey, "fleet3 accepts the new key (its phase-1 env)");
       await assertEveryKeyAccepted(fleet);
 
-      assert.equal((await fleet.exec(third, `rm ${dropin} && systemctl daemon-reload`)).code, 0);
+      assert.equal((await fleet.exec(third, `rm ${fault} && systemctl daemon-reload`)).code, 0);
       const fixed = await stack.up();
       assert.equal(fixed.code, 0, fixed.output);
       assert.deepEqual(ranCommands(fixed), ["fleet3-rollout"]);
