@@ -22,8 +22,13 @@
  *     alone (stack.ts), DB_HOST may be any address of it. Every other host gets
  *     `--db-follow <admin host>`: it never changes PostgreSQL, it proves that the delivered password
  *     logs in to DB_HOST:DB_PORT over TCP before its env moves (and fails untouched otherwise), so
- *     its rollback restores only its own env. Without adminHost, a later host of the run that
- *     finds the new password already logging in skips the change, as before.
+ *     its rollback restores only its own env (with one role, keeping the new DB_PASSWORD, which is
+ *     the only one PostgreSQL still accepts). Without adminHost, a later host of the run whose
+ *     role's stored verifier already matches the new password skips the change;
+ *   - "already changed" is read from the stored SCRAM verifier (recomputed with its salt and
+ *     iterations), never from a login, and a login counts as proof only where a deliberately
+ *     wrong password is refused on the same route (a `trust` line in pg_hba.conf is refused
+ *     before any change);
  *
  * Alternating login roles (`generated.DB_PASSWORD.roles: [pms_app_a, pms_app_b]`, the
  * zero-downtime option): both roles are LOGIN members of the NOLOGIN role that owns the schema
@@ -31,7 +36,9 @@
  * rotation sets the password of the role the running app does NOT use and points DB_USER at it;
  * the role in use keeps its password, so the processes not yet restarted keep opening
  * connections and no request fails between the password change and the restart. The previous
- * role's password stays valid until the next rotation changes it (which flips back). Why the host
+ * role's password stays valid until the next rotation changes it (which flips back), except in
+ * an emergency (`--emergency`): once the new env is proven, the previous role gets a random
+ * password nobody knows and its sessions are ended. Why the host
  * picks: it alone knows which role its running app uses, so a re-run without a keeper change
  * composes the same file (nothing restarts) and no role name ever has to be typed per rotation.
  */

@@ -16,6 +16,7 @@ import * as command from "@pulumi/command";
 import type { AppSpec, HostSpec } from "./config";
 import { DEFAULT_BACKUP_GENERATIONS } from "./config/app";
 import { fingerprint } from "./env-file";
+import { ROLLOUT_TIMEOUT } from "./rollout-time";
 
 const ROLLOUT_SCRIPT_PATH = path.join(__dirname, "scripts", "rollout.sh");
 /** The rollout script, loaded as text: the exact bytes a host receives. */
@@ -106,8 +107,6 @@ export interface HostRolloutArgs {
   secretKeys: readonly string[];
   /** SECRET_KEY rotation mode arguments (secretKeyRolloutArgs); none for the default. */
   secretKeyArgs?: readonly string[];
-  /** SSH private key (secret). Absent only in a preview run without it (it connects to no host). */
-  sshPrivateKey?: pulumi.Input<string>;
   /** Seconds per connection attempt and attempts before giving up. */
   ssh: { timeoutSeconds: number; attempts: number };
 }
@@ -121,14 +120,19 @@ export function oldKeyRejectedAt(stdout: unknown): string {
   return m ? m[1] : "";
 }
 
-/** The SSH connection of a host's rollout commands. */
+/**
+ * The SSH connection of a host's rollout commands. No privateKey, password or agentSocketPath: the
+ * provider authenticates with the agent named by SSH_AUTH_SOCK in its own environment (inherited
+ * from `pulumi up`). The engine stores this whole object in the state, so it holds no credential,
+ * and nothing in it changes from run to run (a per-run agent socket path here would re-run every
+ * rollout).
+ */
 function connectionOf(args: HostRolloutArgs): command.types.input.remote.ConnectionArgs {
   const { host } = args;
   return {
     host: host.address,
     port: host.port,
     user: host.user,
-    ...(args.sshPrivateKey === undefined ? {} : { privateKey: pulumi.secret(args.sshPrivateKey) }),
     hostKey: host.hostKey,
     perDialTimeout: args.ssh.timeoutSeconds,
     dialErrorLimit: args.ssh.attempts,
@@ -165,10 +169,8 @@ function rolloutCommandResource(
       // A rollout starts only after what it waits for (the stored secret version, the previous host) is done.
       dependsOn: opts?.dependsOn,
       additionalSecretOutputs: ["stdout", "stderr"],
-      customTimeouts: { create: "30m", update: "30m" },
-      // Previewed without the key: compare against the key in state, so the preview shows what `up`
-      // with the key will do. Never set when the key is given, so `up` uses the configured key.
-      ignoreChanges: args.sshPrivateKey === undefined ? ["connection.privateKey"] : undefined,
+      // config/index.ts refuses a config whose worst case (rollout-time.ts) does not fit this.
+      customTimeouts: { create: ROLLOUT_TIMEOUT, update: ROLLOUT_TIMEOUT },
     },
   );
 }

@@ -1,5 +1,5 @@
 /**
- * Reachability checks `pulumi up` makes before it registers any resource, for the two faults the
+ * Reachability checks `pulumi up` makes before it registers any resource, for the faults the
  * command provider cannot bound or explain itself (measured with the real CLI, see
  * test/host/faults.test.ts):
  *
@@ -7,15 +7,18 @@
  *   MaxStartups, a half-dead VM, something else on the port). pulumi-command's `perDialTimeout`
  *   bounds only the TCP connect and the SSH handshake has no deadline, so the rollout, and with it
  *   `pulumi up`, would wait forever; `customTimeouts` cannot interrupt it.
- * - `SSH_AUTH_SOCK` pointing at no agent (a stale shell, an agent that died): the provider dials it
- *   for every host before trying the deploy key and fails with a bare `dial unix ...` error.
+ * - The SSH agent, the program's only way to log in (components/config/ssh.ts): `SSH_AUTH_SOCK`
+ *   unset (the provider would offer no key and every host would fail after the secret was
+ *   stored), pointing at no agent (a stale shell, an agent that died: the provider fails with a
+ *   bare `dial unix ...` error), or at an agent that holds no key.
  *
  * Each costs one local connection: no login, nothing written. A preview skips them: it connects to
- * no host (pull-request previews run where the hosts are not reachable).
+ * no host (pull-request previews run where the hosts are not reachable and hold no key).
  */
 import * as net from "node:net";
 import * as pulumi from "@pulumi/pulumi";
 import type { HostSpec } from "./config";
+import { AGENT_FIX } from "./config/ssh";
 
 /** How long one agent-socket connect may take. */
 const AGENT_TIMEOUT_MS = 2000;
@@ -85,29 +88,52 @@ export function probeSshBanner(address: string, port: number, timeoutMs: number)
   });
 }
 
-/** Resolves to undefined when something accepts a connection on the unix socket `path`. */
+/** SSH agent protocol (draft-miller-ssh-agent): list the identities the agent holds. */
+const SSH_AGENTC_REQUEST_IDENTITIES = 11;
+const SSH_AGENT_IDENTITIES_ANSWER = 12;
+
+/**
+ * Asks the agent on the unix socket `path` for its identities, as the provider does before it
+ * offers them. Resolves to undefined when it answers with at least one key; otherwise to what is
+ * wrong (no socket, refused, no answer, not an agent, no key).
+ */
 export function probeAgentSocket(path: string, timeoutMs: number = AGENT_TIMEOUT_MS): Promise<string | undefined> {
   return new Promise((resolve) => {
+    let settled = false;
+    let received = Buffer.alloc(0);
     const socket = net.connect({ path });
-    const timer = setTimeout(() => {
+    const finish = (problem: string | undefined): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
       socket.destroy();
-      resolve(`no answer within ${timeoutMs / 1000}s`);
-    }, timeoutMs);
+      resolve(problem);
+    };
+    const timer = setTimeout(() => finish(`no answer within ${timeoutMs / 1000}s`), timeoutMs);
     socket.on("connect", () => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(undefined);
+      // uint32 length 1, then the message type.
+      socket.write(Buffer.from([0, 0, 0, 1, SSH_AGENTC_REQUEST_IDENTITIES]));
     });
-    socket.on("error", (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      resolve(err.code === "ENOENT" ? "no such socket" : `connection failed: ${err.code ?? err.message}`);
+    socket.on("data", (chunk: Buffer) => {
+      received = Buffer.concat([received, chunk]);
+      if (received.length < 9) return;
+      const type = received[4];
+      if (type !== SSH_AGENT_IDENTITIES_ANSWER) {
+        finish(`answered, but not as an SSH agent listing its keys (message type ${type})`);
+      } else {
+        finish(received.readUInt32BE(5) === 0 ? "the agent holds no key" : undefined);
+      }
     });
+    socket.on("error", (err: NodeJS.ErrnoException) =>
+      finish(err.code === "ENOENT" ? "no such socket" : `connection failed: ${err.code ?? err.message}`),
+    );
+    socket.on("close", () => finish("closed the connection without listing its keys"));
   });
 }
 
 /**
  * Every problem with the hosts and the agent, checked in parallel. `agentSocket` is the
- * environment's SSH_AUTH_SOCK (the provider reads the same variable).
+ * environment's SSH_AUTH_SOCK (the provider inherits the same variable and logs in with it only).
  */
 export async function preflightProblems(
   settings: PreflightSettings,
@@ -123,14 +149,19 @@ export async function preflightProblems(
           `MaxStartups in sshd_config) and that ${h.address}:${h.port} is its sshd, or raise ` +
           `sshTimeoutSeconds/sshAttempts for a slow link`;
   });
-  if (agentSocket !== undefined && agentSocket !== "") {
+  if (agentSocket === undefined || agentSocket === "") {
+    checks.push(
+      Promise.resolve(
+        "SSH_AUTH_SOCK is not set: the program logs in to the hosts only through an SSH agent. " + `Fix: ${AGENT_FIX}`,
+      ),
+    );
+  } else {
     checks.push(
       probeAgentSocket(agentSocket).then((problem) =>
         problem === undefined
           ? undefined
-          : `SSH_AUTH_SOCK=${agentSocket}: ${problem}; the command provider would try this agent for every ` +
-            `host and fail. Fix: \`unset SSH_AUTH_SOCK\` (the deploy key comes from sshPrivateKey) or start ` +
-            `the agent it names`,
+          : `SSH_AUTH_SOCK=${agentSocket}: ${problem}; the command provider logs in to every host through ` +
+            `this agent only. Fix: ${problem === "the agent holds no key" ? "`ssh-add` the deploy key to it" : "point SSH_AUTH_SOCK at a running agent holding the deploy key"}, or ${AGENT_FIX}`,
       ),
     );
   }

@@ -24,8 +24,7 @@ export function loadStackConfig(): ParsedConfig {
   const secretKeys = runtime.isConfigSecret
     ? new Set(Object.keys(raw).filter((k) => runtime.isConfigSecret?.(k)))
     : undefined;
-  // A preview runs no command on a host, so it may run without the deploy key (pull-request previews).
-  return parseStackConfig(raw, pulumi.getStack(), secretKeys, { preview: pulumi.runtime.isDryRun() });
+  return parseStackConfig(raw, pulumi.getStack(), secretKeys);
 }
 
 export interface PmsSecretsOutputs {
@@ -101,7 +100,6 @@ export function deployPmsSecrets(parsed: ParsedConfig = loadStackConfig()): PmsS
             ...secretKeyRolloutArgs(settings.secretKey),
             ...dbPasswordRolloutArgs(settings.dbPassword, host.name),
           ],
-          sshPrivateKey: parsed.sshPrivateKey?.reveal(),
           ssh: settings.ssh,
         };
         const dependsOn = [store.version, ...phaseBefore, ...previous];

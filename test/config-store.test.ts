@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { parseStore, StoreInput } from "../components/config/store";
-import { parseSshPrivateKey, parseSshSettings } from "../components/config/ssh";
+import { parseSshSettings, refuseSshPrivateKey } from "../components/config/ssh";
 import { assertProblem, check } from "./config-check";
 import { SENTINEL_SSH_KEY } from "./fixtures";
 
@@ -26,20 +26,12 @@ for (const [title, input, key, what] of cases) {
   });
 }
 
-test("ssh: the private key must be present and look like one; limits are bounded", () => {
-  assert.deepEqual(check((p) => parseSshPrivateKey(p, SENTINEL_SSH_KEY)).problems, []);
-  assertProblem(check((p) => parseSshPrivateKey(p, undefined)).problems, "sshPrivateKey", /is missing/);
-  assertProblem(check((p) => parseSshPrivateKey(p, "ssh-ed25519 AAAA")).problems, "sshPrivateKey", /not a PEM/);
+test("ssh: limits are bounded; the deploy key is no setting (refused whenever set, even empty)", () => {
   assert.deepEqual(check((p) => parseSshSettings(p, undefined, "5")).result, { timeoutSeconds: 10, attempts: 5 });
   assertProblem(check((p) => parseSshSettings(p, "0", undefined)).problems, "sshTimeoutSeconds", /from 1 to 300/);
   assertProblem(check((p) => parseSshSettings(p, undefined, "21")).problems, "sshAttempts", /from 1 to 20/);
-});
-
-test("ssh: a preview may run without the key (a warning, no key); up may not", () => {
-  const preview = check((p) => parseSshPrivateKey(p, undefined, true));
-  assert.deepEqual(preview.problems, []);
-  assert.equal(preview.result, undefined);
-  assert.match(preview.warnings.join("\n"), /sshPrivateKey is not set: previewing without it/);
-  assertProblem(check((p) => parseSshPrivateKey(p, "", false)).problems, "sshPrivateKey", /is missing/);
-  assertProblem(check((p) => parseSshPrivateKey(p, "not a key", true)).problems, "sshPrivateKey", /not a PEM/);
+  assert.deepEqual(check((p) => refuseSshPrivateKey(p, undefined)).problems, []);
+  for (const value of [SENTINEL_SSH_KEY, ""]) {
+    assertProblem(check((p) => refuseSshPrivateKey(p, value)).problems, "sshPrivateKey", /is no longer read/);
+  }
 });

@@ -3,7 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as pulumi from "@pulumi/pulumi";
 import { ConfigError, parseStackConfig, RawConfig } from "../components/config";
-import { baseConfig, defined, SENTINEL_DB_PASSWORD } from "./fixtures";
+import { baseConfig, defined, SENTINEL_DB_PASSWORD, SENTINEL_SSH_KEY } from "./fixtures";
 import { runProgram } from "./harness";
 import { assertProblem, keysOf } from "./config-check";
 
@@ -101,18 +101,13 @@ test("a bad config fails the program before any resource is registered", async (
 
 test("secret keys stored in plaintext in the stack file are refused, with set-again-and-rotate fixes", () => {
   assert.throws(
-    () => parseStackConfig(raw(baseConfig("dev")), "dev", new Set(["pms-secrets:sshPrivateKey"])),
+    () => parseStackConfig(raw(baseConfig("dev")), "dev", new Set()),
     (e: unknown) =>
       e instanceof ConfigError &&
       e.problems.length === 1 &&
       /^pms-secrets:secrets: is stored in plaintext.*--secret --path 'secrets.DB_PASSWORD'` \(it prompts\), then rotate/.test(
         e.problems[0],
       ),
-  );
-  assert.throws(
-    () => parseStackConfig(raw(baseConfig("dev")), "dev", new Set(["pms-secrets:secrets"])),
-    (e: unknown) =>
-      e instanceof ConfigError && /^pms-secrets:sshPrivateKey: is stored in plaintext/.test(e.problems[0]),
   );
 });
 
@@ -150,7 +145,7 @@ test("unknown keys are refused, naming the known ones", () => {
   assertProblem(
     problemsOf({ ...baseConfig("dev"), hostz: [] }, "dev"),
     "hostz",
-    /not a setting of this program.*hosts, sshPrivateKey/,
+    /not a setting of this program.*use one of: production, hosts, app, /,
   );
 });
 
@@ -167,10 +162,23 @@ test("Sensitive values never print", async () => {
   assert.equal(parsed.suppliedSecrets.DB_PASSWORD.reveal(), SENTINEL_DB_PASSWORD);
 });
 
-test("an empty sshPrivateKey (Pulumi.yaml's default, plain) is missing, not 'stored in plaintext'", () => {
-  assert.throws(
-    () => parseStackConfig(raw({ ...baseConfig("dev"), sshPrivateKey: "" }), "dev", new Set(["pms-secrets:secrets"])),
-    (e: unknown) =>
-      e instanceof ConfigError && e.problems.length === 1 && /^pms-secrets:sshPrivateKey: is missing/.test(e.problems[0]),
-  );
+test("sshPrivateKey is refused in any form (secret, plaintext, empty), naming the key and the SSH agent fix", () => {
+  for (const [value, secretKeys] of [
+    [SENTINEL_SSH_KEY, ["pms-secrets:secrets", "pms-secrets:sshPrivateKey"]],
+    [SENTINEL_SSH_KEY, ["pms-secrets:secrets"]],
+    ["", ["pms-secrets:secrets"]],
+  ] as const) {
+    assert.throws(
+      () => parseStackConfig(raw({ ...baseConfig("dev"), sshPrivateKey: value }), "dev", new Set(secretKeys)),
+      (e: unknown) =>
+        e instanceof ConfigError &&
+        e.problems.length === 1 &&
+        /^pms-secrets:sshPrivateKey: is no longer read: a deploy key given to the program is stored in the state .*Fix: `pulumi config rm sshPrivateKey`, then use an SSH agent: `eval "\$\(ssh-agent -s\)" && ssh-add .*then rotate the deploy key/.test(
+          e.problems[0],
+        ) &&
+        !e.message.includes(SENTINEL_SSH_KEY.split("\n")[1]),
+    );
+  }
+  // Without it the same config is fine: no SSH credential is config.
+  assert.doesNotThrow(() => parseStackConfig(raw(baseConfig("dev")), "dev", new Set(["pms-secrets:secrets"])));
 });

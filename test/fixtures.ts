@@ -4,6 +4,7 @@ import { TEST_HOST_KEY } from "./harness";
 export const SENTINEL_DB_PASSWORD = "sentinel-DB-PASSWORD-7f3a9c2e41";
 export const SENTINEL_PAYSTACK = "sk_live_sentinelPAYSTACK9b8e7d6c5";
 export const SENTINEL_HUBTEL = "sentinel-HUBTEL-SECRET-0a1b2c3d4e";
+/** A deploy key as an operator of the old program set it (`sshPrivateKey`, now refused). */
 export const SENTINEL_SSH_KEY = [
   "-----BEGIN OPENSSH PRIVATE KEY-----",
   "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQsentinelSSHKEYmaterial0123456789",
@@ -17,7 +18,6 @@ export function baseConfig(stack: "dev" | "prod", overrides: Record<string, unkn
       { name: "web1", address: "10.0.0.11", hostKey: TEST_HOST_KEY },
       { name: "web2", address: "10.0.0.12", port: 2222, user: "deploy", hostKey: TEST_HOST_KEY },
     ],
-    sshPrivateKey: SENTINEL_SSH_KEY,
     app: {
       dir: "/srv/pms-backend",
       healthUrl: "http://127.0.0.1:8000/health/",

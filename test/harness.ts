@@ -86,7 +86,7 @@ export interface RunOptions {
   stack: string;
   /** Config values by short key (objects are JSON-encoded as `pulumi config set --path` does). */
   config: Record<string, unknown>;
-  /** Short keys that were set with --secret. Default: sshPrivateKey and secrets. */
+  /** Short keys that were set with --secret. Default: sshPrivateKey (a leftover, refused) and secrets. */
   secretKeys?: string[];
   /** Varies every generated value (models a fresh draw by the provider). */
   randomSeed?: string;

@@ -140,7 +140,6 @@ export function rolloutProps(overrides: Record<string, unknown> = {}): Record<st
       host: "203.0.113.10",
       port: 22,
       user: "deploy",
-      privateKey: PRIVATE_KEY,
       hostKey: HOST_KEY,
       perDialTimeout: 15,
       dialErrorLimit: 3,

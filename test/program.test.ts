@@ -129,14 +129,7 @@ test("sentinel scan: no secret value appears anywhere but in secret inputs (stdi
   const r = await run("dev");
   const envText = String(r.find(TYPES.command, "web1-rollout").inputs.stdin).slice(ROLLOUT_SCRIPT.length);
   const env = parseEnvFile(envText);
-  const secrets = [
-    SENTINEL_DB_PASSWORD,
-    SENTINEL_HUBTEL,
-    SENTINEL_PAYSTACK,
-    SENTINEL_SSH_KEY.split("\n")[1],
-    env.SECRET_KEY,
-    env.JWT_SIGNING_KEY,
-  ];
+  const secrets = [SENTINEL_DB_PASSWORD, SENTINEL_HUBTEL, SENTINEL_PAYSTACK, env.SECRET_KEY, env.JWT_SIGNING_KEY];
   assert.deepEqual(plainLeaks(r, secrets), []);
   // ...and they do travel, inside the secret stdin and secret document:
   assert.equal(env.DB_PASSWORD, SENTINEL_DB_PASSWORD);
@@ -174,7 +167,7 @@ test("rollout command: short, reviewable create; no delete, update or environmen
   assert.ok(ROLLOUT_SCRIPT.trimEnd().endsWith('main "$@"; exit $?'), "the script must end on the line that runs main");
 });
 
-test("connection: pinned host key, bounded dial timeout and attempts, key from config", async () => {
+test("connection: pinned host key, bounded dial timeout and attempts, no credential (the agent logs in)", async () => {
   const r = await run("prod");
   const conn = r.find(TYPES.command, "web2-rollout").inputs.connection as Record<string, unknown>;
   assert.equal(conn.host, "10.0.0.12");
@@ -183,7 +176,7 @@ test("connection: pinned host key, bounded dial timeout and attempts, key from c
   assert.match(String(conn.hostKey), /^ssh-ed25519 AAAA/);
   assert.equal(conn.perDialTimeout, 10);
   assert.equal(conn.dialErrorLimit, 3);
-  assert.equal(conn.privateKey, SENTINEL_SSH_KEY);
+  assert.deepEqual(Object.keys(conn).sort(), ["dialErrorLimit", "host", "hostKey", "perDialTimeout", "port", "user"]);
 });
 
 test("triggers carry fingerprints only, and change exactly when the env file changes", async () => {
@@ -360,23 +353,39 @@ test("rolloutCommand passes the script's newer options only when set or not the 
   );
 });
 
-test("a preview runs without the deploy key: no privateKey sent, the key in state kept (ignoreChanges), a warning", async () => {
-  const r = await run("dev", { sshPrivateKey: undefined }, { preview: true });
-  for (const c of r.ofType(TYPES.command)) {
-    assert.equal((c.inputs.connection as Record<string, unknown>).privateKey, undefined, c.name);
-    assert.deepEqual(c.options.ignoreChanges, ["connection.privateKey"], c.name);
+test("no remote.Command carries a credential in its connection (it would be stored in the state), up or preview", async () => {
+  for (const stack of ["dev", "prod"] as const) {
+    for (const preview of [false, true]) {
+      const r = await run(stack, {}, { preview });
+      const commands = r.ofType(TYPES.command);
+      assert.ok(commands.length > 0);
+      for (const c of commands) {
+        const conn = c.inputs.connection as Record<string, unknown>;
+        for (const field of ["privateKey", "privateKeyPassword", "password", "agentSocketPath"]) {
+          assert.equal(conn[field], undefined, `${stack} ${c.name}: connection.${field}`);
+        }
+        assert.doesNotMatch(JSON.stringify(c.inputs), /PRIVATE KEY/, `${stack} ${c.name}`);
+        assert.deepEqual(
+          c.options.ignoreChanges,
+          [],
+          `${stack} ${c.name}: nothing ignored (an ignored key stays in state)`,
+        );
+      }
+    }
   }
-  assert.ok(r.warnings.some((w) => /^pms-secrets:sshPrivateKey is not set: previewing without it/.test(w)));
-  await assert.rejects(run("dev", { sshPrivateKey: undefined }), /pms-secrets:sshPrivateKey: is missing/);
 });
 
-test("with the key (up, or a preview that has it) the rollout connects with it and ignores nothing", async () => {
+test("a leftover sshPrivateKey fails the program before any resource, with the SSH agent migration", async () => {
   for (const preview of [false, true]) {
-    const r = await run("dev", {}, { preview });
-    for (const c of r.ofType(TYPES.command)) {
-      assert.match(String((c.inputs.connection as Record<string, unknown>).privateKey), /BEGIN OPENSSH PRIVATE KEY/);
-      assert.deepEqual(c.options.ignoreChanges, [], c.name);
-    }
+    await assert.rejects(
+      run("dev", { sshPrivateKey: SENTINEL_SSH_KEY }, { preview }),
+      (e: unknown) =>
+        e instanceof Error &&
+        /pms-secrets:sshPrivateKey: is no longer read: .*stored in the state.*Fix: `pulumi config rm sshPrivateKey`, then use an SSH agent: /.test(
+          e.message,
+        ) &&
+        !e.message.includes(SENTINEL_SSH_KEY.split("\n")[1]),
+    );
   }
 });
 

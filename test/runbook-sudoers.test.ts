@@ -43,6 +43,20 @@ function runbookSudoersLines(): string[] {
   return blocks.flatMap((b) => b.split("\n")).filter((l) => /^\S+ ALL=\(/.test(l));
 }
 
+/** Every line of the fenced block that holds the grant: the Defaults line(s), then the grant. */
+function runbookSudoersBlock(): string[] {
+  const blocks = [...hostSetupSection().matchAll(/```[a-z]*\n([\s\S]*?)```/g)].map((m) => m[1]);
+  const block = blocks.find((b) => b.split("\n").some((l) => /^\S+ ALL=\(/.test(l)));
+  assert.ok(block, "Host setup has the sudoers block");
+  return block.split("\n").filter((l) => l !== "");
+}
+
+function buildShDefaults(): string {
+  const m = /^DEPLOY_SUDOERS_DEFAULTS='([^']*)'$/m.exec(buildSh);
+  assert.ok(m, "build.sh defines DEPLOY_SUDOERS_DEFAULTS='...'");
+  return m[1];
+}
+
 function buildShLine(): string {
   const m = /^DEPLOY_SUDOERS_LINE='([^']*)'$/m.exec(buildSh);
   assert.ok(m, "build.sh defines DEPLOY_SUDOERS_LINE='...'");
@@ -58,6 +72,15 @@ test("the runbook gives exactly one sudoers line, and the test image installs ex
   assert.match(buildSh, /^DEPLOY_SUDOERS_FILE="\/etc\/sudoers\.d\/pms-rollout"$/m);
   assert.doesNotMatch(buildSh, /NOPASSWD: ALL/);
   assert.match(buildSh, /visudo -c -q -f \$DEPLOY_SUDOERS_FILE/, "the image build checks the rule with visudo");
+});
+
+test("the rule turns sudo's I/O logging off for the deploy user (stdin holds every secret), in the runbook and the image alike", () => {
+  const block = runbookSudoersBlock();
+  const user = /^(\S+) ALL=/.exec(buildShLine())?.[1];
+  assert.deepEqual(block, [buildShDefaults(), buildShLine()]);
+  assert.match(buildShDefaults(), new RegExp(`^Defaults:${user} (?=.*!log_input)(?=.*!log_output)`));
+  assert.match(buildSh, /printf '%s\\n' '\$DEPLOY_SUDOERS_DEFAULTS' '\$DEPLOY_SUDOERS_LINE' >\$DEPLOY_SUDOERS_FILE/);
+  assert.match(hostSetupSection(), /\/var\/log\/sudo-io/);
 });
 
 test("the line's command is the one the program runs for a non-root login, root-only, no password", () => {

@@ -35,7 +35,6 @@ function problems(stack: string, extra: Record<string, unknown> = {}): string[] 
 }
 
 const userSecrets = {
-  "pms-secrets:sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----\n",
   "pms-secrets:secrets": { DB_PASSWORD: "from-the-operator" },
 };
 
@@ -59,13 +58,24 @@ test("Pulumi.yaml declares project pms-secrets on nodejs; every key read by the 
 });
 
 test("shipped dev stack: the REPLACE address and the secrets the operator must add are all listed at once", () => {
-  assert.deepEqual(problems("dev").sort(), [
-    "pms-secrets:hosts[0].address",
-    "pms-secrets:secrets.DB_PASSWORD",
-    "pms-secrets:sshPrivateKey",
-  ]);
-  const hosts = [{ name: "dev1", address: "10.0.0.5", user: "root" }];
+  assert.deepEqual(problems("dev").sort(), ["pms-secrets:hosts[0].address", "pms-secrets:secrets.DB_PASSWORD"]);
+  const hosts = [{ name: "dev1", address: "10.0.0.5", user: "deploy" }];
   assert.deepEqual(problems("dev", { ...userSecrets, "pms-secrets:hosts": hosts }), []);
+});
+
+test("no shipped stack file or project default sets an SSH credential, and every host logs in as deploy (never root)", () => {
+  const project = load("Pulumi.yaml") as { config: Record<string, unknown> };
+  assert.ok(
+    !("sshPrivateKey" in project.config),
+    "Pulumi.yaml declares sshPrivateKey (its default reaches the program)",
+  );
+  for (const stack of ["dev", "prod"]) {
+    const { config } = load(`Pulumi.${stack}.yaml`) as { config: Record<string, unknown> };
+    assert.ok(!Object.keys(config).some((k) => /sshPrivateKey|password|privateKey/i.test(k)), `Pulumi.${stack}.yaml`);
+    const hosts = config["pms-secrets:hosts"] as Array<{ user?: string }>;
+    for (const h of hosts)
+      assert.equal(h.user, "deploy", `Pulumi.${stack}.yaml logs in as ${h.user ?? "root (default)"}`);
+  }
 });
 
 test("shipped prod stack: address, host key and KMS placeholders are refused until replaced", () => {

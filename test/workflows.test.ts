@@ -7,6 +7,9 @@
  *   hand prod secrets to unreviewed pull request code, and the checks are shown to fail.
  * - The IAM policy documents in docs/iam/ are least privilege and bound to the environments the
  *   workflows use.
+ * - Supply chain and keys (issue 19): every action pinned by full commit SHA with its tag in a
+ *   comment, the Pulumi CLI installed at one exact version in every job, every preview (dev too)
+ *   behind an approval, and the deploy key only ever loaded into an ssh-agent, never into config.
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -28,7 +31,16 @@ const validator = join(root, "node_modules", ".bin", "action-validator");
  * GitHub settings cannot be read from the repository: docs/IAM.md tells the admin to set them
  * and a test below keeps that table and this list together.
  */
-const APPROVAL_ENVIRONMENTS = ["production-preview", "production"] as const;
+const APPROVAL_ENVIRONMENTS = ["dev-preview", "production-preview", "production"] as const;
+/** The approval environments whose reviewers may let a job hold prod secrets and roles. */
+const PROD_APPROVAL_ENVIRONMENTS = ["production-preview", "production"] as const;
+/**
+ * The Pulumi CLI every job installs: exactly this version (a range such as `^3` lets whoever
+ * publishes the next release run in jobs holding deploy credentials). Same line as the SDK.
+ */
+const PULUMI_CLI_VERSION = "3.248.0";
+/** `uses: owner/repo[/path]@<full commit SHA> # v<tag>` and nothing else on the line. */
+const PINNED_USES = /^\s*(?:-\s+)?uses:\s+[A-Za-z0-9_.-]+\/[A-Za-z0-9_./-]+@[0-9a-f]{40} # v\d+(?:\.\d+){0,2}\s*$/;
 /** The only repository checks fork pull requests must fail (forks get no secrets nor OIDC). */
 const SAME_REPO_ONLY = "github.event.pull_request.head.repo.full_name == github.repository";
 /** Role variable -> IAM files and the environment its trust policy names. */
@@ -51,6 +63,7 @@ const BOT_SECRETS: Record<string, string> = { ROTATION_APP_PRIVATE_KEY: "rotatio
 type Permissions = string | Record<string, string>;
 interface Step {
   name?: string;
+  if?: string;
   uses?: string;
   run?: string;
   with?: Record<string, unknown>;
@@ -86,8 +99,11 @@ const environmentName = (job: Job): string | undefined =>
   typeof job.environment === "string" ? job.environment : job.environment?.name;
 const needsApproval = (job: Job): boolean =>
   (APPROVAL_ENVIRONMENTS as readonly string[]).includes(environmentName(job) ?? "");
+const needsProdApproval = (job: Job): boolean =>
+  (PROD_APPROVAL_ENVIRONMENTS as readonly string[]).includes(environmentName(job) ?? "");
 const pulumiSteps = (job: Job): Step[] =>
   job.steps.filter((s) => s.uses?.startsWith("pulumi/actions@") && s.with?.command);
+const pulumiActionSteps = (job: Job): Step[] => job.steps.filter((s) => s.uses?.startsWith("pulumi/actions@"));
 const awsSteps = (job: Job): Step[] =>
   job.steps.filter((s) => s.uses?.startsWith("aws-actions/configure-aws-credentials@"));
 const isPreview = (job: Job): boolean => pulumiSteps(job).some((s) => s.with?.command === "preview");
@@ -150,20 +166,34 @@ function secretViolations(wf: Workflow): string[] {
       }
       if (!/_(DEV|PROD)$/.test(key))
         out.push(`${name}: secrets.${key} is named for no stack (end it in _DEV or _PROD)`);
-      if (key.endsWith("_PROD") && !needsApproval(job)) {
+      if (key.endsWith("_PROD") && !needsProdApproval(job)) {
         out.push(`${name}: secrets.${key} in a job without an approval environment`);
       }
       if (!environmentName(job)) out.push(`${name}: secrets.${key} in a job without an environment`);
     }
     for (const key of refs(job.env ?? {}, "secrets")) out.push(`${name}: job env exposes secrets.${key} to every step`);
     for (const key of vars.filter((v): v is RoleVar => v in ROLES)) {
-      if (ROLES[key].stack === "prod" && !needsApproval(job)) {
+      if (ROLES[key].stack === "prod" && !needsProdApproval(job)) {
         out.push(`${name}: vars.${key} (a prod role) in a job without an approval environment`);
       }
     }
+    if (strings(job).some((s) => /sshPrivateKey/.test(s))) {
+      out.push(
+        `${name}: sets sshPrivateKey (a key given to the program is stored in the state; load it into ssh-agent)`,
+      );
+    }
+    for (const step of job.steps) {
+      for (const key of refs(step, "secrets").filter((k) => /^SSH_PRIVATE_KEY_/.test(k))) {
+        if (!/\bssh-add\b/.test(step.run ?? "") || step.uses !== undefined || /\bpulumi\b/.test(step.run ?? "")) {
+          out.push(`${name}: secrets.${key} goes to a step that does not only ssh-add it into an agent`);
+        }
+      }
+    }
     if (isPreview(job)) {
+      if ((secrets.length > 0 || awsSteps(job).length > 0) && !needsApproval(job)) {
+        out.push(`${name}: a preview job (unreviewed code) gets credentials without an approval environment`);
+      }
       for (const key of secrets.filter((k) => /SSH/.test(k))) out.push(`${name}: a preview job gets secrets.${key}`);
-      if (strings(job).some((s) => /sshPrivateKey/.test(s))) out.push(`${name}: a preview job sets sshPrivateKey`);
       for (const key of vars.filter((v) => /DEPLOY/.test(v))) out.push(`${name}: a preview job assumes vars.${key}`);
     }
     if (runsOnPullRequests(wf)) {
@@ -240,12 +270,47 @@ function concurrencyViolations(wf: Workflow): string[] {
   return out;
 }
 
+/** Every pulumi/actions install is the one exact CLI version, set on the job's first pulumi/actions step. */
+function cliVersionViolations(wf: Workflow): string[] {
+  const out: string[] = [];
+  for (const [name, job] of jobsOf(wf)) {
+    const steps = pulumiActionSteps(job);
+    if (steps.length === 0) continue;
+    if (steps[0].with?.["pulumi-version"] === undefined) {
+      out.push(`${name}: the first pulumi/actions step installs no pinned CLI (pulumi-version)`);
+    }
+    for (const st of steps) {
+      if (st.with?.["pulumi-version-file"] !== undefined)
+        out.push(`${name}: pulumi-version-file (set the version here)`);
+      const v = st.with?.["pulumi-version"];
+      if (v !== undefined && JSON.stringify(v) !== JSON.stringify(PULUMI_CLI_VERSION)) {
+        out.push(`${name}: pulumi-version ${JSON.stringify(v)} is not exactly ${PULUMI_CLI_VERSION}`);
+      }
+    }
+    for (const st of job.steps) {
+      if (/get\.pulumi\.com|pulumi\/releases|npm (i|install) .*@pulumi\/cli/.test(st.run ?? "")) {
+        out.push(`${name}: installs the Pulumi CLI outside pulumi/actions`);
+      }
+    }
+  }
+  return out;
+}
+
+/** Every `uses:` line of a workflow's text pinned by full commit SHA with the tag in a comment. */
+function pinViolations(workflowText: string): string[] {
+  return workflowText
+    .split("\n")
+    .filter((l) => /^\s*(-\s+)?uses:/.test(l) && !PINNED_USES.test(l))
+    .map((l) => `not pinned by commit SHA with its tag in a comment: ${l.trim()}`);
+}
+
 const allViolations = (wf: Workflow): string[] => [
   ...pullRequestTargetViolations(wf),
   ...secretViolations(wf),
   ...permissionViolations(wf),
   ...checkoutViolations(wf),
   ...concurrencyViolations(wf),
+  ...cliVersionViolations(wf),
 ];
 
 // --- IAM model and checks -----------------------------------------------------------------------
@@ -451,7 +516,17 @@ describe("every workflow: who can see which secret", () => {
       for (const s of aws) assert.ok(s.with?.["role-to-assume"], "role-to-assume is set");
     });
 
-    it(`${file}: Node 20 with the npm cache, npm ci, actions pinned to a major version at least`, () => {
+    it(`${file}: every action pinned by full commit SHA with its tag in a comment`, () =>
+      assert.deepEqual(pinViolations(text(file)), []));
+    it(`${file}: every job installs the Pulumi CLI at exactly ${PULUMI_CLI_VERSION}`, () => {
+      assert.deepEqual(cliVersionViolations(wf), []);
+      const pulumiJobs = jobsOf(wf).filter(([, j]) => pulumiSteps(j).length > 0);
+      assert.ok(pulumiJobs.length > 0);
+      for (const [name, j] of pulumiJobs) {
+        assert.equal(String(pulumiActionSteps(j)[0].with?.["pulumi-version"]), PULUMI_CLI_VERSION, name);
+      }
+    });
+    it(`${file}: Node 20 with the npm cache, npm ci`, () => {
       const steps = jobsOf(wf).flatMap(([, j]) => j.steps);
       const node = steps.filter((s) => s.uses?.startsWith("actions/setup-node@"));
       assert.ok(node.length > 0);
@@ -460,7 +535,7 @@ describe("every workflow: who can see which secret", () => {
         assert.equal(s.with?.cache, "npm");
       }
       assert.ok(steps.some((s) => s.run?.trim() === "npm ci"));
-      for (const s of steps.filter((x) => x.uses)) assert.match(s.uses!, /@(v\d+(\.\d+){0,2}|[0-9a-f]{40})$/, s.uses);
+      for (const s of steps.filter((x) => x.uses)) assert.match(s.uses!, /@[0-9a-f]{40}$/, s.uses);
     });
 
     it(`${file}: secrets reach run steps through env only and are never echoed`, () => {
@@ -483,11 +558,11 @@ describe("pull request preview", () => {
     for (const file of files) assert.ok(!events(load(file)).includes("pull_request_target"), file);
   });
 
-  it("prod waits for an approval of `production-preview`; dev runs at once in `dev-preview`", () => {
+  it("both wait for an approval: prod of `production-preview`, dev of `dev-preview` (it decrypts the dev config)", () => {
     assert.equal(environmentName(prod), "production-preview");
     assert.ok(needsApproval(prod));
     assert.equal(environmentName(dev), "dev-preview");
-    assert.ok(!needsApproval(dev), "dev previews stay automatic");
+    assert.ok(needsApproval(dev), "an unreviewed dev preview would hand the dev passphrase to any pushed branch");
   });
 
   it("dev uses dev credentials only; prod uses the prod preview role and no secret at all", () => {
@@ -547,6 +622,33 @@ describe("deploy on merge to main", () => {
     assert.equal(roleVarOf(prod), "AWS_DEPLOY_ROLE_ARN_PROD");
     assert.deepEqual(refs(dev, "secrets").sort(), ["PULUMI_CONFIG_PASSPHRASE_DEV", "SSH_PRIVATE_KEY_DEV"]);
     assert.deepEqual(refs(prod, "secrets"), ["SSH_PRIVATE_KEY_PROD"]);
+  });
+
+  it("the deploy key goes into an ssh-agent before `up` (SSH_AUTH_SOCK for the provider), never into config; the agent always stops", () => {
+    for (const [job, secret] of [
+      [dev, "SSH_PRIVATE_KEY_DEV"],
+      [prod, "SSH_PRIVATE_KEY_PROD"],
+    ] as const) {
+      const load = job.steps.findIndex((s) => refs(s, "secrets").includes(secret));
+      const up = job.steps.indexOf(pulumiSteps(job)[0]);
+      assert.ok(load >= 0 && load < up, "the key is loaded before pulumi up");
+      const run = job.steps[load].run ?? "";
+      assert.match(
+        run,
+        /eval "\$\(ssh-agent -s -a "\$RUNNER_TEMP\/[^"]+"\)"/,
+        "starts an agent on a socket in the job's temp dir",
+      );
+      assert.match(run, /printf '%s\\n' "\$SSH_PRIVATE_KEY" \| ssh-add -q -/, "adds the key from stdin (no file)");
+      assert.match(
+        run,
+        /echo "SSH_AUTH_SOCK=\$SSH_AUTH_SOCK" >>"\$GITHUB_ENV"/,
+        "later steps (and the provider) see the agent",
+      );
+      assert.equal(refs(job.steps[load], "secrets").length, 1, "the key step gets the key only");
+      assert.doesNotMatch(JSON.stringify(job), /sshPrivateKey|config set/);
+      const stop = job.steps.slice(up + 1).find((s) => /ssh-agent -k/.test(s.run ?? ""));
+      assert.ok(stop && stop.if === "always()", "the agent is killed after up, whatever the outcome");
+    }
   });
 
   it("enforces the policy pack on up too", () => {
@@ -627,7 +729,7 @@ describe("the workflow checks catch a broken variant", () => {
 
   it("prod preview without its approval environment", () =>
     broken(preview, (w) => delete w.jobs[prodPreviewName].environment, /prod role\) in a job without an approval/));
-  it("prod preview moved to the unprotected dev-preview environment", () =>
+  it("prod preview moved to the dev-preview environment (its reviewers approve dev only)", () =>
     broken(preview, (w) => (w.jobs[prodPreviewName].environment = "dev-preview"), /without an approval environment/));
   it("the prod SSH key handed to the approved prod preview", () =>
     broken(
@@ -726,6 +828,53 @@ describe("the workflow checks catch a broken variant", () => {
       (w) => ((w.jobs[deployProdName].concurrency as { "cancel-in-progress": boolean })["cancel-in-progress"] = true),
       /running up can be cancelled/,
     ));
+  it("the dev preview handed the dev passphrase without an approval (the issue-19 hole)", () =>
+    broken(
+      preview,
+      (w) => (w.jobs[devPreviewName].environment = "dev-preview-automatic"),
+      /preview-dev: a preview job \(unreviewed code\) gets credentials without an approval environment/,
+    ));
+  it("the old deploy step that put the SSH key into the stack config (and so into the state)", () =>
+    broken(
+      deploy,
+      (w) =>
+        w.jobs[deployProdName].steps.splice(4, 1, {
+          env: { SSH_PRIVATE_KEY: "${{ secrets.SSH_PRIVATE_KEY_PROD }}" },
+          run: "printf '%s\\n' \"$SSH_PRIVATE_KEY\" | pulumi config set --secret --stack prod sshPrivateKey",
+        }),
+      /sets sshPrivateKey .*stored in the state|SSH_PRIVATE_KEY_PROD goes to a step that does not only ssh-add it/,
+    ));
+  it("the deploy key handed to the pulumi step itself", () =>
+    broken(
+      deploy,
+      (w) => (pulumiSteps(w.jobs[deployProdName])[0].env = { KEY: "${{ secrets.SSH_PRIVATE_KEY_PROD }}" }),
+      /SSH_PRIVATE_KEY_PROD goes to a step that does not only ssh-add it/,
+    ));
+  it("the Pulumi CLI as a range (`^3`, as before issue 19), or not pinned at all", () => {
+    broken(
+      deploy,
+      (w) => (pulumiActionSteps(w.jobs[deployProdName])[0].with!["pulumi-version"] = "^3"),
+      /pulumi-version "\^3" is not exactly 3\.248\.0/,
+    );
+    broken(
+      preview,
+      (w) => delete pulumiActionSteps(w.jobs[devPreviewName])[0].with!["pulumi-version"],
+      /installs no pinned CLI/,
+    );
+  });
+  it("actions pinned by tag (as before issue 19), by a short SHA, or by a SHA without its tag", () => {
+    const shipped = text("deploy.yml");
+    assert.deepEqual(pinViolations(shipped), []);
+    for (const [from, to] of [
+      [/@[0-9a-f]{40} # (v\d+)\.\d+\.\d+/, "@$1"],
+      [/@([0-9a-f]{12})[0-9a-f]{28}/, "@$1"],
+      [/@([0-9a-f]{40}) # v[\d.]+/, "@$1"],
+    ] as const) {
+      const found = pinViolations(shipped.replace(from, to));
+      assert.equal(found.length, 1, `${String(from)}: ${JSON.stringify(found)}`);
+      assert.match(found[0], /not pinned by commit SHA with its tag in a comment: (- )?uses: /);
+    }
+  });
   it("the prod deploy without the production environment", () =>
     broken(
       deploy,

@@ -3,7 +3,7 @@
  * checked before any resource exists: a bad config fails `pulumi preview` with every problem
  * listed, each naming its key and how to fix it. One parser per section (./hosts, ./app, ./env,
  * ./generated, ./secrets, ./store, ./ssh), each returning its typed piece; this file composes
- * them. Secret values are carried in `Sensitive` boxes so they cannot end up in a message.
+ * them. No SSH credential is config: the program logs in through an SSH agent (./ssh.ts). Secret values are carried in `Sensitive` boxes so they cannot end up in a message.
  */
 import { parseApp, AppSpec } from "./app";
 import { parseEnv } from "./env";
@@ -14,11 +14,12 @@ import { production } from "./production";
 import { flag, PROJECT, RawConfig, readText, readValue } from "./read";
 import { parseSuppliedSecrets } from "./secrets";
 import { Sensitive } from "./sensitive";
-import { parseSshPrivateKey, parseSshSettings, SshSettings } from "./ssh";
+import { parseSshSettings, refuseSshPrivateKey, SshSettings } from "./ssh";
 import { parseStore, StoreSettings } from "./store";
 import { parseSecretKeyRotation, SecretKeyRotation } from "../secret-key-rotation";
 import { DbPasswordRotation, hostComposedEnvKeys, parseDbPasswordRotation } from "../db-password-rotation";
 import { parseRollout, RolloutSettings } from "./rollout";
+import { checkRolloutTime } from "../rollout-time";
 
 export { ConfigError } from "./problems";
 export { PROJECT } from "./read";
@@ -32,7 +33,6 @@ export { Sensitive };
 export const KNOWN_KEYS = [
   "production",
   "hosts",
-  "sshPrivateKey",
   "app",
   "env",
   "secrets",
@@ -48,6 +48,9 @@ export const KNOWN_KEYS = [
   "secretKeyFallbacks",
   "rollout",
 ] as const;
+
+/** Keys the program used to read and now refuses with a migration message of their own. */
+const RETIRED_KEYS = ["sshPrivateKey"] as const;
 
 export interface StackSettings extends StoreSettings {
   project: string;
@@ -73,19 +76,18 @@ export interface StackSettings extends StoreSettings {
 
 export interface ParsedConfig {
   settings: StackSettings;
-  /** Absent only in a preview run without the key (see ./ssh.ts). */
-  sshPrivateKey?: Sensitive;
   suppliedSecrets: Record<string, Sensitive>;
   warnings: readonly string[];
 }
 
 /** Keys that hold secrets and must have been set with --secret (the program checks, not the CLI: see Pulumi.yaml). */
-const SECRET_KEYS = ["sshPrivateKey", "secrets"] as const;
+const SECRET_KEYS = ["secrets"] as const;
 
 function checkKnownAndEncrypted(problems: Problems, raw: RawConfig, secretKeys?: ReadonlySet<string>): void {
   for (const k of Object.keys(raw)) {
     const short = k.slice(PROJECT.length + 1);
-    if (k.startsWith(`${PROJECT}:`) && !(KNOWN_KEYS as readonly string[]).includes(short)) {
+    const known = [...KNOWN_KEYS, ...RETIRED_KEYS] as readonly string[];
+    if (k.startsWith(`${PROJECT}:`) && !known.includes(short)) {
       problems.add(short, "is not a setting of this program", `remove it, or use one of: ${KNOWN_KEYS.join(", ")}`);
     }
   }
@@ -93,11 +95,10 @@ function checkKnownAndEncrypted(problems: Problems, raw: RawConfig, secretKeys?:
     // An empty value is Pulumi.yaml's default reaching the program as plain text: missing, not leaked.
     const value = readText(raw, key);
     if (secretKeys && value !== undefined && value !== "" && !secretKeys.has(`${PROJECT}:${key}`)) {
-      const command = key === "secrets" ? "--path 'secrets.DB_PASSWORD'` (it prompts)" : "sshPrivateKey < KEYFILE`";
       problems.add(
         key,
         "is stored in plaintext in the stack file",
-        `remove it, set it again with \`pulumi config set --secret ${command}, then rotate the leaked value`,
+        "remove it, set it again with `pulumi config set --secret --path 'secrets.DB_PASSWORD'` (it prompts), then rotate the leaked value",
       );
     }
   }
@@ -107,12 +108,7 @@ function checkKnownAndEncrypted(problems: Problems, raw: RawConfig, secretKeys?:
  * Parses and validates the raw config of `stack`. Throws ConfigError listing every problem;
  * returns warnings for what is allowed but unwise. `secretKeys`: the full keys set with --secret.
  */
-export function parseStackConfig(
-  raw: RawConfig,
-  stack: string,
-  secretKeys?: ReadonlySet<string>,
-  options: { preview?: boolean } = {},
-): ParsedConfig {
+export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: ReadonlySet<string>): ParsedConfig {
   const problems = new Problems();
   checkKnownAndEncrypted(problems, raw, secretKeys);
   const prod = production(stack, flag(problems, "production", readText(raw, "production"), false));
@@ -120,7 +116,7 @@ export function parseStackConfig(
   const because = prod.production ? prod.because : "this stack (requireHostKeys)";
 
   const hosts = parseHosts(problems, readValue(raw, "hosts"), { requireHostKeys, because });
-  const sshPrivateKey = parseSshPrivateKey(problems, readText(raw, "sshPrivateKey"), options.preview === true);
+  refuseSshPrivateKey(problems, readText(raw, "sshPrivateKey"));
   const ssh = parseSshSettings(problems, readText(raw, "sshTimeoutSeconds"), readText(raw, "sshAttempts"));
   const generated = parseGenerated(problems, {
     generated: readValue(raw, "generated"),
@@ -161,6 +157,10 @@ export function parseStackConfig(
   );
 
   const rollout = parseRollout(problems, readValue(raw, "rollout"));
+  // Every wait of a host's rollout is bounded: the sum must fit the command's resource timeout.
+  if (!problems.has("app") && !problems.has("sshTimeoutSeconds") && !problems.has("sshAttempts")) {
+    checkRolloutTime(problems, { app, rotateDbPassword: dbPassword.rotate, ssh });
+  }
 
   problems.throwIfAny(stack);
   return {
@@ -180,7 +180,6 @@ export function parseStackConfig(
       dbPassword,
       rollout,
     },
-    sshPrivateKey,
     suppliedSecrets,
     warnings: problems.warnings,
   };

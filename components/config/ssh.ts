@@ -1,6 +1,15 @@
-/** `sshPrivateKey`, `sshTimeoutSeconds`, `sshAttempts`: how the program logs in to every host. */
+/**
+ * `sshTimeoutSeconds`, `sshAttempts`: how the program dials every host; and the retired
+ * `sshPrivateKey`.
+ *
+ * The program logs in through an SSH agent only (SSH_AUTH_SOCK in the environment of `pulumi up`,
+ * which the command provider inherits and dials; see components/preflight.ts). The deploy key is
+ * never a program input: a `remote.Command` stores its whole `connection` in the state, so a key
+ * given to it would sit in every checkpoint, readable by anyone who can decrypt the state (an
+ * approved preview included). The agent's socket path is not given to the provider either: a
+ * per-run path in `connection` would change every rollout's inputs and re-run it.
+ */
 import type { Problems } from "./problems";
-import { Sensitive } from "./sensitive";
 import { wholeNumber } from "./read";
 
 export interface SshSettings {
@@ -10,36 +19,25 @@ export interface SshSettings {
   attempts: number;
 }
 
+/** How to give the program the deploy key: the one fix every SSH login message points to. */
+export const AGENT_FIX =
+  'use an SSH agent: `eval "$(ssh-agent -s)" && ssh-add ~/.ssh/pms_deploy_ed25519` in the shell that runs ' +
+  "`pulumi up` (CI: the deploy job loads the key from its environment secret; docs/RUNBOOK.md, Deploy key)";
+
 /**
- * The deploy key. Absent (undefined) only in a preview run without it: a preview runs no command on
- * a host, so a pull-request preview needs no key; `pulumi up` always requires it.
+ * `sshPrivateKey` is refused whenever it is set (to anything, even an empty value): the key would
+ * be stored in the state. The message names the migration.
  */
-export function parseSshPrivateKey(
-  problems: Problems,
-  text: string | undefined,
-  preview = false,
-): Sensitive | undefined {
-  if ((text === undefined || text.trim() === "") && preview) {
-    problems.warn(
-      "sshPrivateKey",
-      "is not set: previewing without it (a preview connects to no host); `pulumi up` requires it.",
-    );
-    return undefined;
-  }
-  if (text === undefined || text.trim() === "") {
-    problems.add(
-      "sshPrivateKey",
-      "is missing",
-      "`pulumi config set --secret sshPrivateKey < ~/.ssh/pms_deploy_ed25519`",
-    );
-  } else if (!/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(text)) {
-    problems.add(
-      "sshPrivateKey",
-      "is not a PEM/OpenSSH private key",
-      "set the private key file's full contents: `pulumi config set --secret sshPrivateKey < KEYFILE`",
-    );
-  }
-  return new Sensitive(text ?? "");
+export function refuseSshPrivateKey(problems: Problems, text: string | undefined): void {
+  if (text === undefined) return;
+  problems.add(
+    "sshPrivateKey",
+    "is no longer read: a deploy key given to the program is stored in the state of every host's " +
+      "rollout (connection.privateKey), where whoever can decrypt the state can read it",
+    `\`pulumi config rm sshPrivateKey\`, then ${AGENT_FIX}. The next \`pulumi up\` removes the key ` +
+      "from the state; then rotate the deploy key (older checkpoints in the backend's history and " +
+      "backups still hold it)",
+  );
 }
 
 export function parseSshSettings(problems: Problems, timeout: unknown, attempts: unknown): SshSettings {

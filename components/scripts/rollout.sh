@@ -3,10 +3,10 @@
 #
 # Runs as root on the target host (through `sudo -n` for a non-root login) as
 #   bash -s -- --host NAME --env-file PATH --service UNIT [--service UNIT ...] [options]
-# with stdin = this script followed by the new env file (and, from newer programs, an end
-# marker line `# pms-secrets-end sha256=HEX`). bash reads a script on a pipe one byte at a time,
-# so when `main` runs the rest of stdin is exactly the env file: no secret in argv, environment
-# or log.
+# with stdin = this script followed by the new env file and an end marker line
+# `# pms-secrets-end sha256=HEX` (required: without it a transfer cut at a line end looks whole).
+# bash reads a script on a pipe one byte at a time, so when `main` runs the rest of stdin is
+# exactly the env file: no secret in argv, environment or log.
 #
 # Options: --app-dir PATH, --group G (env file 0640 root:G, else 0600 root:root), --check CMD,
 #   --health-url URL (repeatable), --health-host NAME, --health-ca PATH, --health-insecure,
@@ -22,12 +22,14 @@
 #     after the health URLs answer, log in as that account as a browser does and fetch a page that
 #     needs the session; the password file must be root-only, see login_probe),
 #   --socket UNIT.socket (the first service is socket-activated by it: checked before any change
-#     and watched after the restart, see docs/ZERO-DOWNTIME.md),
+#     and watched after the restart, see docs/ZERO-DOWNTIME.md; a unit idle behind a listening
+#     socket, with or without --socket, is started and proven like a running one),
 #   --rotate-db-password (a changed DB_PASSWORD is set in the local PostgreSQL first, see below),
 #   --db-roles A,B (with --rotate-db-password: two alternating login roles, the host writes DB_USER),
 #   --db-follow ADMIN_HOST (with --rotate-db-password: a shared database that host changes; this
 #     host never changes PostgreSQL, it proves the new password logs in before moving to it),
-#   --verify-only (change nothing: exit 0 in sync, 3 drift, other error).
+#   --verify-only (change nothing: exit 0 in sync, 3 drift, other error; reads the env file under
+#     the same rules as the rollout: no link, regular file, size bound).
 #
 # Steps (main/worker below read like this list):
 #   1. front end (the SSH session): parse arguments, read ALL of stdin into a root-only run dir,
@@ -36,10 +38,12 @@
 #   2. worker: take the host lock, sweep what killed runs left, check every unit (unknown ->
 #      error before any change), open the env directory safely, read the current env file,
 #      compose the new one (unmanaged keys: refuse / keep / drop), stop here when everything is
-#      already in place and proven, run the check command as the first unit runs, back up the
-#      current file, install the new file, install drop-ins, restart the services in order (the
-#      next one only once the health service answers its URLs), watch them all in one stability
-#      window, prove each one's processes hold the new env, purge old copies if asked.
+#      already in place and proven, set a changed DB_PASSWORD in PostgreSQL (--rotate-db-password),
+#      run the check command as the first unit runs (after that, so it may use the database), back
+#      up the current file, install the new file, install drop-ins, restart the services in order
+#      (the next one only once the health service answers its URLs), watch them all in one
+#      stability window, prove each one's processes hold the new env, close the DB role the app
+#      left (--emergency with --db-roles), purge old copies if asked.
 #   Any failure after the first change rolls back every step (each attempted, each failure
 #   reported) and ends with one `pms-rollout FAILED host= service= check=` line.
 #
@@ -54,19 +58,26 @@
 #     one link. A symlinked env file is refused. State, lock and backups live in /var/lib/pms-secrets
 #     (root 0700); drop-ins in /etc/systemd/system/UNIT.service.d (must be root-owned).
 #   - Backups: root-only, one file per generation, the newest --backups kept.
-#   - Proof: each restarted service's main process and every process in its cgroup must hold
-#     exactly the delivered values (sha256 over KEY=value of every delivered key). The journal is
-#     read only to explain a failure already found, never to decide one.
+#   - Proof: each restarted service's main process and every process in its cgroup that inherited
+#     the unit's env (INVOCATION_ID or a delivered key in its environ: a child started with env -i
+#     is not judged, a process left from an earlier start is) must hold exactly the delivered
+#     values (sha256 over KEY=value of every delivered key). The journal is read only to explain
+#     a failure already found, never to decide one.
 #   - Redaction of relayed output: every value of a --redact key (new and previous file) and every
 #     value of a key only the host file had, longest first, whatever its length.
 #
-# Time bounds (every wait has one; worst case of a run, S services, U health URLs):
-#   lock 120 + check 180 + S*(restart 90 + stable + U*health-timeout + 4*15 systemctl)
-#   + rollback S*(90 + stable + U*health-timeout + 4*15) + 6*15 daemon-reload/misc.
-#   Two services, one URL, stable 5, health 30: 120+180+2*185+2*185+90 = 1130 s (19 min) worst
-#   case, typically 10-30 s. The front end relays for at most that plus 60 s, then says the
-#   worker is still running (it continues on its own). Pulumi's rollout timeout is 30 min.
-#   (worst_case_seconds computes the same sum from the actual arguments.)
+# Time bounds: every wait has one, and systemd enforces the worker's two budgets (S services,
+# U health URLs; forward_budget / rollback_budget / worst_case_seconds compute them from the
+# arguments, components/rollout-time.ts from the stack config, which refuses a config whose worst
+# case exceeds the command's 30-minute resource timeout):
+#   forward (RuntimeMaxSec= of the worker) = lock 120 + 8*15 systemctl + stable + S*(restart 90
+#     + 4*15) + U*(health-timeout + 5) [+ check 210] [+ PostgreSQL 190] [+ login probe 3*5]
+#   rollback (TimeoutStopSec=, then SIGKILL) = 2*15 + U*(health-timeout + 5)
+#     + S*(90 + 4*15 + stable) [+ PostgreSQL restore 120]
+#   whole run on the host = systemd-run 15 + hand-off 30 + forward + rollback + relay 60.
+#   Two services, one URL, stable 5, health 30, a check command: forward 790 + rollback 375, run
+#   1270 s (21 min); with --rotate-db-password 1580 s, with the login probe too 1595 s (27 min);
+#   typically 10-30 s. Past the forward budget systemd stops the worker and it rolls back.
 # shellcheck disable=SC2317 # worker() and what it calls run in the generated worker script
 set -euo pipefail
 umask 077
@@ -76,6 +87,7 @@ readonly STATE_DIR=/var/lib/pms-secrets
 readonly RUNS_DIR=$STATE_DIR/runs
 readonly BACKUP_ROOT=$STATE_DIR/backups
 readonly LOCK_FILE=$STATE_DIR/lock
+readonly DB_CLOSE_PENDING=$STATE_DIR/db-close-pending
 readonly PID_FILE=$STATE_DIR/rollout.pid
 readonly DROPIN_NAME=50-pms-secrets.conf
 readonly PRIVATE_PREFIX=.pms-secrets.
@@ -86,7 +98,16 @@ readonly RESTART_TIMEOUT=90
 readonly SYSTEMCTL_TIMEOUT=15
 readonly HTTP_TIMEOUT=5
 readonly HANDOFF_TIMEOUT=30
+# What the PostgreSQL steps may take: the change (host lookup 10 + login 30 + read 60 + ALTER 60 +
+# login 30), and its rollback (two psql calls of 60).
+readonly DB_BUDGET=190
+readonly DB_RESTORE_BUDGET=120
+readonly RELAY_MARGIN=60
+# An env file is a few KB; root never reads more than this from a path in the env directory.
+readonly MAX_ENV_BYTES=1048576
 readonly EXIT_DRIFT=3
+# Longest relayed line, in characters (at most 4 bytes each: far below pulumi-command's 64 KiB).
+readonly MAX_LINE=8000
 # The two errors the old guide names for a missing key, as a Python traceback's last line.
 readonly KEY_ERROR_PATTERN='^([A-Za-z_][A-Za-z0-9_.]*\.)?(ValueError: SECRET_KEY environment variable must be set|ImproperlyConfigured: The SECRET_KEY setting must not be empty)'
 
@@ -141,12 +162,16 @@ UNMANAGED_KEYS=()
 DROPINS_CHANGED=()
 RESTARTED=()
 declare -A ACTION=()
+declare -A IDLE=()
 DB_ALTERED=0
 DB_ROLE=""
 DB_HOST_=""
 DB_PORT_=""
 DB_NAME_=""
 DB_SWITCH=0
+DB_PREV_ROLE=""
+DB_FOLLOWED=0
+DB_ROLLBACK_NOTE=""
 
 # --- output -------------------------------------------------------------------------------
 
@@ -158,14 +183,21 @@ log() {
 
 # emit CHANNEL LINE: O = stdout, E = stderr. The worker writes both to the run log, which the
 # front end relays, and to stderr (its journal): never to stdout, which callers may capture.
+# A line longer than MAX_LINE characters is cut: pulumi-command 1.2.1 relays output line by line
+# with a 64 KiB limit, and at a longer line it stops reading and the SSH session never ends, so
+# `pulumi up` would hang (a check or a journal line can be that long).
 emit() {
+  local line=$2
+  if [ "${#line}" -gt "$MAX_LINE" ]; then
+    line="${line:0:MAX_LINE} [cut: $((${#2} - MAX_LINE)) more characters]"
+  fi
   if [ "${IN_WORKER:-0}" = 1 ]; then
-    printf '%s %s\n' "$1" "$2" >>"$RUN_DIR/log"
-    printf '%s\n' "$2" >&2
+    printf '%s %s\n' "$1" "$line" >>"$RUN_DIR/log"
+    printf '%s\n' "$line" >&2
   elif [ "$1" = E ]; then
-    printf '%s\n' "$2" >&2
+    printf '%s\n' "$line" >&2
   else
-    printf '%s\n' "$2"
+    printf '%s\n' "$line"
   fi
 }
 
@@ -200,8 +232,10 @@ usage_error() {
   exit 2
 }
 
-# Failure before anything on the host changed.
+# Failure before anything on the host changed. A refusal after a change (the DB password is set
+# before the env file moves) rolls back instead: one FAILED line, with what really happened.
 fail_untouched() { # service check detail
+  if [ "${CHANGED:-0}" = 1 ] && [ "${ROLLED_BACK:-0}" = 0 ]; then fail_rolled_back "$@"; fi
   failed_line "$1" "$2" "$3" "nothing on the host was changed"
   exit 1
 }
@@ -374,18 +408,38 @@ process_env_hash() { # pid
   done | sha256sum | cut -c 1-64
 }
 
-# Proof: every process of the unit holds the delivered values. Prints "proof|detail" on failure.
+# Whether a process inherited the unit's environment: systemd gives every process it starts for the
+# unit INVOCATION_ID, and the unit's env carries the delivered keys. A child started with a
+# scrubbed environment (env -i, subprocess with env={...}) has neither and holds no delivered
+# value, old or new: it is not judged. A process left from an earlier start still has both (its
+# own INVOCATION_ID and the old values), so it is judged and fails the proof.
+inherits_unit_env() { # pid
+  local entry key
+  while IFS= read -r -d '' entry; do
+    key=${entry%%=*}
+    if [ "$key" = INVOCATION_ID ] || [[ -v DELIVERED_SET[$key] ]]; then return 0; fi
+  done <"/proc/$1/environ" || return 0
+  return 1
+}
+
+# Proof: the unit's main process and every process in its cgroup that inherited the unit's env hold
+# the delivered values. Prints "proof|detail" on failure.
 prove_env() { # unit expected-hash (empty: all processes agree with the first one)
-  local pid hash n=0 bad="" expected=$2
+  local pid hash n=0 scrubbed=0 bad="" expected=$2 main
+  main=$(unit_prop "$1" MainPID)
   while IFS= read -r pid; do
     [ -n "$pid" ] || continue
+    if [ "$pid" != "$main" ] && ! inherits_unit_env "$pid" 2>/dev/null; then
+      scrubbed=$((scrubbed + 1))
+      continue
+    fi
     hash=$(process_env_hash "$pid" 2>/dev/null) || continue # exited meanwhile
     n=$((n + 1))
     expected=${expected:-$hash}
     if [ "$hash" != "$expected" ]; then bad="$bad $pid($(head -c 40 "/proc/$pid/comm" 2>/dev/null || printf '?'))"; fi
   done < <(unit_pids "$1")
   if [ -n "$bad" ]; then
-    printf 'proof|processes%s do not hold the delivered env (an override, a wrapper or UnsetEnvironment= wins over %s)' "$bad" "$ENV_FILE"
+    printf 'proof|processes%s do not hold the delivered env (an override, a wrapper or UnsetEnvironment= wins over %s, or a process left from before the restart)' "$bad" "$ENV_FILE"
     return 1
   fi
   if [ "$n" = 0 ]; then
@@ -393,13 +447,15 @@ prove_env() { # unit expected-hash (empty: all processes agree with the first on
   else
     PROOF_NOTE="$n processes hold the delivered env"
   fi
+  if [ "$scrubbed" -gt 0 ]; then PROOF_NOTE="$PROOF_NOTE ($scrubbed child process(es) with a scrubbed environment, no unit env and no delivered key, not judged)"; fi
 }
 
 # --- paths --------------------------------------------------------------------------------
 
 # Every ancestor of $1 (not $1 itself) must be root-owned and not group/other-writable, and a
 # symlink on the way must belong to root: then no other user can swap the directory under us.
-check_ancestors() { # absolute-dir what
+# A path through a (root-owned) link, e.g. /var/run -> /run, is checked again as its physical path.
+check_ancestors() { # absolute-path what [logical|physical]
   local p="" part info parts=()
   IFS=/ read -r -a parts <<<"${1#/}"
   if [ "${#parts[@]}" -gt 0 ]; then unset 'parts[${#parts[@]}-1]'; fi
@@ -409,7 +465,7 @@ check_ancestors() { # absolute-dir what
     check_owner_root "$p" "$2" || return 1
   done
   info=$(realpath -e -- "$1" 2>/dev/null) || return 0
-  if [ "$info" != "$1" ] && [ "$3" != physical ]; then check_ancestors "$info" "$2 (physical path $info)" physical; fi
+  if [ "$info" != "$1" ] && [ "${3:-logical}" != physical ]; then check_ancestors "$info" "$2 (physical path $info)" physical; fi
 }
 
 check_owner_root() { # path what
@@ -465,27 +521,40 @@ open_regular() { # name what
     REFUSAL="$2 $ENV_DIR/$1 changed while it was opened or has other hard links ($a); refusing to read it as root"
     return 2
   fi
+  if [ "$(stat -L -c %s "/dev/fd/$SAFE_FD")" -gt "$MAX_ENV_BYTES" ]; then
+    exec {SAFE_FD}<&-
+    REFUSAL="$2 $ENV_DIR/$1 is larger than $MAX_ENV_BYTES bytes: not an env file; refusing to read it as root"
+    return 2
+  fi
 }
 
 # --- env content --------------------------------------------------------------------------
 
 # Reads the rest of stdin into the run dir and checks it is a whole file the program sent.
 receive_env() {
-  local file=$RUN_DIR/received.env last sum
+  local file=$RUN_DIR/received.env
   cat >"$file"
   [ -s "$file" ] || fail_untouched - env-file "received an empty env file"
   [ "$(tail -c 1 -- "$file" | od -An -c | tr -d ' ')" = '\n' ] ||
     fail_untouched - env-file "env file does not end with a newline (truncated transfer?)"
-  last=$(tail -n 1 -- "$file")
-  if [ "${last#"$END_MARKER"}" != "$last" ]; then
-    sum=$(head -n -1 -- "$file" | sha256sum | cut -c 1-64)
-    [ "$sum" = "${last#"$END_MARKER"}" ] || fail_untouched - env-file "env file does not match its end marker (truncated or damaged transfer)"
-    head -n -1 -- "$file" >"$file.tmp" && mv -f -- "$file.tmp" "$file"
-  fi
+  strip_end_marker "$file"
   if grep -v -E -e '^#' -e "^[A-Za-z_][A-Za-z0-9_]*='[^'\\\\]*'\$" -- "$file" >/dev/null; then
     fail_untouched - env-file "env file has a line that is not KEY='value' (the program never sends one; refusing)"
   fi
   grep -q -E "^SECRET_KEY='.+'\$" -- "$file" || fail_untouched - env-file "env file has no SECRET_KEY"
+}
+
+# The program ends every env file it sends with `# pms-secrets-end sha256=<sha256 of the file>`:
+# without it a transfer cut at a line end would look whole (and lose the keys after the cut).
+# Required whenever an env file is sent; checked and stripped before anything else reads it.
+strip_end_marker() { # file
+  local last sum
+  last=$(tail -n 1 -- "$1")
+  [ "${last#"$END_MARKER"}" != "$last" ] ||
+    fail_untouched - env-file "the env file arrived without its end marker line (a transfer cut short, or a program older than this script); nothing was read from it. Fix: run pulumi up again (the program sends the marker)"
+  sum=$(head -n -1 -- "$1" | sha256sum | cut -c 1-64)
+  [ "$sum" = "${last#"$END_MARKER"}" ] || fail_untouched - env-file "env file does not match its end marker (truncated or damaged transfer); run pulumi up again"
+  head -n -1 -- "$1" >"$1.tmp" && mv -f -- "$1.tmp" "$1"
 }
 
 # Keys and values of an env file of ours (every line KEY='value'), their hash, and the values to
@@ -713,9 +782,13 @@ prove_secret_key_fallbacks() {
 # through the local superuser (runuser -u postgres -- psql), SQL on stdin, log_statement off in
 # that session, and only a SCRAM-SHA-256 verifier computed here travels to the server, never the
 # password. The role's current verifier (pg_authid.rolpassword) is kept in the root-only run dir,
-# so a rollback restores it exactly without anyone knowing the old password. Several hosts sharing
-# one database: the first host changes it; the next ones find that the new password already logs
-# in and skip the ALTER (and so never restore it on their own rollback).
+# so a rollback restores it exactly without anyone knowing the old password. "Already changed"
+# (several hosts of a run on one database, a re-run) is decided from that stored verifier,
+# recomputed from the new password with its salt and iterations, never by a login: where
+# pg_hba.conf trusts the connection every password logs in. For the same reason a login proves
+# a password only where a deliberately wrong one is refused on the same route; otherwise the run
+# fails untouched naming the pg_hba.conf fix. A rollback ends with a database login of the
+# restored env (db_rollback_login), whatever the health URL checks.
 
 # Alternating login roles (--db-roles A,B, the zero-downtime option): both roles are LOGIN
 # members of the role that owns the schema. The host writes DB_USER itself: a DB_PASSWORD change
@@ -766,6 +839,7 @@ compose_db_user() {
     else
       if [ "$current" = "${DB_ROLES[0]}" ]; then target=${DB_ROLES[1]}; else target=${DB_ROLES[0]}; fi
       DB_SWITCH=1
+      DB_PREV_ROLE=$current
       log "db roles: DB_PASSWORD changes; it goes to $target, the role the app does not use ($current keeps its password until the next rotation)"
     fi
   else
@@ -802,7 +876,11 @@ follow_db_role() { # role
   chmod 0600 -- "$RUN_DIR/db-new.pgpass"
   for role in "$1" "${DB_ROLES[@]}"; do
     DB_ROLE=$role
-    if [ -n "$role" ] && db_login_works "$RUN_DIR/db-new.pgpass"; then return 0; fi
+    if [ -n "$role" ] && db_login_works "$RUN_DIR/db-new.pgpass"; then
+      db_wrong_password_refused ||
+        fail_untouched - db-password "$(db_trust_refusal "on $DB_FOLLOW (the database's admin host)")"
+      return 0
+    fi
   done
   DB_ROLE=""
   local as=${1:-DB_USER}
@@ -815,16 +893,17 @@ follow_db_role() { # role
 db_host_is_here() {
   local here there
   here=$(ip -o addr show 2>/dev/null | awk '{ sub("/.*", "", $4); print $4 }') || return 1
-  there=$(getent ahosts "$DB_HOST_" 2>/dev/null | awk '{ print $1 }' | sort -u) || return 1
+  there=$(timeout 10 getent ahosts "$DB_HOST_" 2>/dev/null | awk '{ print $1 }' | sort -u) || return 1
   [ -n "$here" ] && [ -n "$there" ] && grep -qxF -f <(printf '%s\n' "$there") <<<"$here"
 }
 
 # Computes a SCRAM-SHA-256 verifier (RFC 5802/7677, PostgreSQL's stored form) of the password on
-# stdin. The code is on argv, the password never is.
-scram_verifier() {
+# stdin. The code is on argv, the password never is. `scram_verifier random`: of a random password
+# made inside python and forgotten there (a role closed for good, see close_previous_db_role).
+scram_verifier() { # [random]
   python3 -c '
 import base64, hashlib, hmac, os, sys
-p = sys.stdin.buffer.read()
+p = os.urandom(32).hex().encode() if sys.argv[1:] == ["random"] else sys.stdin.buffer.read()
 salt = os.urandom(16)
 n = 4096
 salted = hashlib.pbkdf2_hmac("sha256", p, salt, n)
@@ -832,7 +911,7 @@ client = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
 server = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
 b = lambda x: base64.b64encode(x).decode()
 print("SCRAM-SHA-256$%d:%s$%s:%s" % (n, b(salt), b(hashlib.sha256(client).digest()), b(server)))
-'
+' "$@"
 }
 
 # The local superuser's psql, SQL on stdin; statements of this session are never logged.
@@ -847,8 +926,79 @@ db_login_works() { # pgpass-file
     psql -X -q -w -At -h "$DB_HOST_" -p "$DB_PORT_" -U "$DB_ROLE" -d "$DB_NAME_" -c 'SELECT 1' >/dev/null 2>&1
 }
 
+# A login proves a password only where a wrong one is refused: pg_hba.conf's `trust` (what initdb
+# writes for 127.0.0.1 without -A) lets any password in. Tries a deliberately wrong password as
+# DB_ROLE over the same route; true when PostgreSQL refuses it.
+db_wrong_password_refused() {
+  local wrong
+  wrong=pms-secrets-wrong-$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  printf '*:*:*:*:%s\n' "$wrong" >"$RUN_DIR/db-wrong.pgpass"
+  chmod 0600 -- "$RUN_DIR/db-wrong.pgpass"
+  ! db_login_works "$RUN_DIR/db-wrong.pgpass"
+}
+
+# The refusal when a wrong password logs in (where: whose pg_hba.conf to fix).
+db_trust_refusal() { # where
+  printf '%s' "PostgreSQL at $DB_HOST_:$DB_PORT_ let $DB_ROLE in with a deliberately wrong password (pg_hba.conf trusts this connection, as initdb writes for 127.0.0.1 without -A), so no login can prove a DB_PASSWORD and an old one may stay valid wherever a password is asked. Fix: $1, in pg_hba.conf (runuser -u postgres -- psql -At -c 'SHOW hba_file') set the method of the line matching host $DB_HOST_ / user $DB_ROLE to scram-sha-256, then runuser -u postgres -- psql -c 'SELECT pg_reload_conf()', and run again"
+}
+
+# Whether the stored password $1 of role $2 (pg_authid.rolpassword: a SCRAM-SHA-256 verifier or
+# md5) is the one on stdin: the verifier recomputed with its own salt and iterations. Decides
+# "already changed" without a login, so a trusting pg_hba.conf cannot fake it. The password reaches
+# python only on stdin (after the stored form's line), never argv or the environment.
+db_stored_matches() { # stored role < password
+  { printf '%s\n' "$1"; cat; } | python3 -c '
+import base64, binascii, hashlib, hmac, sys
+data = sys.stdin.buffer.read()
+stored, _, pw = data.partition(b"\n")
+stored = stored.decode("ascii", "replace")
+if stored.startswith("md5"):
+    ok = hmac.compare_digest(stored[3:], hashlib.md5(pw + sys.argv[1].encode()).hexdigest())
+elif stored.startswith("SCRAM-SHA-256$"):
+    try:
+        head, keys = stored[len("SCRAM-SHA-256$"):].split("$", 1)
+        n, salt = head.split(":", 1)
+        stored_key, server_key = keys.split(":", 1)
+        salted = hashlib.pbkdf2_hmac("sha256", pw, base64.b64decode(salt, validate=True), int(n))
+    except (ValueError, binascii.Error):
+        sys.exit(2)
+    client = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    server = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+    ok = hmac.compare_digest(hashlib.sha256(client).digest(), base64.b64decode(stored_key)) and hmac.compare_digest(
+        server, base64.b64decode(server_key)
+    )
+else:
+    sys.exit(1)
+sys.exit(0 if ok else 1)
+' "$2"
+}
+
+# Sets DB_STORED to the stored password of role $1 (through the local superuser); fails untouched
+# when unreadable. (Not a command substitution: its refusal must end the worker itself.)
+db_stored_password() { # role
+  local out
+  out=$(printf "SELECT 'v:' || coalesce(rolpassword, '') FROM pg_authid WHERE rolname = '%s';\n" "$1" | db_admin 2>&1) ||
+    fail_untouched - db-password "cannot read the role $1 through the local postgres superuser: $(redact "${out##*$'\n'}")"
+  case $out in
+    v:*) ;;
+    *) fail_untouched - db-password "PostgreSQL has no role $1 (DB_USER)" ;;
+  esac
+  [[ $out != *\'* ]] || fail_untouched - db-password "the stored password of $1 has an unexpected form"
+  DB_STORED=${out#v:}
+}
+
+# The value of KEY in the host's previous env file ("" when absent or not exactly readable).
+previous_value() { # key
+  local line value=""
+  [ "$HAD_PREVIOUS" = 1 ] || return 0
+  while IFS= read -r line || [ -n "$line" ]; do
+    if [ "$(line_key "$line")" = "$1" ]; then value=$(line_value "$line") || value=""; fi
+  done <"$RUN_DIR/previous.env"
+  printf '%s' "$value"
+}
+
 rotate_db_password() {
-  local new old="" line key verifier out
+  local new old="" line key verifier out stored
   [ "$DB_ROTATE" = 1 ] || return 0
   new=${DELIVERED_SET[DB_PASSWORD]-}
   [ -n "$new" ] || fail_untouched - db-password "--rotate-db-password needs DB_PASSWORD in the delivered env file"
@@ -867,7 +1017,8 @@ rotate_db_password() {
   if [ -n "$DB_FOLLOW" ]; then
     # A follower never changes PostgreSQL (compose_db_user already proved an alternating role).
     [ "${#DB_ROLES[@]}" -gt 0 ] || follow_db_role "${DELIVERED_SET[DB_USER]-}"
-    log "db password: following $DB_FOLLOW (the database's admin host): the new password logs in to $DB_HOST_:$DB_PORT_ as $DB_ROLE; no change in PostgreSQL from this host"
+    DB_FOLLOWED=1
+    log "db password: following $DB_FOLLOW (the database's admin host): the new password logs in to $DB_HOST_:$DB_PORT_ as $DB_ROLE; no change in PostgreSQL from this host (a wrong password is refused on that route, so the login proves it)"
     return 0
   fi
   DB_ROLE=${DELIVERED_SET[DB_USER]-}; DB_HOST_=${DELIVERED_SET[DB_HOST]-}
@@ -889,18 +1040,17 @@ rotate_db_password() {
   esc=${esc//:/\\:}
   printf '*:*:*:*:%s\n' "$esc" >"$RUN_DIR/db-new.pgpass"
   chmod 0600 -- "$RUN_DIR/db-new.pgpass"
-  if db_login_works "$RUN_DIR/db-new.pgpass"; then
-    log "db password: $DB_ROLE@$DB_HOST_:$DB_PORT_ already accepts the new password (changed by an earlier host of this run); no change in PostgreSQL"
+  # "Already changed" (an earlier host of this run, or a re-run) is decided from the stored
+  # verifier, never by a login: where pg_hba.conf trusts the connection every password logs in.
+  db_stored_password "$DB_ROLE"
+  stored=$DB_STORED
+  if printf '%s' "$new" | db_stored_matches "$stored" "$DB_ROLE"; then
+    log "db password: $DB_ROLE@$DB_HOST_:$DB_PORT_ already accepts the new password (its stored verifier matches it, checked without a login: changed by an earlier host of this run); no change in PostgreSQL"
     return 0
   fi
-  out=$(printf "SELECT 'v:' || coalesce(rolpassword, '') FROM pg_authid WHERE rolname = '%s';\n" "$DB_ROLE" | db_admin 2>&1) ||
-    fail_untouched - db-password "cannot read the role $DB_ROLE through the local postgres superuser: $(redact "${out##*$'\n'}")"
-  case $out in
-    v:*) ;;
-    *) fail_untouched - db-password "PostgreSQL has no role $DB_ROLE (DB_USER)" ;;
-  esac
-  [[ $out != *\'* ]] || fail_untouched - db-password "the stored password of $DB_ROLE has an unexpected form"
-  printf '%s' "${out#v:}" >"$RUN_DIR/db-old.verifier"
+  # The proof after the change is a login; it proves something only where a wrong password fails.
+  db_wrong_password_refused || fail_untouched - db-password "$(db_trust_refusal "on this host")"
+  printf '%s' "$stored" >"$RUN_DIR/db-old.verifier"
   verifier=$(printf '%s' "$new" | scram_verifier) || fail_untouched - db-password "python3 could not compute the SCRAM-SHA-256 verifier"
   CHANGED=1
   DB_ALTERED=1
@@ -908,7 +1058,19 @@ rotate_db_password() {
     fail_rolled_back - db-password "ALTER ROLE $DB_ROLE failed: $(redact "${out##*$'\n'}")"
   db_login_works "$RUN_DIR/db-new.pgpass" ||
     fail_rolled_back - db-password "the new password does not log in to $DB_HOST_:$DB_PORT_ as $DB_ROLE (pg_hba.conf? password_encryption?)"
-  log "db password: changed for $DB_ROLE in PostgreSQL (SCRAM-SHA-256 verifier, statement not logged) and proven by a login to $DB_HOST_:$DB_PORT_; the previous verifier is kept for a rollback"
+  db_wrong_password_refused || fail_rolled_back - db-password "$(db_trust_refusal "on this host")"
+  if [ -n "$old" ]; then
+    printf '*:*:*:*:%s\n' "$(pgpass_escape "$old")" >"$RUN_DIR/db-old.pgpass"
+    ! db_login_works "$RUN_DIR/db-old.pgpass" ||
+      fail_rolled_back - db-password "the previous DB_PASSWORD still logs in to $DB_HOST_:$DB_PORT_ as $DB_ROLE after ALTER ROLE (another pg_hba.conf line or role?)"
+  fi
+  log "db password: changed for $DB_ROLE in PostgreSQL (SCRAM-SHA-256 verifier, statement not logged) and proven by a login to $DB_HOST_:$DB_PORT_ (a wrong password refused there${old:+, the previous one too}); the previous verifier is kept for a rollback"
+}
+
+# A password as a pgpass field: backslash and colon escaped (builtins only, no argv).
+pgpass_escape() { # value
+  local v=${1//\\/\\\\}
+  printf '%s' "${v//:/\\:}"
 }
 
 # Puts the role's previous verifier back (rollback). Prints nothing on stdout. On failure the
@@ -929,6 +1091,131 @@ restore_db_password() {
   return 1
 }
 
+# Emergency with alternating roles (--emergency): moving the app to the other role is not enough,
+# the leaked password still opens the role it used. Once every service runs proven on the new
+# role (and the backups are purged), that role gets a random password made and forgotten inside
+# python (stored nowhere, known to nobody) and its open sessions are ended. Not NOLOGIN: the next
+# routine rotation moves the app back to this role and only sets its password, which a NOLOGIN
+# role would still refuse. Proven: the previous DB_PASSWORD no longer logs in as that role. A
+# failure here keeps the new env (rolling back would bring the leaked password back), fails the
+# run and leaves $DB_CLOSE_PENDING naming the role, so the next run closes it even when it finds
+# everything else in place (close_pending_db_role).
+close_previous_db_role() {
+  [ "$EMERGENCY" = 1 ] && [ "$DB_ALTERED" = 1 ] && [ -n "$DB_PREV_ROLE" ] && [ "$DB_PREV_ROLE" != "$DB_ROLE" ] || return 0
+  close_db_role "$DB_PREV_ROLE" "$(previous_value DB_PASSWORD)"
+}
+
+# The no-op path: a role an earlier emergency run could not close.
+close_pending_db_role() {
+  local role
+  [ -f "$DB_CLOSE_PENDING" ] && [ "$DB_ROTATE" = 1 ] && [ -z "$DB_FOLLOW" ] || return 0
+  role=$(head -n 1 -- "$DB_CLOSE_PENDING")
+  [[ $role =~ ^[a-z_][a-z0-9_]*$ ]] || { rm -f -- "$DB_CLOSE_PENDING"; return 0; }
+  DB_HOST_=${DELIVERED_SET[DB_HOST]-}; DB_PORT_=${DELIVERED_SET[DB_PORT]:-5432}; DB_NAME_=${DELIVERED_SET[DB_NAME]-}
+  DB_ROLE=${DELIVERED_SET[DB_USER]-}
+  if [ "$role" = "$DB_ROLE" ]; then
+    rm -f -- "$DB_CLOSE_PENDING" # the app runs on it again: a later rotation gave it a new password
+    return 0
+  fi
+  log "db password: $role was left open by an earlier emergency run ($DB_CLOSE_PENDING); closing it now"
+  close_db_role "$role" ""
+}
+
+close_db_role() { # role previous-password
+  local role=$1 old=$2 verifier out before after fix
+  fix="the new env is in place and proven on $DB_ROLE, but $role may still accept the previous DB_PASSWORD; the next run tries again. Fix: give $role a password nobody keeps and end its sessions as docs/RUNBOOK.md section 4 step 3 shows (as root on the database host)"
+  # From here a failure keeps the new env (CHANGED=0: no rollback): the previous one holds the leak.
+  CHANGED=0
+  printf '%s\n' "$role" >"$DB_CLOSE_PENDING"
+  before=$(printf "SELECT 'v:' || coalesce(rolpassword, '') FROM pg_authid WHERE rolname = '%s';\n" "$role" | db_admin 2>/dev/null) || before=""
+  verifier=$(scram_verifier random) || { failed_line - db-emergency "python3 could not compute a verifier" "$fix"; exit 1; }
+  out=$({ printf "ALTER ROLE %s PASSWORD '%s';\n" "$role" "$verifier"
+    printf "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = '%s' AND pid <> pg_backend_pid();\n" "$role"; } |
+    db_admin 2>&1) || { failed_line - db-emergency "ALTER ROLE $role failed: $(redact "${out##*$'\n'}")" "$fix"; exit 1; }
+  after=$(printf "SELECT 'v:' || coalesce(rolpassword, '') FROM pg_authid WHERE rolname = '%s';\n" "$role" | db_admin 2>/dev/null) || after=""
+  if [ "$after" != "v:$verifier" ] || [ "$after" = "$before" ]; then
+    failed_line - db-emergency "PostgreSQL does not hold the new verifier for $role after ALTER ROLE" "$fix"
+    exit 1
+  fi
+  if [ -n "$old" ]; then
+    printf '*:*:*:*:%s\n' "$(pgpass_escape "$old")" >"$RUN_DIR/db-old.pgpass"
+    if DB_ROLE=$role db_login_works "$RUN_DIR/db-old.pgpass"; then
+      failed_line - db-emergency "the previous DB_PASSWORD still logs in to $DB_HOST_:$DB_PORT_ as $role after ALTER ROLE" "$fix"
+      exit 1
+    fi
+  fi
+  rm -f -- "$DB_CLOSE_PENDING"
+  log "db password: EMERGENCY (--emergency): $role, the role the app used before, got a random password nobody knows (stored nowhere) and its ${out:-0} open session(s) were ended${old:+; the previous DB_PASSWORD is refused for it}. The next routine rotation gives it a new password and moves the app back to it"
+}
+
+# Shared database, single role: once this follower moved, PostgreSQL no longer accepts the
+# previous DB_PASSWORD (the admin host changed it), so a rollback that restored it would leave the
+# app unable to connect. The rollback restores the previous env with the new DB_PASSWORD instead
+# (the root-only backup keeps the previous file as it was). The same with alternating roles in an
+# emergency, with the new DB_USER: the admin host closed the previous role.
+db_follower_rollback_env() {
+  local line key written=0 new=${DELIVERED_SET[DB_PASSWORD]-} user=""
+  [ "$DB_FOLLOWED" = 1 ] && [ "$ENV_INSTALLED" = 1 ] && [ "$HAD_PREVIOUS" = 1 ] || return 0
+  if [ "${#DB_ROLES[@]}" -gt 0 ]; then
+    [ "$EMERGENCY" = 1 ] || return 0
+    user=$DB_ROLE
+  fi
+  cp -p -- ./previous ./previous.db || return 1
+  while IFS= read -r line || [ -n "$line" ]; do
+    key=$(line_key "$line")
+    if [ "$key" = DB_PASSWORD ] || { [ -n "$user" ] && [ "$key" = DB_USER ]; }; then
+      if [ "$written" = 0 ]; then
+        printf "DB_PASSWORD='%s'\n" "$new"
+        if [ -n "$user" ]; then printf "DB_USER='%s'\n" "$user"; fi
+      fi
+      written=1
+    else
+      printf '%s\n' "$line"
+    fi
+  done <"$RUN_DIR/previous.env" >./previous.db || return 1
+  if [ "$written" = 0 ]; then
+    printf "DB_PASSWORD='%s'\n" "$new" >>./previous.db
+    if [ -n "$user" ]; then printf "DB_USER='%s'\n" "$user" >>./previous.db; fi
+  fi
+  mv -f -T -- ./previous.db ./previous || return 1
+  DB_ROLLBACK_NOTE=" (with the new DB_PASSWORD${user:+ and DB_USER $user} from $DB_FOLLOW: PostgreSQL no longer accepts the previous one)"
+  # Units not restarted yet hold the dead password too: the rollback restarts every running unit.
+  local svc
+  RESTARTED=()
+  for svc in "${SERVICES[@]}"; do
+    if [ "${ACTION[$svc]}" = restart ]; then RESTARTED+=("$svc"); fi
+  done
+  log "rollback: the previous env goes back with the new DB_PASSWORD, which $DB_FOLLOW set in the shared database"
+}
+
+# The database-backed check of a rollback: the restored env's DB_USER and DB_PASSWORD log in to its
+# DB_HOST over TCP, as the app connects (a health URL need not touch the database). Prints the
+# problem, if any.
+db_rollback_login() {
+  local file=../$ENV_NAME line key user="" password="" host="" port=5432 name=""
+  [ "$DB_ROTATE" = 1 ] && [ "$HAD_PREVIOUS" = 1 ] && [ "$ENV_INSTALLED" = 1 ] || return 0
+  while IFS= read -r line || [ -n "$line" ]; do
+    key=$(line_key "$line")
+    case $key in
+      DB_USER) user=$(line_value "$line") || user="" ;;
+      DB_PASSWORD) password=$(line_value "$line") || password="" ;;
+      DB_HOST) host=$(line_value "$line") || host="" ;;
+      DB_PORT) port=$(line_value "$line") || port=5432 ;;
+      DB_NAME) name=$(line_value "$line") || name="" ;;
+    esac
+  done < <(cat -- "$file" 2>/dev/null)
+  if [ -z "$user" ] || [ -z "$password" ] || [ -z "$host" ]; then
+    printf '; the restored %s has no DB_USER, DB_PASSWORD or DB_HOST that can be read exactly: the database login was not checked' "$ENV_FILE"
+    return 0
+  fi
+  printf '*:*:*:*:%s\n' "$(pgpass_escape "$password")" >"$RUN_DIR/db-rollback.pgpass"
+  if ! DB_ROLE=$user DB_HOST_=$host DB_PORT_=$port DB_NAME_=$name db_login_works "$RUN_DIR/db-rollback.pgpass"; then
+    printf '; the restored DB_PASSWORD does not log in to %s:%s as %s (database check after the rollback): the app cannot reach its database. Fix: find the password PostgreSQL has for %s (the rollout log above says who changed it), put it in %s or run the rotation again' "$host" "$port" "$user" "$user" "$ENV_FILE"
+    return 0
+  fi
+  log "rollback: the restored DB_PASSWORD logs in to $host:$port as $user (database check)"
+}
+
 # --- the no-op path -----------------------------------------------------------------------
 
 # Everything this rollout establishes is already there and the running processes prove it.
@@ -939,7 +1226,9 @@ already_in_place() {
   for svc in "${SERVICES[@]}"; do
     [ "$(cat -- "$(dropin_dir "$svc")/$DROPIN_NAME" 2>/dev/null)" = "$(dropin_content)" ] || return 1
     ours_loads_last "$svc" || return 1
-    if [ "${ACTION[$svc]}" = restart ]; then
+    # An idle socket-activated unit has nothing running to prove; its file and drop-in are what
+    # the run that put them there proved.
+    if [ "${ACTION[$svc]}" = restart ] && [ -z "${IDLE[$svc]:-}" ]; then
       [ "$(unit_prop "$svc" ActiveState)" = active ] && prove_env "$svc" "$DELIVERED_HASH" >/dev/null || return 1
     fi
   done
@@ -966,8 +1255,16 @@ check_units() {
     enabled=$(unit_prop "$svc" UnitFileState)
     case $active in
       inactive | deactivating)
-        ACTION[$svc]=leave
-        log "unit: $svc is stopped ($active, $enabled): left stopped; it reads the new env when next started" ;;
+        if socket_listening_for "$svc"; then
+          # Idle, not stopped: the next connection starts it on whatever env is in place, so the
+          # new env is proven now (started through its socket's service like a restart).
+          ACTION[$svc]=restart
+          IDLE[$svc]=1
+          log "unit: $svc is idle ($active) but $SOCKET_FOR listens for it (socket activation): started now, so the new env is checked and proven before the rollout reports success"
+        else
+          ACTION[$svc]=leave
+          log "unit: $svc is stopped ($active, $enabled)${SOCKET_FOR:+ and so is $SOCKET_FOR}: left stopped; it reads the new env when next started"
+        fi ;;
       *)
         ACTION[$svc]=restart
         if [ "$enabled" = disabled ]; then log "unit: $svc is disabled but $active: restarted, left disabled"; fi ;;
@@ -975,6 +1272,20 @@ check_units() {
   done
   check_socket
   check_login_probe
+}
+
+# Whether a socket unit that activates the (inactive) unit is listening: then the unit is idle,
+# running on demand, not stopped. Sets SOCKET_FOR to its socket units. A masked unit never counts.
+socket_listening_for() { # unit
+  local u found=1
+  SOCKET_FOR=""
+  [ "$(unit_prop "$1" UnitFileState)" != masked ] || return 1
+  for u in $(unit_prop "$1" TriggeredBy); do
+    case $u in *.socket) ;; *) continue ;; esac
+    SOCKET_FOR="$SOCKET_FOR${SOCKET_FOR:+ }$u"
+    if [ "$(timeout "$SYSTEMCTL_TIMEOUT" systemctl show -p ActiveState --value -- "$u")" = active ]; then found=0; fi
+  done
+  return "$found"
 }
 
 # --socket: the first service must really be socket-activated by that unit, or its restart
@@ -1047,6 +1358,9 @@ backup_dir() {
   mkdir -p -- "$dir"
   chmod 0700 -- "$dir"
   printf '%s\n' "$ENV_FILE" >"$dir/path"
+  # The services this env file served, so an emergency finds its backups after app.envFile changed.
+  printf '%s\n' "${SERVICES[@]}" | LC_ALL=C sort -u -o "$dir/services" - "$dir/services" 2>/dev/null ||
+    printf '%s\n' "${SERVICES[@]}" >"$dir/services"
   printf '%s' "$dir"
 }
 
@@ -1131,7 +1445,7 @@ check_login_probe() {
   if [ "$uid" != 0 ] || [ "$links" != 1 ] || (((8#$mode & 8#077) != 0)); then
     fail_untouched "$svc" login-probe "$LOGIN_PASSWORD_FILE must be root's alone (it is uid $uid, mode $mode, $links link(s)): chown root:root $LOGIN_PASSWORD_FILE && chmod 0600 $LOGIN_PASSWORD_FILE"
   fi
-  check_ancestors "$LOGIN_PASSWORD_FILE" "$LOGIN_PASSWORD_FILE" || fail_untouched "$svc" login-probe "$REFUSAL"
+  check_ancestors "$LOGIN_PASSWORD_FILE" "$LOGIN_PASSWORD_FILE" logical || fail_untouched "$svc" login-probe "$REFUSAL"
   IFS= read -r LOGIN_PW <"$LOGIN_PASSWORD_FILE" || true
   [ -n "$LOGIN_PW" ] || fail_untouched "$svc" login-probe "$LOGIN_PASSWORD_FILE is empty: its first line is the probe account's password"
   add_redactions "$LOGIN_PW"
@@ -1421,15 +1735,36 @@ restart_services() {
   done
 }
 
-# Emergency rotation: once the new env is proven, no copy of a previous key stays on the host.
+# Emergency rotation: once the new env is proven, no copy of a previous key stays on the host: every
+# backup generation of this env file and of every earlier env file of these services (a changed
+# app.envFile leaves its backups under the old path's directory). A backup directory is theirs when
+# it records one of these services, or (written before directories recorded services) when its env
+# file is this one or lies in the app directory. Runs on every run with the flag, a no-op one too.
 purge_old_copies() {
-  local dir n
+  local dir n=0 total=0 dirs=() svc path mine
   [ "$PURGE_OLD" = 1 ] || return 0
-  dir=$(backup_dir)
-  n=$(find "$dir" -maxdepth 1 -type f -name '*.env' | wc -l)
-  find "$dir" -maxdepth 1 -type f -name '*.env' -delete
+  mine=$(backup_dir)
+  for dir in "$BACKUP_ROOT"/*/; do
+    dir=${dir%/}
+    if [ ! -d "$dir" ] || [ -L "$dir" ]; then continue; fi
+    path=$(head -n 1 -- "$dir/path" 2>/dev/null || true)
+    if [ "$dir" = "$mine" ] || { [ ! -e "$dir/services" ] && [ -n "$path" ] && [[ $path == "$APP_DIR"/* ]]; }; then
+      dirs+=("$dir")
+      continue
+    fi
+    for svc in "${SERVICES[@]}"; do
+      if grep -q -x -F -e "$svc" -- "$dir/services" 2>/dev/null; then dirs+=("$dir"); break; fi
+    done
+  done
+  for dir in "${dirs[@]+"${dirs[@]}"}"; do
+    n=$(find "$dir" -maxdepth 1 -type f -name '*.env' | wc -l)
+    find "$dir" -maxdepth 1 -type f -name '*.env' -delete
+    total=$((total + n))
+    path=$(head -n 1 -- "$dir/path" 2>/dev/null || true)
+    if [ "$path" != "$ENV_FILE" ] && [ "$n" -gt 0 ]; then log "purge: removed $n backup generations of the earlier env file $path"; fi
+  done
   rm -f -- ./previous
-  log "purge: removed $n backup generations of $ENV_FILE holding previous keys (--purge-old-copies)"
+  log "purge: removed $total backup generations holding previous keys, of $ENV_FILE and of every earlier env file of ${SERVICES[*]} (--purge-old-copies)"
 }
 
 # --- rollback -----------------------------------------------------------------------------
@@ -1439,6 +1774,7 @@ rollback() {
   set +e
   local svc problems="" expected=""
   log "rollback: restoring the previous env"
+  db_follower_rollback_env || problems="$problems; could not put the new DB_PASSWORD into the previous env for the rollback"
   if [ "$ENV_INSTALLED" = 1 ] && [ "$HAD_PREVIOUS" = 1 ]; then
     mv -f -T -- ./previous "../$ENV_NAME" || problems="$problems; could not put the previous $ENV_FILE back (it is in $(backup_dir))"
   elif [ "$ENV_INSTALLED" = 1 ]; then
@@ -1478,10 +1814,11 @@ rollback() {
     h=$(first_process_hash "$svc")
     if [ -z "$expected" ]; then expected=$h; elif [ "$h" != "$expected" ]; then problems="$problems; $svc does not run the same env as ${RESTARTED[0]}"; fi
   done
+  problems="$problems$(db_rollback_login)"
   if [ -n "$problems" ]; then
     printf 'ROLLBACK INCOMPLETE, the host needs attention%s' "$problems"
   elif [ "$HAD_PREVIOUS" = 1 ]; then
-    printf 'previous env restored and services healthy on it'
+    printf 'previous env restored%s and services healthy on it' "$DB_ROLLBACK_NOTE"
   else
     printf 'there was no previous env file: the new one and the drop-ins were removed again, services are as before the rollout'
   fi
@@ -1558,7 +1895,7 @@ worker_exit() {
   fi
   rm -f -- ./new ./previous 2>/dev/null
   if [ -n "$PRIVATE_NAME" ] && cd .. 2>/dev/null; then rmdir -- "./$PRIVATE_NAME" 2>/dev/null; fi
-  rm -f -- "$RUN_DIR/received.env" "$RUN_DIR/final.env" "$RUN_DIR/previous.env" "$RUN_DIR"/dropin.* "$PID_FILE" "$RUN_DIR/db-new.pgpass" "$RUN_DIR/db-old.verifier"
+  rm -f -- "$RUN_DIR/received.env" "$RUN_DIR/final.env" "$RUN_DIR/previous.env" "$RUN_DIR"/dropin.* "$PID_FILE" "$RUN_DIR/db-new.pgpass" "$RUN_DIR/db-old.verifier" "$RUN_DIR"/db-*.pgpass "$RUN_DIR/db-rollback.env"
   printf '%s\n' "$rc" >"$RUN_DIR/result"
   exit "$rc"
 }
@@ -1566,12 +1903,16 @@ worker_exit() {
 # Runs in the transient unit started by start_worker.
 worker() {
   IN_WORKER=1
+  if ! claim_run worker; then
+    printf '%s[%s] the front end gave up waiting for this run (hand-off timeout) and told the caller nothing changed: doing nothing\n' "$PROG" "$HOST" >&2
+    exit 0
+  fi
   trap worker_exit EXIT
   trap 'exit 143' TERM INT HUP
   set -o errtrace
   trap 'LAST_ERR="line $LINENO: $BASH_COMMAND"' ERR
   exec {RUN_LOCK}>>"$RUN_DIR/lock"
-  flock -s "$RUN_LOCK"
+  flock -w "$SYSTEMCTL_TIMEOUT" -s "$RUN_LOCK"
   : >"$RUN_DIR/started"
   take_host_lock
   sweep_state
@@ -1588,15 +1929,18 @@ worker() {
   prove_secret_key_fallbacks
   if already_in_place; then
     log "already in place and proven in the running processes; nothing to do"
+    purge_old_copies
+    close_pending_db_role
     return 0
   fi
+  rotate_db_password
   run_check
   backup_previous
-  rotate_db_password
   install_env
   install_dropins
   restart_services
   purge_old_copies
+  close_previous_db_role
   log "done: env fingerprint $(sha256sum -- "../$ENV_NAME" | cut -c 1-16)"
 }
 
@@ -1623,23 +1967,62 @@ prepare_state_dir() {
 write_worker() {
   {
     printf '#!/bin/bash\n# pms-secrets rollout worker for %s (generated by the front end)\nset -euo pipefail\numask 077\n' "$ENV_FILE"
-    declare -p PROG STATE_DIR RUNS_DIR BACKUP_ROOT LOCK_FILE PID_FILE DROPIN_NAME PRIVATE_PREFIX END_MARKER \
-      LOCK_TIMEOUT CHECK_TIMEOUT RESTART_TIMEOUT SYSTEMCTL_TIMEOUT HTTP_TIMEOUT HANDOFF_TIMEOUT EXIT_DRIFT KEY_ERROR_PATTERN \
+    declare -p PROG STATE_DIR RUNS_DIR BACKUP_ROOT LOCK_FILE DB_CLOSE_PENDING PID_FILE DROPIN_NAME PRIVATE_PREFIX END_MARKER \
+      LOCK_TIMEOUT CHECK_TIMEOUT RESTART_TIMEOUT SYSTEMCTL_TIMEOUT HTTP_TIMEOUT HANDOFF_TIMEOUT DB_BUDGET DB_RESTORE_BUDGET RELAY_MARGIN MAX_ENV_BYTES \
+      EXIT_DRIFT MAX_LINE KEY_ERROR_PATTERN \
       HOST ENV_FILE APP_DIR GROUP CHECK HEALTH_URLS HEALTH_HOST HEALTH_CA HEALTH_INSECURE STABLE_SECONDS \
       HEALTH_TIMEOUT REDACT_KEYS SERVICES UNMANAGED BACKUPS PURGE_OLD SK_FALLBACKS EMERGENCY DB_ROTATE DB_ROLES DB_FOLLOW SOCKET LOGIN_URL LOGIN_USER LOGIN_PASSWORD_FILE LOGIN_CHECK_URL ENV_DIR ENV_NAME RUN_DIR RUN_ID
     declare -p SK_ACCEPT
     printf 'STARTED_AT=%s\nPRIVATE_NAME=""\nHAD_PREVIOUS=0\nENV_INSTALLED=0\nINSTALLED_ID=""\nCHANGED=0\n' "$STARTED_AT"
     printf 'FAILED_PRINTED=0\nROLLED_BACK=0\nLAST_ERR=""\nDELIVERED_HASH=""\nDELIVERED_KEYS=()\nREDACT_VALUES=()\n'
-    printf 'UNMANAGED_KEYS=()\nDROPINS_CHANGED=()\nRESTARTED=()\ndeclare -A ACTION=()\n'
-    printf 'DB_ALTERED=0\nDB_ROLE=""\nDB_HOST_=""\nDB_PORT_=""\nDB_NAME_=""\nDB_SWITCH=0\n'
+    printf 'UNMANAGED_KEYS=()\nDROPINS_CHANGED=()\nRESTARTED=()\ndeclare -A ACTION=()\ndeclare -A IDLE=()\n'
+    printf 'DB_ALTERED=0\nDB_ROLE=""\nDB_HOST_=""\nDB_PORT_=""\nDB_NAME_=""\nDB_SWITCH=0\nDB_PREV_ROLE=""\nDB_FOLLOWED=0\nDB_ROLLBACK_NOTE=""\n'
     declare -f
     printf 'worker\n'
   } >"$RUN_DIR/worker.sh"
 }
 
+# The worker's time budgets, from the arguments (components/rollout-time.ts computes the same
+# from the stack config and refuses a config whose worst case exceeds the resource timeout).
+# Forward: lock, systemctl calls, check command, PostgreSQL, each unit's restart, the health URLs
+# and login probe of the first one, the stability window. RuntimeMaxSec= of the worker.
+forward_budget() {
+  local t=$((LOCK_TIMEOUT + 8 * SYSTEMCTL_TIMEOUT + STABLE_SECONDS))
+  t=$((t + ${#SERVICES[@]} * (RESTART_TIMEOUT + 4 * SYSTEMCTL_TIMEOUT) + ${#HEALTH_URLS[@]} * (HEALTH_TIMEOUT + HTTP_TIMEOUT)))
+  if [ -n "$CHECK" ]; then t=$((t + CHECK_TIMEOUT + 30)); fi
+  if [ "$DB_ROTATE" = 1 ]; then t=$((t + DB_BUDGET)); fi
+  if [ -n "$LOGIN_URL" ]; then t=$((t + 3 * HTTP_TIMEOUT)); fi
+  printf '%s' "$t"
+}
+
+# Rollback: daemon-reload, the role's previous password, each unit restarted and verified on its
+# own window. TimeoutStopSec= of the worker (then systemd kills it).
+rollback_budget() {
+  local t=$((2 * SYSTEMCTL_TIMEOUT + ${#HEALTH_URLS[@]} * (HEALTH_TIMEOUT + HTTP_TIMEOUT)))
+  t=$((t + ${#SERVICES[@]} * (RESTART_TIMEOUT + 4 * SYSTEMCTL_TIMEOUT + STABLE_SECONDS)))
+  if [ "$DB_ROTATE" = 1 ]; then t=$((t + DB_RESTORE_BUDGET)); fi
+  printf '%s' "$t"
+}
+
+# The longest a run can take on the host: start and hand-off, the worker's two budgets, the relay.
 worst_case_seconds() {
-  local per=$((RESTART_TIMEOUT + STABLE_SECONDS + ${#HEALTH_URLS[@]} * HEALTH_TIMEOUT + 4 * SYSTEMCTL_TIMEOUT))
-  printf '%s' $((LOCK_TIMEOUT + CHECK_TIMEOUT + 2 * ${#SERVICES[@]} * per + 6 * SYSTEMCTL_TIMEOUT))
+  printf '%s' $((SYSTEMCTL_TIMEOUT + HANDOFF_TIMEOUT + $(forward_budget) + $(rollback_budget) + RELAY_MARGIN))
+}
+
+# Exactly one of the worker and the front end claims the run (an O_EXCL create): the worker before
+# it does anything, the front end when it gives up waiting. So a "nothing changed" is true.
+claim_run() { # who
+  (set -o noclobber; printf '%s\n' "$1" >"$RUN_DIR/claim") 2>/dev/null
+}
+
+# The worker did not start in time. If it has not claimed the run, it never will: stop its unit
+# and fail untouched. If it has, it runs: return and follow it.
+abandon_worker() { # unit reason
+  if claim_run front-end; then
+    timeout "$SYSTEMCTL_TIMEOUT" systemctl stop -- "$1.service" >/dev/null 2>&1 || true
+    fail_untouched - worker "$2; the run is cancelled: $1 will not roll out even if it starts later"
+  fi
+  log "worker: $1 started after all (slow hand-off); following it"
 }
 
 # Starts the worker in its own transient unit: outside this SSH session, so a dropped connection
@@ -1647,15 +2030,22 @@ worst_case_seconds() {
 start_worker() {
   local unit=pms-rollout-$RUN_ID out
   write_worker
+  # RuntimeMaxSec= bounds the rollout itself: past it systemd sends SIGTERM and the worker rolls
+  # back, within TimeoutStopSec= (then SIGKILL). So the whole run is bounded whatever hangs.
   out=$(timeout "$SYSTEMCTL_TIMEOUT" systemd-run --quiet --collect --unit="$unit" --service-type=exec \
-    --description="pms-secrets rollout of $ENV_FILE" -p KillMode=mixed -p "TimeoutStopSec=$(worst_case_seconds)" \
-    -- /bin/bash "$RUN_DIR/worker.sh" 2>&1) || fail_untouched - worker "could not start the rollout unit $unit: $out"
+    --description="pms-secrets rollout of $ENV_FILE" -p KillMode=mixed -p "RuntimeMaxSec=$(forward_budget)" \
+    -p "TimeoutStopSec=$(rollback_budget)" -- /bin/bash "$RUN_DIR/worker.sh" 2>&1) ||
+    abandon_worker "$unit" "could not start the rollout unit $unit within ${SYSTEMCTL_TIMEOUT}s: $out"
   local deadline=$(($(date +%s) + HANDOFF_TIMEOUT))
   until [ -e "$RUN_DIR/started" ] || [ -e "$RUN_DIR/result" ]; do
-    [ "$(date +%s)" -lt "$deadline" ] || fail_untouched - worker "the rollout unit $unit did not start within ${HANDOFF_TIMEOUT}s"
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      abandon_worker "$unit" "the rollout unit $unit did not start within ${HANDOFF_TIMEOUT}s"
+      deadline=$(($(date +%s) + HANDOFF_TIMEOUT))
+    fi
     sleep 0.2
   done
-  exec {RUN_LOCK}>&-
+  # The front end keeps its shared lock on the run dir until it has read the result, so another
+  # run's sweep never deletes a live run's files.
   log "worker: $unit runs the rollout (journalctl -u $unit); it finishes or rolls back even if this session drops"
 }
 
@@ -1663,7 +2053,7 @@ start_worker() {
 # --pid cannot watch a process that is not our child inside some containers.
 follow_worker() {
   local unit=pms-rollout-$RUN_ID log=$RUN_DIR/log off=0 size line rc last=0 deadline
-  deadline=$(($(date +%s) + $(worst_case_seconds) + 60))
+  deadline=$(($(date +%s) + $(forward_budget) + $(rollback_budget) + RELAY_MARGIN))
   while :; do
     if [ -e "$RUN_DIR/result" ] || [ "$(unit_prop "$unit" ActiveState 2>/dev/null)" != active ] ||
       [ "$(date +%s)" -ge "$deadline" ]; then last=1; fi
@@ -1680,7 +2070,7 @@ follow_worker() {
   done
   if [ ! -e "$RUN_DIR/result" ]; then
     if [ "$(unit_prop "$unit" ActiveState 2>/dev/null)" = active ]; then
-      failed_line - worker "the rollout unit $unit is still running after $(worst_case_seconds)s" "it finishes or rolls back on its own; see journalctl -u $unit"
+      failed_line - worker "the rollout unit $unit is still running after $(($(forward_budget) + $(rollback_budget)))s (its budget)" "systemd stops it and it rolls back on its own; see journalctl -u $unit"
     else
       failed_line - worker "the rollout unit $unit ended without a result (killed?)" "see journalctl -u $unit; the next run sweeps and converges the host"
     fi
@@ -1696,21 +2086,22 @@ follow_worker() {
 # Compares each service's processes with the host's env file (and with the file on stdin, if
 # any). Changes nothing. One line per service; exit 0 in sync, 3 drift.
 verify_only() {
-  local svc drift=0 result file=$RUN_DIR/received.env
-  if [ ! -f "$ENV_FILE" ] || [ -L "$ENV_FILE" ]; then
-    failed_line - verify "$ENV_FILE is missing or not a regular file" "nothing was changed"
+  local svc drift=0 result file=$RUN_DIR/received.env host_file=$RUN_DIR/host.env rc=0
+  read_env_file_safely "$host_file" || rc=$?
+  if [ "$rc" != 0 ]; then
+    failed_line - verify "$REFUSAL" "nothing was changed"
     exit 1
   fi
   cat >"$file"
-  sed -i "\\|^${END_MARKER}|d" -- "$file"
   if [ -s "$file" ]; then
+    strip_end_marker "$file"
     # Every line the program would send must be in the host's file (which may also carry kept keys).
-    if grep -v '^#' -- "$file" | grep -q -v -x -F -f "$ENV_FILE"; then
+    if grep -v '^#' -- "$file" | grep -q -v -x -F -f "$host_file"; then
       log "verify: $ENV_FILE differs from the env file the program would send"
       drift=1
     fi
   else
-    grep -E "^[A-Za-z_][A-Za-z0-9_]*='[^'\\\\]*'\$" -- "$ENV_FILE" >"$file" || true
+    grep -E "^[A-Za-z_][A-Za-z0-9_]*='[^'\\\\]*'\$" -- "$host_file" >"$file" || true
   fi
   load_delivered "$file"
   for svc in "${SERVICES[@]}"; do
@@ -1728,13 +2119,38 @@ verify_only() {
   if [ "$drift" = 1 ]; then exit "$EXIT_DRIFT"; fi
 }
 
+# --verify-only reads the env file under the rollout's rules: every directory above it root's, the
+# file itself a regular file with one link and at most MAX_ENV_BYTES, never read through a link
+# (dd iflag=nofollow), a pipe or device swapped in never blocks (iflag=nonblock, a time bound) nor
+# streams (a byte bound), and the file must be the same before and after. Copies it to $1.
+# Returns 1 when missing, 2 when refused (REFUSAL says why).
+read_env_file_safely() { # dest
+  local before after
+  check_ancestors "$ENV_DIR" "the env directory" logical || return 2
+  before=$(stat -c '%d:%i|%h|%F|%s' -- "$ENV_FILE" 2>/dev/null) || { REFUSAL="$ENV_FILE is missing"; return 1; }
+  case $before in
+    *'|1|regular file|'* | *'|1|regular empty file|'*) ;;
+    *) REFUSAL="$ENV_FILE is not a regular file with one link ($(stat -c '%F, %h links' -- "$ENV_FILE" 2>/dev/null)); root does not read it"; return 2 ;;
+  esac
+  if [ "${before##*|}" -gt "$MAX_ENV_BYTES" ]; then REFUSAL="$ENV_FILE is larger than $MAX_ENV_BYTES bytes: not an env file"; return 2; fi
+  if ! timeout 10 dd if="$ENV_FILE" of="$1" iflag=nofollow,nonblock,count_bytes count=$((MAX_ENV_BYTES + 1)) status=none 2>/dev/null; then
+    REFUSAL="$ENV_FILE could not be read as a regular file within 10s (replaced by a link or a pipe while it was read?)"
+    return 2
+  fi
+  after=$(stat -c '%d:%i|%h|%F|%s' -- "$ENV_FILE" 2>/dev/null) || true
+  if [ "$after" != "$before" ] || [ "$(stat -c %s -- "$1")" != "${before##*|}" ]; then
+    REFUSAL="$ENV_FILE changed while it was read (someone is replacing it); run again"
+    return 2
+  fi
+}
+
 main() {
   parse_args "$@"
   prepare_state_dir
   RUN_DIR=$(mktemp -d "$RUNS_DIR/XXXXXXXXXX")
   RUN_ID=${RUN_DIR##*/}
   exec {RUN_LOCK}>>"$RUN_DIR/lock"
-  flock -s "$RUN_LOCK"
+  flock -w "$SYSTEMCTL_TIMEOUT" -s "$RUN_LOCK"
   if [ "$VERIFY_ONLY" = 1 ]; then verify_only; exit 0; fi
   receive_env
   start_worker

@@ -1,7 +1,7 @@
 /**
  * What a user sees from the real `pulumi` CLI before any host is touched: config errors on the
- * shipped Pulumi.dev.yaml (a missing or plaintext sshPrivateKey, placeholders, a plaintext
- * supplied secret) as the CLI prints them, and the policy pack run by the CLI
+ * shipped Pulumi.dev.yaml (placeholders, a leftover sshPrivateKey in plain text or as a secret,
+ * a plaintext supplied secret) as the CLI prints them, and the policy pack run by the CLI
  * (`--policy-pack policy`) blocking an up. No test host is needed (nothing
  * connects anywhere: hosts point at a loopback port nothing listens on).
  *
@@ -45,23 +45,22 @@ describe("the CLI's own config validation, on the shipped Pulumi.dev.yaml", { sk
     if (keys) fs.rmSync(keys, { recursive: true, force: true });
   });
 
-  it("without sshPrivateKey `pulumi up` stops before any resource, listing the other problems with their fixes (the CLI's own check does not pre-empt them)", async () => {
+  it("on the shipped file `pulumi up` stops before any resource, listing every problem with its fix; no SSH key is asked for (the CLI's own check does not pre-empt them)", async () => {
     const r = await stack.up();
     assert.notEqual(r.code, 0);
     // Pulumi.yaml declares no type/secret/required keys, so the CLI's first-finding-only check
-    // ("Stack 'dev' is missing configuration value 'sshPrivateKey'") never fires.
+    // ("Stack 'dev' is missing configuration value ...") never fires.
     assert.doesNotMatch(r.output, /validating stack config/);
     assert.match(r.output, /Stack "dev" has \d+ configuration problems?; nothing was changed:/);
     assert.match(r.output, /- pms-secrets:hosts\[0\]\.address: .*Fix: /);
     assert.match(r.output, /- pms-secrets:secrets\.DB_PASSWORD: is missing.*Fix: /);
-    // A preview (the first phase of `up` too) runs without the deploy key, so its absence is
-    // reported only once an update would need it.
+    // The key is no config: the program logs in through an SSH agent.
     assert.doesNotMatch(r.output, /pms-secrets:sshPrivateKey/);
     assert.deepEqual(commandSteps(r), [], "no rollout ran");
     log(r.output);
   });
 
-  it("a plaintext sshPrivateKey is refused before any resource, and the key is not printed", async () => {
+  it("a leftover sshPrivateKey in plain text is refused before any resource with the SSH agent migration, and the key is not printed", async () => {
     const set = await stack.run(["config", "set", "--plaintext", "sshPrivateKey"], { stdin: privateKey });
     assert.equal(set.code, 0, set.output);
     assert.match(stack.stackFile(), /BEGIN OPENSSH PRIVATE KEY/, "the mistake really is in the stack file");
@@ -69,12 +68,12 @@ describe("the CLI's own config validation, on the shipped Pulumi.dev.yaml", { sk
     assert.notEqual(r.code, 0);
     assert.match(
       r.output,
-      /- pms-secrets:sshPrivateKey: is stored in plaintext in the stack file\. Fix: .*pulumi config set --secret sshPrivateKey/,
+      /- pms-secrets:sshPrivateKey: is no longer read: .*Fix: `pulumi config rm sshPrivateKey`, then use an SSH agent: /,
     );
     assert.deepEqual(stack.leaks(), []);
   });
 
-  it("with the key set as a secret, the remaining problems are listed, each with its fix, and no stack trace", async () => {
+  it("a leftover sshPrivateKey set as a secret is refused the same way, with the other problems, each with its fix, and no stack trace", async () => {
     const set = await stack.run(["config", "set", "--secret", "sshPrivateKey"], { stdin: privateKey });
     assert.equal(set.code, 0, set.output);
     assert.doesNotMatch(stack.stackFile(), /BEGIN OPENSSH PRIVATE KEY/);
@@ -83,11 +82,17 @@ describe("the CLI's own config validation, on the shipped Pulumi.dev.yaml", { sk
     assert.match(r.output, /Stack "dev" has \d+ configuration problems?; nothing was changed:/);
     assert.match(r.output, /- pms-secrets:secrets\.DB_PASSWORD: .*Fix: /);
     assert.match(r.output, /- pms-secrets:hosts\[0\]\.address: .*Fix: /);
-    assert.doesNotMatch(r.output, /pms-secrets:sshPrivateKey/);
+    assert.match(r.output, /- pms-secrets:sshPrivateKey: is no longer read: .*then rotate the deploy key/);
     assert.doesNotMatch(r.output, /at .*\.ts:\d+:\d+/, "a config error is not a stack trace");
     assert.deepEqual(commandSteps(r), []);
     assert.deepEqual(stack.leaks(), []);
     log(r.output);
+    // The migration's first step, as the message says: the key problem is gone.
+    const rm = await stack.run(["config", "rm", "sshPrivateKey"]);
+    assert.equal(rm.code, 0, rm.output);
+    const again = await stack.preview();
+    assert.doesNotMatch(again.output, /pms-secrets:sshPrivateKey/);
+    assert.match(again.output, /- pms-secrets:secrets\.DB_PASSWORD: .*Fix: /);
   });
 
   it("a supplied secret pasted in plaintext is refused by the program (the CLI cannot see it inside a map)", async () => {
@@ -115,7 +120,7 @@ describe("the policy pack, run by the CLI", { skip }, () => {
     stack = await PulumiStack.create({ stack: "prod", log });
     // A valid prod config except for what only the policy pack demands: a customer-managed KMS key.
     config = {
-      hosts: [{ name: "web1", address: "127.0.0.1", port: 1, user: "root", hostKey }],
+      hosts: [{ name: "web1", address: "127.0.0.1", port: 1, user: "deploy", hostKey }],
       sshPrivateKey: privateKey,
       app: { dir: "/srv/pms-backend", healthUrl: "http://127.0.0.1:8000/health/" },
       env: {

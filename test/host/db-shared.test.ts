@@ -11,6 +11,8 @@
  *     (which only proves it), 0 failed requests, Celery works on both, no secret in any output;
  *   - a follower whose new password does not log in (PostgreSQL refuses it the new role) fails
  *     untouched, naming the admin host; once PostgreSQL admits it, a re-run moves it.
+ * With one role: the admin host changes it once, the follower proves and moves; a follower that
+ * fails after the change rolls back keeping the new password, on every unit, with a database check.
  *
  *   node --import tsx --test test/host/db-shared.test.ts        (root, Linux)
  */
@@ -289,6 +291,66 @@ describe(
       assert.equal(await loginFromFollower(p4, TEST_DB.user), 0);
       assert.notEqual(await loginFromFollower(TEST_DB.password, TEST_DB.user), 0, "the old password is refused");
       assert.deepEqual(stack.leaks(), [], "no secret in any CLI output");
+    });
+
+    it("single role: a follower that fails after the admin host changed the password rolls back keeping the new DB_PASSWORD (PostgreSQL refuses the previous one), restarts every unit on it and proves a database login; the health URL alone does not touch the database", async () => {
+      const p4 = stack.generatedValue("DB_PASSWORD");
+      const good = config;
+      // A health URL that answers without the database (as many apps' do), and a follower whose
+      // gunicorn refuses its next start once (`+`: as root, which may remove the marker in /run):
+      // the follower fails after the admin host moved.
+      config = {
+        ...config,
+        app: { ...(config.app as object), healthUrl: "http://127.0.0.1:8000/key-fingerprint/" },
+        rotate: { DB_PASSWORD: "2026-11-28" },
+      };
+      await sh(
+        fleet,
+        follower,
+        "install -d /etc/systemd/system/pms-backend.service.d && " +
+          "printf '[Service]\\nExecStartPre=+/bin/sh -c \"if [ -e /run/pms-fail-once ]; then rm -f /run/pms-fail-once; exit 1; fi\"\\n' " +
+          ">/etc/systemd/system/pms-backend.service.d/10-fail-once.conf && systemctl daemon-reload && touch /run/pms-fail-once",
+      );
+      await stack.setConfig(config);
+      const r = await stack.up();
+      assert.notEqual(r.code, 0, "the follower fails");
+      const p5 = stack.generatedValue("DB_PASSWORD");
+      assert.notEqual(p5, p4);
+      assert.match(r.output, /db password: changed for pms in PostgreSQL/, "the admin host changed it");
+      assert.match(
+        r.output,
+        /rollback: the previous env goes back with the new DB_PASSWORD, which dbadm set in the shared database/,
+      );
+      assert.match(
+        r.output,
+        /rollback: the restored DB_PASSWORD logs in to 10\.78\.0\.1:5432 as pms \(database check\)/,
+      );
+      assert.match(
+        r.output,
+        /pms-rollout FAILED host=dbfol service=pms-backend check=restart: .*previous env restored \(with the new DB_PASSWORD from dbadm: PostgreSQL no longer accepts the previous one\) and services healthy on it/,
+      );
+      assert.notEqual(await loginFromFollower(p4, TEST_DB.user), 0, "PostgreSQL refuses the previous password");
+      assert.equal(
+        (await hostEnv(follower)).DB_PASSWORD,
+        p5,
+        "the follower's env keeps the password PostgreSQL accepts",
+      );
+      assert.equal(await health(follower), 200, "the follower's database-backed /health/ works after the rollback");
+      assert.ok(await celeryTaskDone(follower), "Celery on the follower reaches the database after the rollback");
+      assert.deepEqual(stack.leaks(), [], "no secret in any CLI output");
+
+      // Fixed (the unit starts again): the re-run converges the follower.
+      await sh(
+        fleet,
+        follower,
+        "rm -f /etc/systemd/system/pms-backend.service.d/10-fail-once.conf && systemctl daemon-reload",
+      );
+      const again = await stack.up();
+      assert.equal(again.code, 0, again.output);
+      assert.doesNotMatch(again.output, /db password: changed for/, "PostgreSQL is not changed again");
+      assert.equal((await hostEnv(follower)).DB_PASSWORD, p5);
+      assert.equal(await health(follower), 200);
+      config = { ...good, rotate: config.rotate };
     });
   },
 );

@@ -1,7 +1,8 @@
 /**
  * Connection faults through the real CLI and the command plugin: pinned host key types
  * (ecdsa works; ssh-rsa cannot, and is refused at config time), a host that accepts TCP and
- * never completes the SSH handshake, and an SSH_AUTH_SOCK that points at a dead agent.
+ * never completes the SSH handshake, and an SSH_AUTH_SOCK that points at a dead agent or at an
+ * agent holding no key (the program logs in through the agent only).
  *
  *   node --import tsx --test test/host/faults.test.ts     (root, Linux)
  */
@@ -12,7 +13,7 @@ import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { hostSuite } from "./suite";
-import { CliResult, commandSteps, PulumiStack } from "./pulumi-cli";
+import { CliResult, commandSteps, PulumiStack, SshAgent } from "./pulumi-cli";
 import {
   appKeyFingerprint,
   ENV_FILE,
@@ -135,38 +136,77 @@ describe("connection faults, real pulumi", { skip }, () => {
     assert.equal(back.code, 0, back.output);
   });
 
-  for (const kind of ["missing", "refusing"] as const) {
-    it(`SSH_AUTH_SOCK pointing at a ${kind} agent socket: the run fails before anything with a message naming SSH_AUTH_SOCK, or ignores it and succeeds`, async () => {
-      const sock = path.join(scratch, `agent-${kind}.sock`);
+  const agentFaults = [
+    ["missing", "2", /SSH_AUTH_SOCK=\S+agent-missing\.sock: no such socket; /],
+    ["refusing", "3", /SSH_AUTH_SOCK=\S+agent-refusing\.sock: connection failed: ECONNREFUSED; /],
+    ["empty", "4", /SSH_AUTH_SOCK=\S+: the agent holds no key; .*Fix: `ssh-add` the deploy key to it/],
+  ] as const;
+  for (const [kind, day, message] of agentFaults) {
+    it(`SSH_AUTH_SOCK pointing at ${kind === "empty" ? "an" : "a"} ${kind} agent: the run fails before anything, naming SSH_AUTH_SOCK and the fix`, async () => {
+      let sock = path.join(scratch, `agent-${kind}.sock`);
+      let emptyAgent: SshAgent | undefined;
       if (kind === "refusing") {
         // A socket file whose agent died: it exists, nothing accepts on it.
         execFileSync("python3", ["-c", "import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])", sock]);
         assert.ok(fs.statSync(sock).isSocket());
+      } else if (kind === "empty") {
+        // A live agent someone forgot to `ssh-add` the key to (ended by its PID below).
+        emptyAgent = await SshAgent.start(path.join(scratch, "empty-agent"), log);
+        sock = emptyAgent.socket;
       }
       const envBefore = (await hostFile(fleet, host, ENV_FILE)).content;
+      const c = { ...config, rotate: { SECRET_KEY: `2026-12-0${day}` } };
+      await stack.setConfig(c);
+      const versionBefore = stack.resource("store-version")?.outputs.versionId;
       stack.extraEnv = { SSH_AUTH_SOCK: sock };
       try {
-        const c = { ...config, rotate: { SECRET_KEY: `2026-12-0${kind === "missing" ? 2 : 3}` } };
-        const r = await upWith(c);
+        const r = await stack.up();
         log(`SSH_AUTH_SOCK ${kind}: exit ${r.code}\n${r.output}`);
-        if (r.code === 0) {
-          assert.deepEqual(envDiff((await hostFile(fleet, host, ENV_FILE)).content, stack.sentEnvFile(host.name)), []);
-        } else {
-          assert.match(r.output, /SSH_AUTH_SOCK/, "the failure names the variable to fix");
-          assert.deepEqual(
-            commandSteps(r).filter((s) => !s.endsWith("FAILED")),
-            [],
-            "no rollout ran",
-          );
-          assert.equal((await hostFile(fleet, host, ENV_FILE)).content, envBefore);
-        }
+        assert.notEqual(r.code, 0, "the agent is the only way in: the run cannot succeed");
+        assert.match(r.output, /cannot be rolled out; nothing was changed:/);
+        assert.match(r.output, message, "the failure names the variable and what is wrong with it");
+        assert.match(r.output, /use an SSH agent: /);
+        assert.deepEqual(commandSteps(r), [], "no rollout ran");
+        assert.equal(stack.resource("store-version")?.outputs.versionId, versionBefore, "no new secret version");
+        assert.equal((await hostFile(fleet, host, ENV_FILE)).content, envBefore);
       } finally {
         stack.extraEnv = {};
+        await emptyAgent?.stop();
       }
-      const back = await upWith({ ...config, rotate: { SECRET_KEY: `2026-12-0${kind === "missing" ? 2 : 3}` } });
+      const back = await stack.up();
       assert.equal(back.code, 0, back.output);
     });
   }
+
+  it("a check that prints a line longer than upstream pulumi-command's 64 KiB line limit: the run ends, failing on the check, with the line cut", async () => {
+    // Upstream's output relay (bufio.Scanner, 64 KiB tokens) stops reading at such a line and then
+    // blocks the SSH session's output copy, so `session.Run` never returns: `pulumi up` would hang
+    // for good (customTimeouts cannot interrupt it). The host side cuts every relayed line.
+    const c = fleetConfig(fleet, [host], {
+      overrides: {
+        rotate: { SECRET_KEY: "2026-12-04" },
+        app: {
+          ...(config.app as object),
+          checkCommand: `sh -c 'printf "check: "; head -c 100000 /dev/zero | tr "\\0" x; echo; exit 1'`,
+        },
+      },
+    });
+    const deployed = await upWith(config);
+    assert.equal(deployed.code, 0, deployed.output);
+    const goodEnv = (await hostFile(fleet, host, ENV_FILE)).content;
+    const before = await servicesState(fleet, host);
+    const started = Date.now();
+    const r = await upWith(c, { timeoutMs: STALL_BOUND_MS });
+    assert.equal(r.timedOut, false, `the run hung for ${(Date.now() - started) / 1000}s:\n${r.output.slice(-2000)}`);
+    assert.notEqual(r.code, 0);
+    assert.match(r.output, /FAILED host=solo service=pms-backend check=check-command: the check command exited 1/);
+    assert.match(r.output, /check output: check: x{1000,}.*\[cut: \d+ more characters\]/);
+    for (const line of r.output.split("\n")) assert.ok(line.length < 65_536, `a ${line.length}-byte line reached the CLI`);
+    assert.equal((await hostFile(fleet, host, ENV_FILE)).content, goodEnv, "nothing changed on the host");
+    assert.deepEqual(await servicesState(fleet, host), before);
+    const back = await upWith(config);
+    assert.equal(back.code, 0, back.output);
+  });
 
   it("no recorded CLI output holds a secret", () => {
     assert.deepEqual(stack.leaks(), []);

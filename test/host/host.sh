@@ -37,6 +37,8 @@
 #                         (active/exited, MainPID=0)
 #   stopped               the Celery unit stopped and disabled by the operator
 #   app-root-owned        /srv/pms-backend owned by root instead of the app user pms
+#   pg-trust              pg_hba.conf trusts 127.0.0.1/32 and ::1/128 (method trust), as initdb
+#                         writes without -A: any password logs in over TCP on loopback
 set -euo pipefail
 
 START_US=${EPOCHREALTIME/./}
@@ -66,7 +68,7 @@ PIDS="$RUNDIR/pids"
 readonly PUBLIC_HOST="api.pms.example.com"
 # Applied in this order whatever order they are given in: unit shapes first, then what refers to
 # the units' files, then the operator's state.
-readonly VARIANT_ORDER="plain notify socket forking oneshot template envfile-other envfile legacy-env override-envfile override-environment stopped app-root-owned"
+readonly VARIANT_ORDER="plain notify socket forking oneshot template envfile-other envfile legacy-env override-envfile override-environment stopped app-root-owned pg-trust"
 APP_UP=0
 CELERY_UNIT="celery-pms.service"
 CELERY_ENABLED=1
@@ -210,6 +212,15 @@ apply_variant() { # apply_variant NAME
     app-root-owned)
       chown -R 0:0 "$ROOT/srv/pms-backend"
       chmod -R go-w "$ROOT/srv/pms-backend"
+      ;;
+    pg-trust)
+      local hba
+      for hba in "$ROOT"/etc/postgresql/*/main/pg_hba.conf; do
+        [ -f "$hba" ] || die "variant pg-trust: no pg_hba.conf in the image"
+        sed -i -E 's,^(host[[:space:]]+all[[:space:]]+all[[:space:]]+(127\.0\.0\.1/32|::1/128)[[:space:]]+)[a-z0-9-]+,\1trust,' "$hba"
+        [ "$(grep -cE '^host[[:space:]]+all[[:space:]]+all[[:space:]]+(127\.0\.0\.1/32|::1/128)[[:space:]]+trust' "$hba")" = 2 ] ||
+          die "variant pg-trust: $hba has no host lines for 127.0.0.1/32 and ::1/128 to turn into trust"
+      done
       ;;
     *) die "unknown variant '$1' (known: $VARIANT_ORDER)" ;;
   esac

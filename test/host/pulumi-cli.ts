@@ -16,6 +16,12 @@
  *
  * Every CLI call is recorded (argv, exit code, stdout, stderr, engine events);
  * `leaks()` scans all of it for every secret value the stack ever held.
+ *
+ * The program logs in to hosts only through an SSH agent (components/config/ssh.ts). Each stack
+ * has its own `ssh-agent` (started on first need, ended by its PID in dispose()); every CLI call
+ * gets its SSH_AUTH_SOCK, so the command provider the CLI starts inherits it, as in the deploy job.
+ * `setConfig({ sshPrivateKey })` (what fleetConfig() returns) loads that key into the agent and
+ * writes nothing to the stack config.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
@@ -226,6 +232,71 @@ export class MotoServer {
   }
 }
 
+/**
+ * An `ssh-agent -D` of this process on a socket in `dir`: the stand-in for the deploy job's agent.
+ * Ended by its PID (stop(), or the exit hook), never by name.
+ */
+export class SshAgent {
+  private constructor(
+    readonly socket: string,
+    private readonly child: ChildProcess,
+    private readonly keyDir: string,
+  ) {}
+
+  static async start(dir: string, log: Log = () => undefined): Promise<SshAgent> {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const socket = path.join(dir, "agent.sock");
+    // -D: stays in the foreground, so this child's PID is the agent's (and its process group's).
+    const child = spawn("ssh-agent", ["-D", "-a", socket], { stdio: "ignore", detached: true });
+    liveChildren.add(child);
+    installExitHook();
+    const agent = new SshAgent(socket, child, dir);
+    const deadline = Date.now() + 10_000;
+    while (!fs.existsSync(socket)) {
+      if (child.exitCode !== null || Date.now() > deadline) {
+        await agent.stop();
+        throw new Error(`ssh-agent did not create ${socket} (exit ${child.exitCode})`);
+      }
+      await sleep(50);
+    }
+    log(`ssh-agent on ${socket} (pid ${child.pid})`);
+    return agent;
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  /** `ssh-add`s a private key given as text (written 0600 in the agent's own directory first). */
+  async add(privateKey: string): Promise<void> {
+    const file = path.join(this.keyDir, `key-${fs.readdirSync(this.keyDir).length}`);
+    fs.writeFileSync(file, privateKey.endsWith("\n") ? privateKey : `${privateKey}\n`, { mode: 0o600 });
+    try {
+      await runLocal("ssh-add", ["-q", file], {
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin", SSH_AUTH_SOCK: this.socket },
+        timeoutMs: 30_000,
+      });
+    } finally {
+      fs.rmSync(file, { force: true });
+    }
+  }
+
+  /** The agent's keys as `ssh-add -l` prints them (fingerprints, never key material). */
+  async list(): Promise<string> {
+    const r = await runLocal("ssh-add", ["-l"], {
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", SSH_AUTH_SOCK: this.socket },
+      timeoutMs: 30_000,
+      rejectOnFailure: false,
+    });
+    return r.stdout;
+  }
+
+  async stop(): Promise<void> {
+    await stopChild(this.child);
+    liveChildren.delete(this.child);
+  }
+}
+
 /** A stack of this project on a local backend, driven by the real CLI. */
 export class PulumiStack {
   readonly calls: CliResult[] = [];
@@ -235,6 +306,11 @@ export class PulumiStack {
   private applied = new Map<string, string>();
   private lastState: StateResource[] = [];
   private disposed = false;
+  /** This stack's ssh-agent (the deploy job's stand-in); started by useAgent()/setConfig(). */
+  private sshAgent: SshAgent | undefined;
+  /** Keys already loaded into the agent. */
+  private readonly agentKeys = new Set<string>();
+  /** Applied after the agent's SSH_AUTH_SOCK: a test may point SSH_AUTH_SOCK elsewhere. */
   extraEnv: Record<string, string>;
 
   private constructor(
@@ -288,6 +364,26 @@ export class PulumiStack {
     return s;
   }
 
+  /**
+   * Starts this stack's ssh-agent if it is not running (every later CLI call gets its
+   * SSH_AUTH_SOCK) and loads `privateKey` into it when given. Returns the agent.
+   */
+  async useAgent(privateKey?: string): Promise<SshAgent> {
+    if (this.disposed) throw new Error("this stack was disposed");
+    this.sshAgent ??= await SshAgent.start(path.join(this.dir, "ssh-agent"), this.log);
+    if (privateKey !== undefined && !this.agentKeys.has(privateKey)) {
+      this.noteSecret(privateKey);
+      await this.sshAgent.add(privateKey);
+      this.agentKeys.add(privateKey);
+    }
+    return this.sshAgent;
+  }
+
+  /** The agent's socket, when this stack has one. */
+  get agentSocket(): string | undefined {
+    return this.sshAgent?.socket;
+  }
+
   /** The environment of every CLI call: tools first on PATH, hermetic Pulumi and AWS settings. */
   env(): NodeJS.ProcessEnv {
     const base = Object.fromEntries(
@@ -311,6 +407,7 @@ export class PulumiStack {
       AWS_SECRET_ACCESS_KEY: "testing",
       AWS_REGION,
       AWS_DEFAULT_REGION: AWS_REGION,
+      ...(this.sshAgent ? { SSH_AUTH_SOCK: this.sshAgent.socket } : {}),
       ...this.extraEnv,
     };
   }
@@ -362,16 +459,28 @@ export class PulumiStack {
 
   /**
    * Makes the stack's config equal to `config` (top-level keys of this project; keys with a ':'
-   * are used as they are). Only what changed since the last call is written. `sshPrivateKey`
-   * and every entry of `secrets` are set with --secret, their values on stdin, unless listed in
-   * `plaintext` (to reproduce an operator's mistake).
+   * are used as they are). Only what changed since the last call is written. Every entry of
+   * `secrets` is set with --secret, its value on stdin, unless listed in `plaintext` (to reproduce
+   * an operator's mistake).
+   *
+   * `sshPrivateKey` is the deploy key, as the deploy job has it: loaded into this stack's
+   * ssh-agent, never written to the config. To reproduce a stack that still has the retired
+   * config key, list it in `plaintext` (written as plain text) or in `keyInConfig` (with --secret).
    */
-  async setConfig(config: Record<string, unknown>, opts: { plaintext?: string[] } = {}): Promise<void> {
+  async setConfig(
+    config: Record<string, unknown>,
+    opts: { plaintext?: string[]; keyInConfig?: boolean } = {},
+  ): Promise<void> {
     const plaintext = new Set(opts.plaintext ?? []);
     const wanted = new Map<string, string>();
     const values = new Map<string, unknown>();
     for (const [k, v] of Object.entries(config)) {
       if (v === undefined) continue;
+      if (fullKey(k) === fullKey("sshPrivateKey") && !plaintext.has("sshPrivateKey") && !opts.keyInConfig) {
+        if (typeof v !== "string") throw new Error("sshPrivateKey: the deploy key as text (OpenSSH or PEM)");
+        await this.useAgent(v);
+        continue;
+      }
       const mistakes = [...plaintext].filter((p) => p.split(".")[0] === k);
       wanted.set(fullKey(k), JSON.stringify({ v, mistakes }));
       values.set(fullKey(k), v);
@@ -547,6 +656,7 @@ export class PulumiStack {
     if (this.disposed) return;
     this.disposed = true;
     liveStacks.delete(this);
+    await this.sshAgent?.stop();
     await this.moto.stop();
     if (!process.env.PMS_KEEP_PULUMI_DIR) fs.rmSync(this.dir, { recursive: true, force: true });
   }

@@ -245,10 +245,23 @@ describe("runbook procedures, real pulumi + awscli on Moto, two hosts", { skip }
     assert.equal((await shell(`pulumi config set --stack prod --path 'hosts[0].port' ${web1.sshPort}`)).code, 0);
     assert.equal((await shell("pulumi config set --stack prod --path 'app.stableSeconds' 2")).code, 0);
 
-    // 3. Secrets typed or piped: the key from a file, the others at the prompt (stdin here).
-    await runbookCommand("pulumi config set --stack prod --secret sshPrivateKey < ~/.ssh/pms_deploy_prod", {
-      "~/.ssh/pms_deploy_prod": fleet.privateKeyPath,
-    });
+    // 1. Deploy key: into an SSH agent, never into the stack config. The section's lines as written
+    // in one operator shell (the agent they start is ended there by its own `ssh-agent -k`, i.e.
+    // by $SSH_AGENT_PID, also when a line fails).
+    const agentLines = ['eval "$(ssh-agent -s)"', "ssh-add ~/.ssh/pms_deploy_prod", "ssh-add -l", "ssh-agent -k"];
+    for (const l of agentLines) assert.ok(RUNBOOK.includes(l), `RUNBOOK.md no longer says: ${l}`);
+    const session = await shell(
+      // The agent removes its socket when it ends: a socket left means a line failed before `-k`.
+      `trap 'if [ -S "\${SSH_AUTH_SOCK:-}" ]; then ssh-agent -k >/dev/null 2>&1 || true; fi' EXIT\n` +
+        agentLines.join("\n").replaceAll("~/.ssh/pms_deploy_prod", fleet.privateKeyPath),
+    );
+    assert.equal(session.code, 0, session.stderr);
+    assert.match(session.stdout, /256 SHA256:\S+ pms-testhost-client \(ED25519\)/, "ssh-add -l lists the deploy key");
+    // The stack's own agent stands in for that shell's from here on (every pulumi call gets its
+    // SSH_AUTH_SOCK); the key goes in with the runbook's line, as written.
+    await stack.useAgent();
+    await runbookCommand("ssh-add ~/.ssh/pms_deploy_prod", { "~/.ssh/pms_deploy_prod": fleet.privateKeyPath });
+    // 3. Secrets typed or piped, at the prompt (stdin here).
     const supplied: Record<string, string> = {
       DB_PASSWORD: TEST_DB.password,
       HUBTEL_CLIENT_ID: "hubtel-runbook-client-id",

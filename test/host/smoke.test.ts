@@ -52,13 +52,16 @@ const log = verboseLog;
 
 const ENV_FILE = `${APP.dir}/.env.production`;
 
-/** The one sudoers line of docs/RUNBOOK.md "Host setup" (test/runbook-sudoers.test.ts checks there is one). */
+/**
+ * The sudoers block of docs/RUNBOOK.md "Host setup": its Defaults line and its one grant line
+ * (test/runbook-sudoers.test.ts checks there is one), as the file's text.
+ */
 function runbookSudoersLine(): string {
   const runbook = fs.readFileSync(path.join(__dirname, "..", "..", "docs", "RUNBOOK.md"), "utf8");
   const section = runbook.slice(runbook.indexOf("\n### Host setup\n"));
-  const line = /^```\n(\S+ ALL=\(root\) NOPASSWD: [^\n]+)\n```$/m.exec(section)?.[1];
-  assert.ok(line, "RUNBOOK.md Host setup has a sudoers line in a fenced block");
-  return line;
+  const block = /^```\n((?:Defaults\S* [^\n]+\n)*\S+ ALL=\(root\) NOPASSWD: [^\n]+)\n```$/m.exec(section)?.[1];
+  assert.ok(block, "RUNBOOK.md Host setup has a sudoers block (Defaults lines, then the grant) in a fenced block");
+  return block;
 }
 
 /** Django-style secret: 64 chars from an alphabet that is safe in every parser and shell. */

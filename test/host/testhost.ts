@@ -81,6 +81,8 @@ export const HOST_VARIANTS = {
     "celery-pms Type=oneshot + RemainAfterExit=yes around celery multi: active (exited), MainPID=0, worker in the cgroup",
   stopped: "the Celery unit stopped and disabled by the operator (not started at boot)",
   "app-root-owned": "/srv/pms-backend owned by root instead of pms",
+  "pg-trust":
+    "pg_hba.conf trusts 127.0.0.1/32 and ::1/128 (method trust), as initdb writes without -A: any password logs in over TCP on loopback",
 } as const;
 
 export type HostVariant = keyof typeof HOST_VARIANTS;

@@ -43,6 +43,8 @@ VENV="$APP_ROOT/venv"
 # install (test/runbook-sudoers.test.ts checks both say the same), so the hosts prove that line is
 # enough for a real rollout and allows nothing but the rollout's command form (smoke.test.ts).
 DEPLOY_SUDOERS_LINE='deploy ALL=(root) NOPASSWD: /bin/bash -s -- *'
+# ... preceded by the runbook's Defaults line: no sudo I/O log of the deploy user (stdin = secrets).
+DEPLOY_SUDOERS_DEFAULTS='Defaults:deploy !log_input, !log_output'
 DEPLOY_SUDOERS_FILE="/etc/sudoers.d/pms-rollout"
 # Where the variant files live inside the image (root-only: they hold fixture secrets).
 SHARE="/usr/local/share/pms-testhost"
@@ -198,7 +200,7 @@ stage_app() { # stage_app DIR
     # the way the rollout reaches real hosts; visudo refuses the build if the line does not parse.
     useradd --create-home --shell /bin/bash deploy
     usermod -p '*' deploy   # no password, but not 'locked' (sshd refuses locked accounts)
-    printf '%s\n' '$DEPLOY_SUDOERS_LINE' >$DEPLOY_SUDOERS_FILE
+    printf '%s\n' '$DEPLOY_SUDOERS_DEFAULTS' '$DEPLOY_SUDOERS_LINE' >$DEPLOY_SUDOERS_FILE
     chmod 0440 $DEPLOY_SUDOERS_FILE
     visudo -c -q -f $DEPLOY_SUDOERS_FILE
     visudo -c -q
