@@ -521,6 +521,8 @@ describe("every workflow: who can see which secret", () => {
     it(`${file}: every job installs the Pulumi CLI at exactly ${PULUMI_CLI_VERSION}`, () => {
       assert.deepEqual(cliVersionViolations(wf), []);
       const pulumiJobs = jobsOf(wf).filter(([, j]) => pulumiSteps(j).length > 0);
+      // A workflow that runs no Pulumi (scheduled-rotation.yml edits one YAML file) has none to pin.
+      if (!/pulumi\/actions@/.test(text(file))) return;
       assert.ok(pulumiJobs.length > 0);
       for (const [name, j] of pulumiJobs) {
         assert.equal(String(pulumiActionSteps(j)[0].with?.["pulumi-version"]), PULUMI_CLI_VERSION, name);
