@@ -22,5 +22,7 @@ export = async () => {
     envKeys: pms.envKeys,
     /** How SECRET_KEY rotations treat the previous key: graceful (fallbacks) or EMERGENCY. */
     secretKeyRotation: pms.secretKeyRotation,
+    /** Emergency only: per host, when it stopped accepting the old SECRET_KEY, and the window (no key). */
+    ...(pms.secretKeyEmergency ? { secretKeyEmergency: pms.secretKeyEmergency } : {}),
   };
 };

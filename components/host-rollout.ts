@@ -116,52 +116,108 @@ export interface HostRolloutArgs {
   ssh: { timeoutSeconds: number; attempts: number };
 }
 
+/** The line rollout.sh logs in an emergency when the old SECRET_KEY stopped being accepted (UTC, ms). */
+const OLD_KEY_REJECTED = /secret key: the old key is rejected by \S+ since (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z)/;
+
+/** When a host's rollout log says it stopped accepting the old SECRET_KEY ("" when it did not). */
+export function oldKeyRejectedAt(stdout: unknown): string {
+  const m = typeof stdout === "string" ? OLD_KEY_REJECTED.exec(stdout) : null;
+  return m ? m[1] : "";
+}
+
+/**
+ * The SSH connection of a host's rollout commands. No privateKey, password or agentSocketPath: the
+ * provider authenticates with the agent named by SSH_AUTH_SOCK in its own environment (inherited
+ * from `pulumi up`). The engine stores this whole object in the state, so it holds no credential,
+ * and nothing in it changes from run to run (a per-run agent socket path here would re-run every
+ * rollout).
+ */
+/**
+ * No privateKey, password or agentSocketPath: the provider authenticates with the agent named by
+ * SSH_AUTH_SOCK in its own environment (inherited from `pulumi up`). The engine stores this whole
+ * object in the state, so it holds no credential, and nothing in it changes from run to run (a
+ * per-run agent socket path here would re-run every rollout).
+ */
+function connectionOf(args: HostRolloutArgs): command.types.input.remote.ConnectionArgs {
+  const { host } = args;
+  return {
+    host: host.address,
+    port: host.port,
+    user: host.user,
+    hostKey: host.hostKey,
+    perDialTimeout: args.ssh.timeoutSeconds,
+    dialErrorLimit: args.ssh.attempts,
+  };
+}
+
+/**
+ * One rollout command: `<host>-rollout` (the full rollout) or `<host>-accept` (phase 1 of a
+ * two-phase SECRET_KEY rotation, rollout.sh --secret-key-accept: the new env with the new
+ * SECRET_KEY accepted, not yet signing). Same script, stdin, triggers and safety either way.
+ */
+function rolloutCommandResource(
+  parent: pulumi.Resource,
+  name: string,
+  step: "rollout" | "accept",
+  args: HostRolloutArgs,
+  opts?: pulumi.ComponentResourceOptions,
+): command.remote.Command {
+  const { host, app } = args;
+  const secretKeyArgs = [...(step === "accept" ? ["--secret-key-accept"] : []), ...(args.secretKeyArgs ?? [])];
+  return new command.remote.Command(
+    `${name}-${step}`,
+    {
+      connection: connectionOf(args),
+      create: rolloutCommand(host, app, args.secretKeys, secretKeyArgs, { production: args.production }),
+      stdin: pulumi.secret(pulumi.output(args.envFile).apply(rolloutStdin)),
+      triggers: pulumi.output(args.envFingerprint).apply(rolloutTriggers),
+      addPreviousOutputInEnv: false,
+      // The script prints progress and redacted failures only; still, its output is kept secret in state.
+      logging: "stdoutAndStderr",
+    },
+    {
+      parent,
+      // A rollout starts only after what it waits for (the stored secret version, the previous host) is done.
+      dependsOn: opts?.dependsOn,
+      additionalSecretOutputs: ["stdout", "stderr"],
+      // config/index.ts refuses a config whose worst case (rollout-time.ts) does not fit this.
+      customTimeouts: { create: ROLLOUT_TIMEOUT, update: ROLLOUT_TIMEOUT },
+    },
+  );
+}
+
 export class HostRollout extends pulumi.ComponentResource {
   /** The remote command that performs the rollout. */
   readonly command: command.remote.Command;
   /** Fingerprint of the env file this host receives. */
   readonly envFingerprint: pulumi.Output<string>;
+  /** Emergency only: when this host stopped accepting the old SECRET_KEY (from its log; "" otherwise). */
+  readonly oldKeyRejectedAt: pulumi.Output<string>;
 
   constructor(name: string, args: HostRolloutArgs, opts?: pulumi.ComponentResourceOptions) {
     super("pms:secrets:HostRollout", name, {}, opts);
-    const { host, app } = args;
-    // No privateKey, password or agentSocketPath: the provider authenticates with the agent named by
-    // SSH_AUTH_SOCK in its own environment (inherited from `pulumi up`). The engine stores this
-    // whole object in the state, so it holds no credential, and nothing in it changes from run to
-    // run (a per-run agent socket path here would re-run every rollout).
-    const connection: command.types.input.remote.ConnectionArgs = {
-      host: host.address,
-      port: host.port,
-      user: host.user,
-      hostKey: host.hostKey,
-      perDialTimeout: args.ssh.timeoutSeconds,
-      dialErrorLimit: args.ssh.attempts,
-    };
-    const envFingerprint = pulumi.output(args.envFingerprint);
-    this.command = new command.remote.Command(
-      `${name}-rollout`,
-      {
-        connection,
-        create: rolloutCommand(host, app, args.secretKeys, args.secretKeyArgs, { production: args.production }),
-        stdin: pulumi.secret(pulumi.output(args.envFile).apply(rolloutStdin)),
-        triggers: envFingerprint.apply(rolloutTriggers),
-        addPreviousOutputInEnv: false,
-        // The script prints progress and redacted failures only; still, its output is kept secret in state.
-        logging: "stdoutAndStderr",
-      },
-      {
-        parent: this,
-        // A rollout starts only after what it waits for (the stored secret version, the previous host) is done.
-        dependsOn: opts?.dependsOn,
-        additionalSecretOutputs: ["stdout", "stderr"],
-        // config/index.ts refuses a config whose worst case (rollout-time.ts) does not fit this.
-        customTimeouts: { create: ROLLOUT_TIMEOUT, update: ROLLOUT_TIMEOUT },
-      },
-    );
+    this.command = rolloutCommandResource(this, name, "rollout", args, opts);
     // From the command's own result, not from the program: it resolves only when this host's rollout
     // succeeded. After a failed rollout the engine keeps the command's old state, so the stack output
     // keeps the fingerprint the host last received and proved healthy.
     this.envFingerprint = this.command.triggers.apply(deliveredFingerprint);
+    // A time, never a value: the log line is written by the script and holds no secret.
+    this.oldKeyRejectedAt = pulumi.unsecret(this.command.stdout.apply(oldKeyRejectedAt));
     this.registerOutputs({ envFingerprint: this.envFingerprint });
+  }
+}
+
+/**
+ * Phase 1 of a two-phase SECRET_KEY rotation on one host (`<host>-accept`): the host gets the new
+ * env but keeps signing with its current SECRET_KEY, the new one added to SECRET_KEY_FALLBACKS.
+ * The program makes every host's `<host>-rollout` (phase 2) depend on every host's `-accept`.
+ */
+export class SecretKeyAccept extends pulumi.ComponentResource {
+  readonly command: command.remote.Command;
+
+  constructor(name: string, args: HostRolloutArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("pms:secrets:SecretKeyAccept", name, {}, opts);
+    this.command = rolloutCommandResource(this, name, "accept", args, opts);
+    this.registerOutputs({});
   }
 }

@@ -53,3 +53,58 @@ export function planBatchesAfter<T>(
 export function describeBatches(sizes: readonly BatchSize[]): string {
   return `[${sizes.map((s) => ("hosts" in s ? String(s.hosts) : `"${s.percent}%"`)).join(", ")}]`;
 }
+
+/**
+ * SECRET_KEY phases (issue 20). 2, the default: a routine rollout to more than one host runs in
+ * two phases in one `pulumi up`. Phase 1 (`accept`) gives every host the new env with the new
+ * SECRET_KEY only in SECRET_KEY_FALLBACKS: it verifies what the new key signed, and still signs
+ * with its current key. Phase 2 (`rollout`) starts only when phase 1 finished on every host, and
+ * makes each host sign with the new key, the old one kept as a fallback. So no host ever signs
+ * with a key another host rejects: nobody is logged out and no form or link fails while the
+ * fleet moves. 1: one phase (each host accepts and signs at once), as before.
+ */
+export type SecretKeyPhases = 1 | 2;
+export const DEFAULT_SECRET_KEY_PHASES: SecretKeyPhases = 2;
+
+/** Which rollout a phase runs on each host: `accept` (rollout.sh --secret-key-accept) or the full `rollout`. */
+export type RolloutStep = "accept" | "rollout";
+
+export interface RolloutPhase<T> {
+  step: RolloutStep;
+  /** Canary and batches within the phase (every host exactly once). */
+  batches: T[][];
+}
+
+export interface RolloutPlanOptions<T> {
+  batches?: readonly BatchSize[];
+  secretKeyPhases?: SecretKeyPhases;
+  /** An emergency SECRET_KEY rotation (the old key must stop working): one phase, as fast as is safe. */
+  emergency?: boolean;
+  /** The host that goes first and alone (a shared database's admin host); see planBatchesAfter. */
+  first?: (host: T) => boolean;
+}
+
+/**
+ * The phases of one `pulumi up`, in order. Routine: two phases (accept, then rollout) when more
+ * than one host rolls and secretKeyPhases is 2, each phase with the configured canary and batches;
+ * otherwise one. Emergency: one phase, the canary (the `first` host, else the first in config
+ * order) alone, then every other host at once whatever rollout.batches says: the window in which
+ * some hosts still accept the compromised key is as short as a proven canary allows.
+ */
+export function planRollout<T>(hosts: readonly T[], options: RolloutPlanOptions<T> = {}): RolloutPhase<T>[] {
+  const sizes = options.batches ?? DEFAULT_BATCHES;
+  if (options.emergency) {
+    const i = options.first === undefined ? -1 : hosts.findIndex(options.first);
+    const canary = i < 0 ? 0 : i;
+    const batches = [hosts.slice(canary, canary + 1), [...hosts.slice(0, canary), ...hosts.slice(canary + 1)]];
+    return [{ step: "rollout", batches: batches.filter((b) => b.length > 0) }];
+  }
+  const batches = planBatchesAfter(hosts, sizes, options.first);
+  if (hosts.length > 1 && (options.secretKeyPhases ?? DEFAULT_SECRET_KEY_PHASES) === 2) {
+    return [
+      { step: "accept", batches },
+      { step: "rollout", batches: batches.map((b) => [...b]) },
+    ];
+  }
+  return [{ step: "rollout", batches }];
+}

@@ -9,8 +9,8 @@ import * as random from "@pulumi/random";
 import { ParsedConfig, PROJECT, parseStackConfig, RawConfig, StackSettings } from "./config";
 import { ENV_FINGERPRINT_KEY, envFingerprint as keyedEnvFingerprint, renderEnvFile } from "./env-file";
 import { GeneratedSecrets } from "./generated-secrets";
-import { HostRollout } from "./host-rollout";
-import { planBatchesAfter } from "./rollout-plan";
+import { HostRollout, SecretKeyAccept } from "./host-rollout";
+import { planRollout } from "./rollout-plan";
 import { SecretStore } from "./secret-store";
 import { describeSecretKeyRotation, secretKeyRolloutArgs, secretKeyRotationWarnings } from "./secret-key-rotation";
 import { dbPasswordRolloutArgs } from "./db-password-rotation";
@@ -36,6 +36,8 @@ export interface PmsSecretsOutputs {
   envKeys: { plain: string[]; supplied: string[]; generated: string[] };
   /** Routine (graceful, N fallbacks) or emergency: plain text, no key. */
   secretKeyRotation: string;
+  /** Emergency only: when each host stopped accepting the old SECRET_KEY, and the window. */
+  secretKeyEmergency?: pulumi.Output<EmergencyWindow>;
 }
 
 export function deployPmsSecrets(parsed: ParsedConfig = loadStackConfig()): PmsSecretsOutputs {
@@ -70,19 +72,30 @@ export function deployPmsSecrets(parsed: ParsedConfig = loadStackConfig()): PmsS
   // Hosts roll in batches (rollout.batches; default one at a time), in config order, and only
   // after the new version is stored. Hosts of a batch depend on nothing of each other, so they
   // roll in parallel; each batch waits for the whole batch before it, so a failure stops the
-  // run before the next batch and leaves its hosts untouched.
+  // run before the next batch and leaves its hosts untouched. A routine rollout to several hosts
+  // runs in two phases (rollout.secretKeyPhases, rollout-plan.ts planRollout): every host's
+  // `<host>-accept` first, then every host's `<host>-rollout`, each depending on all of phase 1.
+  // An emergency runs one phase: the canary, then every other host at once.
   const secretKeys = [...keys.supplied, ...keys.generated].sort();
   const hosts: PmsSecretsOutputs["hosts"] = {};
+  const rejectedAt: Record<string, pulumi.Output<string>> = {};
   // A shared database's admin host (generated.DB_PASSWORD.adminHost) rolls first and alone: it
   // changes the password in PostgreSQL, and every later host only proves it and moves to it.
   const adminHost = settings.dbPassword.adminHost;
+  const phases = planRollout(settings.hosts, {
+    batches: settings.rollout.batches,
+    secretKeyPhases: settings.rollout.secretKeyPhases,
+    emergency: settings.secretKey.emergency,
+    first: (h) => h.name === adminHost,
+  });
   let previous: pulumi.Resource[] = [store.version];
-  for (const batch of planBatchesAfter(settings.hosts, settings.rollout.batches, (h) => h.name === adminHost)) {
-    const done: pulumi.Resource[] = [];
-    for (const host of batch) {
-      const rollout: HostRollout = new HostRollout(
-        host.name,
-        {
+  let phaseBefore: pulumi.Resource[] = [];
+  for (const phase of phases) {
+    const phaseDone: pulumi.Resource[] = [];
+    for (const batch of phase.batches) {
+      const done: pulumi.Resource[] = [];
+      for (const host of batch) {
+        const args = {
           host,
           app: settings.app,
           envFile,
@@ -94,13 +107,23 @@ export function deployPmsSecrets(parsed: ParsedConfig = loadStackConfig()): PmsS
             ...dbPasswordRolloutArgs(settings.dbPassword, host.name),
           ],
           ssh: settings.ssh,
-        },
-        { dependsOn: [store.version, ...previous] },
-      );
-      hosts[host.name] = { address: host.address, envFingerprint: rollout.envFingerprint };
-      done.push(rollout.command);
+        };
+        const dependsOn = [store.version, ...phaseBefore, ...previous];
+        if (phase.step === "accept") {
+          done.push(new SecretKeyAccept(host.name, args, { dependsOn }).command);
+          continue;
+        }
+        const rollout: HostRollout = new HostRollout(host.name, args, { dependsOn });
+        hosts[host.name] = { address: host.address, envFingerprint: rollout.envFingerprint };
+        rejectedAt[host.name] = rollout.oldKeyRejectedAt;
+        done.push(rollout.command);
+      }
+      previous = done;
+      phaseDone.push(...done);
     }
-    previous = done;
+    // Every command of the next phase waits for every command of this one (not only its last batch).
+    phaseBefore = phaseDone;
+    previous = [];
   }
 
   return {
@@ -110,6 +133,32 @@ export function deployPmsSecrets(parsed: ParsedConfig = loadStackConfig()): PmsS
     keepers: keepersOf(settings),
     envKeys: keys,
     secretKeyRotation: describeSecretKeyRotation(settings.secretKey),
+    ...(settings.secretKey.emergency ? { secretKeyEmergency: emergencyWindow(rejectedAt) } : {}),
+  };
+}
+
+/**
+ * An emergency's report (issue 20): per host, when its log says it stopped accepting the old
+ * SECRET_KEY, and the window from the first to the last in seconds. Times only, no key. A host
+ * whose rollout changed no key has no time ("").
+ */
+export function emergencyWindow(rejectedAt: Record<string, pulumi.Output<string>>): pulumi.Output<EmergencyWindow> {
+  return pulumi.all(rejectedAt).apply((times) => emergencyWindowOf(times));
+}
+
+export interface EmergencyWindow {
+  /** Host -> ISO time (UTC) its services stopped accepting the old SECRET_KEY, "" when unknown. */
+  oldKeyRejectedAt: Record<string, string>;
+  /** Seconds from the first host to the last (0 with one host); -1 when a host has no time. */
+  windowSeconds: number;
+}
+
+export function emergencyWindowOf(times: Readonly<Record<string, string>>): EmergencyWindow {
+  const ms = Object.values(times).map((t) => (t === "" ? NaN : Date.parse(t)));
+  const known = ms.length > 0 && ms.every((t) => Number.isFinite(t));
+  return {
+    oldKeyRejectedAt: { ...times },
+    windowSeconds: known ? Math.round(Math.max(...ms) - Math.min(...ms)) / 1000 : -1,
   };
 }
 

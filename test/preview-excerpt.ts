@@ -71,7 +71,7 @@ export function maskPreview(text: string): string {
       // Secrets Manager appends 6 random characters to a secret's ARN.
       .replace(/(:secret:[^"|\]\s]*)-[A-Za-z0-9]{6}(?=["|\]\s])/g, "$1-XXXXXX")
       // A command's id is its name plus 8 random hex digits.
-      .replace(/(\[id=[a-z0-9-]+-rollout)[0-9a-f]{8}\]/g, "$1xxxxxxxx]")
+      .replace(/(\[id=[a-z0-9-]+-(?:rollout|accept))[0-9a-f]{8}\]/g, "$1xxxxxxxx]")
       .replace(/[ \t]+$/gm, "")
       .trimEnd()
   );

@@ -31,17 +31,21 @@ const run = (
   extra: { randomSeed?: string; preview?: boolean } = {},
 ) => runProgram({ stack, config: defined(baseConfig(stack, overrides)), ...extra });
 
-test("resource graph: generated secrets, one store with one version, one rollout command per host", async () => {
+test("resource graph: generated secrets, one store with one version, per host an accept (phase 1) and a rollout command", async () => {
   const r = await run("dev");
   const summary = r.resources.map((x) => `${x.type} ${x.name} <- ${x.options.parent || "stack"}`);
   assert.deepEqual(summary.sort(), [
     "aws:secretsmanager/secret:Secret store-secret <- store",
     "aws:secretsmanager/secretVersion:SecretVersion store-version <- store",
+    "command:remote:Command web1-accept <- web1",
     "command:remote:Command web1-rollout <- web1",
+    "command:remote:Command web2-accept <- web2",
     "command:remote:Command web2-rollout <- web2",
     "pms:secrets:GeneratedSecrets generated <- stack",
     "pms:secrets:HostRollout web1 <- stack",
     "pms:secrets:HostRollout web2 <- stack",
+    "pms:secrets:SecretKeyAccept web1 <- stack",
+    "pms:secrets:SecretKeyAccept web2 <- stack",
     "pms:secrets:SecretStore store <- stack",
     "random:index/randomPassword:RandomPassword env-fingerprint-key <- stack",
     "random:index/randomPassword:RandomPassword generated-JWT_SIGNING_KEY <- generated",

@@ -3,6 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { ROLLOUT_SCRIPT, rolloutStdin } from "../components/host-rollout";
 
@@ -289,4 +290,71 @@ test("issue 19 f: --verify-only reads the env file once, safely: a FIFO swapped 
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("--secret-key-accept (phase 1): the host keeps signing with its key and accepts the delivered one; phase 2 swaps them", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pms-accept-"));
+  try {
+    // compose once: previous.env = the host's file, received = what the program sends; prints final.env.
+    const compose = (previous: string | undefined, accept: boolean): { status: number | null; stdout: string } => {
+      fs.rmSync(path.join(dir, "previous.env"), { force: true });
+      if (previous !== undefined) fs.writeFileSync(path.join(dir, "previous.env"), previous);
+      const r = withRolloutFunctions(
+        `RUN_DIR=$1; SK_ACCEPT=${accept ? 1 : 0}; SK_FALLBACKS=1; SERVICES=(web)
+         cp -- "$RUN_DIR/received.env" "$RUN_DIR/final.env"
+         if [ -e "$RUN_DIR/previous.env" ]; then HAD_PREVIOUS=1; fi
+         load_delivered "$RUN_DIR/received.env"
+         compose_secret_key_fallbacks
+         printf 'rc=%s\\n' $?; cat -- "$RUN_DIR/final.env"`,
+        [dir],
+      );
+      return { status: r.status, stdout: r.stdout };
+    };
+    fs.writeFileSync(path.join(dir, "received.env"), "DEBUG='False'\nSECRET_KEY='new-key'\n");
+    const host = "DEBUG='False'\nSECRET_KEY='old-key'\nSECRET_KEY_FALLBACKS='older-key'\n";
+
+    const phase1 = compose(host, true);
+    assert.match(phase1.stdout, /secret key: accept \(phase 1 of 2\)/);
+    assert.match(
+      phase1.stdout,
+      /rc=0\nDEBUG='False'\nSECRET_KEY='old-key'\nSECRET_KEY_FALLBACKS='new-key,older-key'\n$/,
+    );
+    const phase1File = phase1.stdout.slice(phase1.stdout.indexOf("DEBUG="));
+
+    const again = compose(phase1File, true).stdout;
+    assert.equal(
+      again.slice(again.indexOf("rc=")),
+      phase1.stdout.slice(phase1.stdout.indexOf("rc=")),
+      "re-running phase 1 composes the same file (nothing restarts)",
+    );
+
+    const phase2 = compose(phase1File, false);
+    assert.match(phase2.stdout, /rc=0\nDEBUG='False'\nSECRET_KEY='new-key'\nSECRET_KEY_FALLBACKS='old-key'\n$/);
+    const phase2File = phase2.stdout.slice(phase2.stdout.indexOf("DEBUG="));
+    assert.match(
+      compose(phase2File, true).stdout,
+      /rc=0\nDEBUG='False'\nSECRET_KEY='new-key'\nSECRET_KEY_FALLBACKS='old-key'\n$/,
+      "phase 1 on a host that already signs with the delivered key changes nothing",
+    );
+
+    const fresh = compose(undefined, true);
+    assert.equal(fresh.status, 0);
+    assert.match(fresh.stdout, /no current SECRET_KEY on this host to keep signing with; nothing changed/);
+    assert.doesNotMatch(fresh.stdout, /rc=/, "stops before anything is written");
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("the rollout script refuses --secret-key-accept with --emergency (an emergency is one phase)", () => {
+  const r = spawnSync(
+    "/bin/bash",
+    [
+      "-c",
+      "cat | /bin/bash -s -- --host h --env-file /srv/app/.env.production --service web --emergency --secret-key-accept",
+    ],
+    { input: rolloutStdin("SECRET_KEY='x'\n"), encoding: "utf8" },
+  );
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /--secret-key-accept and --emergency exclude each other/);
 });

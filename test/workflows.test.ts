@@ -51,6 +51,12 @@ const ROLES = {
   AWS_DEPLOY_ROLE_ARN_PROD: { file: "deploy-prod", stack: "prod", environment: "production", preview: false },
 } as const;
 type RoleVar = keyof typeof ROLES;
+/**
+ * Secrets that name no stack, each allowed in one environment only, in a job that touches neither
+ * AWS nor Pulumi, in a workflow no pull request triggers: the scheduled rotation's GitHub App key
+ * (it opens the bump's pull request; issue 20).
+ */
+const BOT_SECRETS: Record<string, string> = { ROTATION_APP_PRIVATE_KEY: "rotation-bot" };
 
 // --- workflow model ----------------------------------------------------------------------------
 
@@ -150,6 +156,14 @@ function secretViolations(wf: Workflow): string[] {
     const secrets = refs(job, "secrets");
     const vars = refs(job, "vars");
     for (const key of secrets) {
+      if (key in BOT_SECRETS) {
+        if (environmentName(job) !== BOT_SECRETS[key])
+          out.push(`${name}: secrets.${key} outside the \`${BOT_SECRETS[key]}\` environment`);
+        if (awsSteps(job).length > 0 || pulumiSteps(job).length > 0)
+          out.push(`${name}: secrets.${key} in a job with AWS or Pulumi`);
+        if (runsOnPullRequests(wf)) out.push(`${name}: secrets.${key} in a workflow pull requests run`);
+        continue;
+      }
       if (!/_(DEV|PROD)$/.test(key))
         out.push(`${name}: secrets.${key} is named for no stack (end it in _DEV or _PROD)`);
       if (key.endsWith("_PROD") && !needsProdApproval(job)) {
@@ -498,7 +512,7 @@ describe("every workflow: who can see which secret", () => {
         /aws-access-key-id|aws-secret-access-key|AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY/,
       );
       const aws = jobsOf(wf).flatMap(([, j]) => awsSteps(j));
-      assert.ok(aws.length > 0);
+      if (jobsOf(wf).some(([, j]) => pulumiSteps(j).length > 0)) assert.ok(aws.length > 0);
       for (const s of aws) assert.ok(s.with?.["role-to-assume"], "role-to-assume is set");
     });
 
@@ -507,6 +521,8 @@ describe("every workflow: who can see which secret", () => {
     it(`${file}: every job installs the Pulumi CLI at exactly ${PULUMI_CLI_VERSION}`, () => {
       assert.deepEqual(cliVersionViolations(wf), []);
       const pulumiJobs = jobsOf(wf).filter(([, j]) => pulumiSteps(j).length > 0);
+      // A workflow that runs no Pulumi (scheduled-rotation.yml edits one YAML file) has none to pin.
+      if (!/pulumi\/actions@/.test(text(file))) return;
       assert.ok(pulumiJobs.length > 0);
       for (const [name, j] of pulumiJobs) {
         assert.equal(String(pulumiActionSteps(j)[0].with?.["pulumi-version"]), PULUMI_CLI_VERSION, name);
@@ -639,6 +655,56 @@ describe("deploy on merge to main", () => {
 
   it("enforces the policy pack on up too", () => {
     for (const job of [dev, prod]) assert.equal(pulumiSteps(job)[0].with?.policyPacks, "policy");
+  });
+});
+
+describe("scheduled rotation (issue 20)", () => {
+  const { file, wf } = workflowOn("schedule");
+  const job = Object.values(wf.jobs)[0];
+  const bump = job.steps.find((s) => s.run?.includes("components/scheduled-rotation.ts"));
+
+  it("runs daily and on demand, never for pull requests; one run at a time, never cancelled", () => {
+    assert.deepEqual(events(wf).sort(), ["schedule", "workflow_dispatch"]);
+    const cron = (wf.on as { schedule: { cron: string }[] }).schedule.map((c) => c.cron);
+    assert.deepEqual(cron.length, 1);
+    assert.match(cron[0], /^\d+ \d+ \* \* \*$/, "daily: the script decides which keys are due (every N days)");
+    assert.deepEqual((wf as { concurrency?: unknown }).concurrency, {
+      group: "scheduled-rotation",
+      "cancel-in-progress": false,
+    });
+  });
+
+  it("bumps Pulumi.prod.yaml with the script, N from policy/config.json (no other interval), keys from the repository variable", () => {
+    assert.ok(bump, `${file} runs components/scheduled-rotation.ts`);
+    assert.match(bump.run!, /--stack-file Pulumi\.prod\.yaml/);
+    assert.doesNotMatch(
+      bump.run!,
+      /--policy-config|--interval|\bdays\b/i,
+      "the interval comes from the policy config only",
+    );
+    assert.equal(bump.env?.SCHEDULED_ROTATION_KEYS, "${{ vars.SCHEDULED_ROTATION_KEYS }}");
+  });
+
+  it("no AWS, no Pulumi, no stack secret; its own token only reads; the PR is opened with the App's token", () => {
+    assert.deepEqual(awsSteps(job), []);
+    assert.deepEqual(pulumiSteps(job), []);
+    assert.deepEqual(job.permissions, { contents: "read" });
+    assert.deepEqual(refs(wf, "secrets"), ["ROTATION_APP_PRIVATE_KEY"]);
+    const pr = job.steps.find((s) => s.run?.includes("gh pr create"));
+    assert.equal(pr?.env?.GH_TOKEN, "${{ steps.token.outputs.token }}");
+    assert.match(String(pr?.run), /gh pr list --head "\$branch" --state open/, "no second PR while one is open");
+  });
+
+  it("the checks catch the App key in a job with AWS, outside its environment, or in a PR workflow", () => {
+    const withAws = clone(wf);
+    Object.values(withAws.jobs)[0].steps.push({ uses: "aws-actions/configure-aws-credentials@v4", with: {} });
+    assert.ok(secretViolations(withAws).some((v) => /ROTATION_APP_PRIVATE_KEY in a job with AWS or Pulumi/.test(v)));
+    const elsewhere = clone(wf);
+    Object.values(elsewhere.jobs)[0].environment = "dev";
+    assert.ok(secretViolations(elsewhere).some((v) => /outside the `rotation-bot` environment/.test(v)));
+    const onPr = clone(wf);
+    onPr.on = { pull_request: { branches: ["main"] } };
+    assert.ok(secretViolations(onPr).some((v) => /in a workflow pull requests run/.test(v)));
   });
 });
 

@@ -15,6 +15,9 @@
 #   --purge-old-copies (emergency: delete every backup once the new env is proven),
 #   --secret-key-fallbacks N (0..5, default 1: previous keys the host keeps, see below),
 #   --emergency (no fallback kept, implies --purge-old-copies),
+#   --secret-key-accept (phase 1 of a fleet's two-phase SECRET_KEY rotation: the new env, but the
+#     host keeps signing with its current SECRET_KEY and only accepts the delivered one, first in
+#     SECRET_KEY_FALLBACKS; a host with no current key changes nothing. See compose_secret_key_fallbacks),
 #   --login-url URL --login-user NAME --login-password-file PATH --login-check-url URL (all four:
 #     after the health URLs answer, log in as that account as a browser does and fetch a page that
 #     needs the session; the password file must be root-only, see login_probe),
@@ -132,6 +135,7 @@ BACKUPS=3
 PURGE_OLD=0
 VERIFY_ONLY=0
 SK_FALLBACKS=1
+SK_ACCEPT=0
 EMERGENCY=0
 DB_ROTATE=0
 DB_ROLES=()
@@ -270,6 +274,7 @@ parse_args() {
       --purge-old-copies) PURGE_OLD=1; shift; continue ;;
       --verify-only) VERIFY_ONLY=1; shift; continue ;;
       --emergency) EMERGENCY=1; PURGE_OLD=1; shift; continue ;;
+      --secret-key-accept) SK_ACCEPT=1; shift; continue ;;
       --rotate-db-password) DB_ROTATE=1; shift; continue ;;
       --production) PRODUCTION=1; shift; continue ;;
     esac
@@ -328,6 +333,7 @@ parse_args() {
   case $UNMANAGED in refuse | keep | drop) ;; *) usage_error "--unmanaged-keys must be refuse, keep or drop" ;; esac
   is_count "$BACKUPS" 1 20 || usage_error "--backups must be 1..20"
   is_count "$SK_FALLBACKS" 0 5 || usage_error "--secret-key-fallbacks must be 0..5"
+  if [ "$SK_ACCEPT" = 1 ] && [ "$EMERGENCY" = 1 ]; then usage_error "--secret-key-accept and --emergency exclude each other (an emergency is one phase)"; fi
   is_count "$STABLE_SECONDS" 0 600 || usage_error "--stable-seconds must be 0..600"
   is_count "$HEALTH_TIMEOUT" 1 600 || usage_error "--health-timeout must be 1..600"
   if [ -n "$HEALTH_CA" ] && [ "$HEALTH_INSECURE" = 1 ]; then usage_error "--health-ca and --health-insecure exclude each other"; fi
@@ -793,7 +799,12 @@ compose_secret_key_fallbacks() {
     done <"$RUN_DIR/previous.env"
   fi
   if [ "$EMERGENCY" = 1 ]; then limit=0; fi
-  if [ -n "$current" ] && [ "$current" != "$new" ]; then candidates+=("$current"); fi
+  if [ "$SK_ACCEPT" = 1 ] && [ "$current" != "$new" ]; then
+    add_redactions "$current"
+    secret_key_accept_only "$current"
+    # The delivered key is accepted first; the host's current key stays SECRET_KEY, so it is no fallback.
+    kept+=("$new"); seen[$new]=1; limit=$((limit + 1)); new=$current
+  elif [ -n "$current" ] && [ "$current" != "$new" ]; then candidates+=("$current"); fi
   IFS=, read -r -a listed_keys <<<"$listed"
   candidates+=("${listed_keys[@]+"${listed_keys[@]}"}")
   for value in "${candidates[@]+"${candidates[@]}"}"; do
@@ -815,12 +826,43 @@ compose_secret_key_fallbacks() {
     done <"$RUN_DIR/final.env" >"$tmp"
     mv -f -- "$tmp" "$RUN_DIR/final.env"
   fi
-  if [ -n "$current" ] && [ "$current" != "$new" ] && [ "$EMERGENCY" = 1 ]; then
+  if [ "$SK_ACCEPT" = 1 ] && [ "$current" = "$new" ] && [ "${DELIVERED_SET[SECRET_KEY]}" != "$new" ]; then
+    log "secret key: accept (phase 1 of 2): the delivered key is accepted (first in SECRET_KEY_FALLBACKS, ${#kept[@]} listed); this host still signs with its current key until phase 2"
+  elif [ -n "$current" ] && [ "$current" != "$new" ] && [ "$EMERGENCY" = 1 ]; then
+    SK_CHANGED=1
     log "secret key: EMERGENCY (--emergency): no fallback kept; the old key is rejected as soon as the services restart, and backups holding it are deleted once the new env is proven"
   elif [ -n "$current" ] && [ "$current" != "$new" ]; then
+    SK_CHANGED=1
     log "secret key: changes; the host's previous key is kept as a fallback (${#kept[@]} kept, at most $limit)"
   else
     log "secret key: unchanged; ${#kept[@]} fallback(s) kept (at most $limit)"
+  fi
+}
+
+# --secret-key-accept (phase 1, issue 20): final.env keeps the host's current SECRET_KEY, so the
+# host goes on signing with it while it starts accepting the delivered one (the caller lists that
+# one first in SECRET_KEY_FALLBACKS). Phase 2 (the same env without the flag) then finds the
+# current key differing from the delivered one and keeps it as a fallback as usual, so the
+# delivered key moves from the list to SECRET_KEY. A host with no current key it can write back
+# (a new host, or a hand-written value the parsers read differently and no running app) has
+# nothing to keep signing with: it changes nothing and phase 2 installs the env.
+secret_key_accept_only() { # current-key
+  local line tmp=$RUN_DIR/final.env.tmp
+  if [ -z "$1" ]; then
+    log "secret key: accept (phase 1 of 2): no current SECRET_KEY on this host to keep signing with; nothing changed, phase 2 installs the env"
+    exit 0
+  fi
+  while IFS= read -r line; do
+    if [ "${line%%=*}" = SECRET_KEY ]; then printf "SECRET_KEY='%s'\n" "$1"; else printf '%s\n' "$line"; fi
+  done <"$RUN_DIR/final.env" >"$tmp"
+  mv -f -- "$tmp" "$RUN_DIR/final.env"
+}
+
+# An emergency's proof of closure, timed (issue 20): once every process of the first service holds
+# the new env, none accepts the old key; the program reads this line into secretKeyEmergency.
+note_old_key_rejected() { # service
+  if [ "$EMERGENCY" = 1 ] && [ "${SK_CHANGED:-0}" = 1 ] && [ "$1" = "${SERVICES[0]}" ]; then
+    log "secret key: the old key is rejected by $1 since $(date -u +%Y-%m-%dT%H:%M:%S.%3NZ) (emergency)"
   fi
 }
 
@@ -1811,6 +1853,7 @@ restart_services() {
     # override or UnsetEnvironment= is caught here, with only this unit to put back); the proof
     # after the window covers the processes started later.
     result=$(prove_env "$svc" "$DELIVERED_HASH") || fail_rolled_back "$svc" "${result%%|*}" "${result#*|}"
+    note_old_key_rejected "$svc"
   done
   [ "${#watched[@]}" -gt 0 ] || return 0
   log "restart: watching ${watched[*]} together for ${STABLE_SECONDS}s"
@@ -2071,6 +2114,7 @@ write_worker() {
       EXIT_DRIFT MAX_LINE KEY_ERROR_PATTERN \
       HOST ENV_FILE APP_DIR GROUP CHECK HEALTH_URLS HEALTH_HOST HEALTH_CA HEALTH_INSECURE STABLE_SECONDS \
       HEALTH_TIMEOUT REDACT_KEYS SERVICES UNMANAGED BACKUPS PURGE_OLD SK_FALLBACKS EMERGENCY DB_ROTATE DB_ROLES DB_FOLLOW SOCKET LOGIN_URL LOGIN_USER LOGIN_PASSWORD_FILE LOGIN_CHECK_URL PRODUCTION ENV_DIR ENV_NAME RUN_DIR RUN_ID
+    declare -p SK_ACCEPT
     printf 'STARTED_AT=%s\nPRIVATE_NAME=""\nHAD_PREVIOUS=0\nENV_INSTALLED=0\nINSTALLED_ID=""\nCHANGED=0\n' "$STARTED_AT"
     printf 'FAILED_PRINTED=0\nROLLED_BACK=0\nLAST_ERR=""\nDELIVERED_HASH=""\nDELIVERED_KEYS=()\nREDACT_VALUES=()\n'
     printf 'UNMANAGED_KEYS=()\nDROPINS_CHANGED=()\nRESTARTED=()\ndeclare -A ACTION=()\ndeclare -A IDLE=()\n'

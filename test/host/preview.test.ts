@@ -75,9 +75,17 @@ describe("the README preview excerpt, from the real CLI", { skip }, () => {
     );
   });
 
-  it("a SECRET_KEY rotation replaces SECRET_KEY, the secret version and both rollouts, not JWT_SIGNING_KEY", () => {
+  it("a SECRET_KEY rotation replaces SECRET_KEY, the secret version and both phases' commands of both hosts, not JWT_SIGNING_KEY", () => {
     const text = rotation.output;
-    for (const name of ["generated-SECRET_KEY", "store-version", "web1-rollout", "web2-rollout"]) {
+    const replaced = [
+      "generated-SECRET_KEY",
+      "store-version",
+      "web1-accept",
+      "web2-accept",
+      "web1-rollout",
+      "web2-rollout",
+    ];
+    for (const name of replaced) {
       assert.ok(planOf(rotation, name).includes("create-replacement"), `${name}: ${planOf(rotation, name).join(",")}`);
       assert.match(
         text,
@@ -90,7 +98,10 @@ describe("the README preview excerpt, from the real CLI", { skip }, () => {
     }
     assert.match(text, new RegExp(`\\+ rotate\\s*: "${ROTATE_SECRET_KEY.SECRET_KEY}"`));
     assert.match(text, /~ stdin\s*: \[secret\] => \[unknown\]/, "the host's stdin changes and stays hidden");
-    assert.match(text, /\+-4 to replace/);
+    assert.match(text, /\+-6 to replace/);
+    // Two hosts: phase 1 (every -accept) is listed before phase 2 (every -rollout).
+    const at = (name: string): number => text.indexOf(`::${name}]`);
+    assert.ok(Math.max(at("web1-accept"), at("web2-accept")) < Math.min(at("web1-rollout"), at("web2-rollout")), text);
   });
 
   it("no preview shows a secret value (generated keys, supplied secrets, the SSH key)", () => {

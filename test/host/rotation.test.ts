@@ -525,21 +525,34 @@ describe("three hosts, real pulumi", { skip }, () => {
     await fleet?.teardown();
   });
 
-  it("first deploy to three hosts, one after another, one SSH session each", async () => {
+  it("first deploy to three hosts, one after another in each of the two SECRET_KEY phases, one SSH session per phase", async () => {
     const logins = await Promise.all(fleet.hosts.map((h) => sshLogins(fleet, h)));
     const r = await up(config);
     assertOk(r);
-    assert.deepEqual(ran(r), ["create web1-rollout", "create web2-rollout", "create web3-rollout"]);
+    assert.deepEqual(ran(r), [
+      "create web1-accept",
+      "create web2-accept",
+      "create web3-accept",
+      "create web1-rollout",
+      "create web2-rollout",
+      "create web3-rollout",
+    ]);
+    // No host had a key to keep signing with: phase 1 changed nothing, phase 2 installed the env.
+    assert.equal(
+      (r.output.match(/no current SECRET_KEY on this host to keep signing with; nothing changed/g) ?? []).length,
+      3,
+    );
     const now = await Promise.all(fleet.hosts.map((h) => sshLogins(fleet, h)));
     assert.deepEqual(
       now.map((n, i) => n - logins[i] - 1),
-      [1, 1, 1],
+      [2, 2, 2],
     );
     for (const h of fleet.hosts) await assertDeployed(fleet, stack, h);
   });
 
-  it("an unreachable host: clear error, later hosts untouched, retried on the next run", async () => {
+  it("an unreachable host in phase 1: clear error, no host signs with the new key, later hosts untouched, retried on the next run", async () => {
     const [web1, , web3] = fleet.hosts;
+    const keyBefore = keyFingerprint(stack.generatedValue("SECRET_KEY"));
     const web3Before = await servicesState(fleet, web3);
     const web3Env = (await hostFile(fleet, web3, ENV_FILE)).content;
     config = { ...config, rotate: { SECRET_KEY: "2026-11-25" } };
@@ -550,15 +563,24 @@ describe("three hosts, real pulumi", { skip }, () => {
     });
     const r = await up(down);
     assert.notEqual(r.code, 0);
-    assert.deepEqual(ran(r), ["create-replacement web1-rollout", "create-replacement web2-rollout FAILED"]);
-    assert.match(r.output, /web2-rollout[\s\S]*connection refused/);
-    await assertDeployed(fleet, stack, web1);
+    assert.deepEqual(ran(r), ["create-replacement web1-accept", "create-replacement web2-accept FAILED"]);
+    assert.match(r.output, /web2-accept[\s\S]*connection refused/);
+    const web1Key = await appKeyFingerprint(fleet, web1);
+    assert.equal(web1Key.secret_key, keyBefore, "web1 accepts the new key but still signs with the old one");
+    assert.equal(web1Key.fallbacks[0], keyFingerprint(stack.generatedValue("SECRET_KEY")), "web1 accepts the new key");
+    assert.equal((await fleet.http(web1, "/health/")).status, 200);
     assert.equal((await hostFile(fleet, web3, ENV_FILE)).content, web3Env, "web3 untouched");
     assert.deepEqual(await servicesState(fleet, web3), web3Before, "web3 not restarted");
 
     const again = await up(config);
     assertOk(again);
-    assert.deepEqual(ran(again), ["create-replacement web2-rollout", "create-replacement web3-rollout"]);
+    assert.deepEqual(ran(again), [
+      "create-replacement web2-accept",
+      "create-replacement web3-accept",
+      "create-replacement web1-rollout",
+      "create-replacement web2-rollout",
+      "create-replacement web3-rollout",
+    ]);
     for (const h of fleet.hosts) await assertDeployed(fleet, stack, h);
   });
 
@@ -571,7 +593,7 @@ describe("three hosts, real pulumi", { skip }, () => {
     (spoofed.hosts as Array<{ hostKey: string }>)[0].hostKey = web2.hostKey;
     const r = await up(spoofed);
     assert.notEqual(r.code, 0);
-    assert.match(r.output, /web1-rollout[\s\S]*ssh: handshake failed: ssh: host key mismatch/);
+    assert.match(r.output, /web1-accept[\s\S]*ssh: handshake failed: ssh: host key mismatch/);
     assert.equal((await hostFile(fleet, web1, ENV_FILE)).content, envBefore);
     assert.deepEqual(await servicesState(fleet, web1), before);
     const back = await up(config);

@@ -311,7 +311,7 @@ describe("runbook procedures, real pulumi + awscli on Moto, two hosts", { skip }
     );
   });
 
-  it("§5 adding a host: the preview shows one new <host>-rollout, `up` creates only it, the other host is not restarted", async () => {
+  it("§5 adding a host: the preview shows the new host's -accept and -rollout (and, the stack now a fleet, web1-accept), `up` creates only them, the other host is not restarted", async () => {
     const before1 = await pids(web1);
     const env1 = await hostFile(fleet, web1, ENV_FILE);
     const hostKey = await keyscan(web2);
@@ -325,12 +325,14 @@ describe("runbook procedures, real pulumi + awscli on Moto, two hosts", { skip }
       assert.equal((await shell(`pulumi config set --stack prod --path 'hosts[1].${k}' '${v}'`)).code, 0);
     }
     const preview = assertOk(await stack.preview(policyArgs()));
-    assert.deepEqual(commandSteps(preview), ["create web2-rollout"]);
-    // Created: the new host's HostRollout component and its command; nothing else changes.
+    const created = ["create web1-accept", "create web2-accept", "create web2-rollout"];
+    assert.deepEqual(commandSteps(preview).sort(), created);
+    // Created: the new host's HostRollout component and its command, and both hosts' SecretKeyAccept
+    // components and their commands (two hosts: two SECRET_KEY phases); nothing else changes.
     const { same: _same, ...changes } = changesOf(preview);
-    assert.deepEqual(changes, { create: 2 });
+    assert.deepEqual(changes, { create: 6 });
     const r = assertOk(await up());
-    assert.deepEqual(ran(r), ["create web2-rollout"]);
+    assert.deepEqual(ran(r).sort(), created);
     await assertDeployed(web2);
     assert.deepEqual(await pids(web1), before1, "web1 not restarted");
     assert.deepEqual(await hostFile(fleet, web1, ENV_FILE), env1, "web1's env file untouched");
@@ -341,7 +343,13 @@ describe("runbook procedures, real pulumi + awscli on Moto, two hosts", { skip }
     const line = "pulumi config set --stack prod --path 'rotate.SECRET_KEY' 2026-11-25";
     await runbookCommand(line);
     const r1 = assertOk(await up());
-    assert.deepEqual(ran(r1).sort(), ["create-replacement web1-rollout", "create-replacement web2-rollout"]);
+    const bothPhases = [
+      "create-replacement web1-accept",
+      "create-replacement web1-rollout",
+      "create-replacement web2-accept",
+      "create-replacement web2-rollout",
+    ];
+    assert.deepEqual(ran(r1).sort(), bothPhases);
     const second = stack.generatedValue("SECRET_KEY");
     assert.notEqual(second, first);
     for (const h of [web1, web2]) {
@@ -365,7 +373,7 @@ describe("runbook procedures, real pulumi + awscli on Moto, two hosts", { skip }
     assert.ok(RUNBOOK.includes("A second rotation on\n   the same day adds a counter: `2026-11-25.2`"));
     await runbookCommand(line, { "2026-11-25": "2026-11-25.2" });
     const r2 = assertOk(await up());
-    assert.equal(ran(r2).length, 2, "both hosts rolled again");
+    assert.equal(ran(r2).length, 4, "both hosts rolled again, in both phases");
     const third = stack.generatedValue("SECRET_KEY");
     assert.notEqual(third, second);
     // The advisory keeper-age policy judged the counter keeper as a date (no "cannot be judged").
@@ -407,7 +415,7 @@ describe("runbook procedures, real pulumi + awscli on Moto, two hosts", { skip }
       failed.output,
       /pms-rollout FAILED host=web1 service=pms-backend check=health-url: .*previous env restored/,
     );
-    assert.deepEqual(ran(failed), ["create-replacement web1-rollout FAILED"], "web1 failed, web2 not touched");
+    assert.deepEqual(ran(failed), ["create-replacement web1-accept FAILED"], "web1 failed, web2 not touched");
     // The host is on its previous env and healthy; web2 untouched.
     assert.equal((await hostFile(fleet, web1, ENV_FILE)).content, before1.content);
     assert.equal((await fleet.http(web1, "/health/")).status, 200);
@@ -440,7 +448,12 @@ describe("runbook procedures, real pulumi + awscli on Moto, two hosts", { skip }
     }
     // 3. Re-run with the same config: the failed host runs again (its state still differs), then web2.
     const fixed = assertOk(await up());
-    assert.deepEqual(ran(fixed).sort(), ["create-replacement web1-rollout", "create-replacement web2-rollout"]);
+    assert.deepEqual(ran(fixed).sort(), [
+      "create-replacement web1-accept",
+      "create-replacement web1-rollout",
+      "create-replacement web2-accept",
+      "create-replacement web2-rollout",
+    ]);
     for (const h of [web1, web2]) {
       await assertDeployed(h);
       assert.equal(parseEnvFile((await hostFile(fleet, h, ENV_FILE)).content).DB_PASSWORD, newPassword);
@@ -571,7 +584,7 @@ describe("runbook procedures, real pulumi + awscli on Moto, two hosts", { skip }
     const pids1 = await pids(web1);
     assert.equal((await shell("pulumi config rm --stack prod --path 'hosts[1]'")).code, 0);
     const r = assertOk(await up());
-    assert.deepEqual(commandSteps(r), ["delete web2-rollout"]);
+    assert.deepEqual(commandSteps(r).sort(), ["delete web1-accept", "delete web2-accept", "delete web2-rollout"]);
     assert.deepEqual(await hostFile(fleet, web2, ENV_FILE), env2, "the env file stays with live secrets");
     assert.equal((await fleet.http(web2, "/health/")).status, 200, "web2 keeps running");
     assert.deepEqual(await pids(web1), pids1, "web1 untouched");

@@ -42,7 +42,12 @@ export class Balancer {
   ) {}
 
   /** Wires `hosts` behind a new HAProxy; tear it down with close(). */
-  static async start(fleet: TestFleet, hosts: TestHost[], log: (l: string) => void): Promise<Balancer> {
+  static async start(
+    fleet: TestFleet,
+    hosts: TestHost[],
+    log: (l: string) => void,
+    options: { balance?: "leastconn" | "roundrobin" } = {},
+  ): Promise<Balancer> {
     ensureHaproxy(log);
     const netns = `h10lb-${process.pid}`;
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "h10-lb-"));
@@ -89,7 +94,9 @@ export class Balancer {
           // leastconn: requests queued on a restarting host count as its open connections, so new
           // requests go to the others instead of piling up behind the restart (roundrobin would
           // stall every connection on that host in turn: no error, but seconds of nothing).
-          "  balance leastconn",
+          // roundrobin (issue 20's session test): each request to the next host, no cookie pinning
+          // a session to a host, so a logged-in client crosses hosts all the time.
+          `  balance ${options.balance ?? "leastconn"}`,
           "  option httpchk",
           `  http-check send meth GET uri /health/ hdr Host ${PUBLIC_HOST}`,
           ...servers,

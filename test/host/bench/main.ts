@@ -10,7 +10,9 @@
  * Reported: (a) start -> the app serves the new key, (b) start -> run verified and done,
  * (c) failed requests and the longest gap between two 2xx answers, (d) SSH sessions per host.
  * (e) the fleet: 1, 3 and 6 hosts with rollout.batches [1, "50%"] (canary, then batches in
- * parallel), under load through a real HAProxy in its own network namespace.
+ * parallel), under load through a real HAProxy in its own network namespace. Several hosts roll a
+ * SECRET_KEY in two phases (the default, issue 20); 3 hosts once more with
+ * rollout.secretKeyPhases 1, so the table shows what the second phase costs.
  * (f) DB_PASSWORD (issue 10): a rotation of a generated DB_PASSWORD, single role vs alternating
  * login roles (bench/db.ts), BENCH_RUNS each, same host and load, after the rest.
  * Writes bench-results/bench.json, bench-results/timeline.svg and docs/bench-timeline.svg; prints
@@ -391,12 +393,12 @@ async function main(): Promise<number> {
   const stacks: PulumiStack[] = [];
   let balancer: Balancer | undefined;
   try {
-    const configFor = (hosts: TestHost[], rotate: string): Record<string, unknown> => {
+    const configFor = (hosts: TestHost[], rotate: string, phases?: 1 | 2): Record<string, unknown> => {
       const c = fleetConfig(fleet, hosts, {
         stableSeconds: STABLE_SECONDS,
         // fleetConfig's ALLOWED_HOSTS is the public name only: the balancer, the load, the key
         // watcher (httpHost "public") and the program's health check all send it.
-        overrides: { rollout: { batches: BATCHES } },
+        overrides: { rollout: { batches: BATCHES, ...(phases ? { secretKeyPhases: phases } : {}) } },
       });
       // The documented setup (docs/ZERO-DOWNTIME.md): the rollout also checks the socket.
       return { ...c, app: { ...(c.app as object), socketUnit: "pms-backend.socket" }, rotate: { SECRET_KEY: rotate } };
@@ -444,6 +446,17 @@ async function main(): Promise<number> {
       fleetRuns.push(m);
       log(`fleet ${n} host(s) through HAProxy: ${f(m.doneS)} s, ${m.failed} failed of ${m.ok + m.failed}`);
     }
+    // The same 3 hosts in one SECRET_KEY phase (users logged out meanwhile; test/host/fleet.test.ts).
+    const onePhase = await programRun(
+      fleet,
+      stacks[1],
+      configFor(fleet.hosts.slice(0, 3), "fleet-3-one-phase", 1),
+      fleet.hosts.slice(0, 3),
+      lbLoad,
+    );
+    log(
+      `fleet 3 hosts, one phase: ${f(onePhase.doneS)} s, ${onePhase.failed} failed of ${onePhase.ok + onePhase.failed}`,
+    );
 
     const med = (ms: Measured[], k: (m: Measured) => number | undefined): number =>
       median(ms.map(k).filter((x): x is number => x !== undefined));
@@ -478,11 +491,17 @@ async function main(): Promise<number> {
         "failed / all requests",
       ],
       ...fleetRuns.map((m) => [
-        `${m.hosts} host${m.hosts === 1 ? "" : "s"}`,
+        `${m.hosts} host${m.hosts === 1 ? "" : "s"}${m.hosts > 1 ? " (two SECRET_KEY phases)" : ""}`,
         f(m.doneS),
         ratio(m.doneS, fleetRuns[0].doneS),
         `${m.failed} / ${m.ok + m.failed}`,
       ]),
+      [
+        "3 hosts, rollout.secretKeyPhases 1 (logs users out meanwhile)",
+        f(onePhase.doneS),
+        ratio(onePhase.doneS, fleetRuns[0].doneS),
+        `${onePhase.failed} / ${onePhase.ok + onePhase.failed}`,
+      ],
     ];
     // (f) last: it leaves bench1 on the alternating roles.
     const dbStack = await PulumiStack.create({ stack: "bench-db", log: () => undefined });
@@ -508,6 +527,7 @@ async function main(): Promise<number> {
           program: program.map(strip),
           manual: manual.map(strip),
           fleet: fleetRuns.map(strip),
+          fleetOnePhase: strip(onePhase),
           db: { runs: RUNS, single: db.single.map(strip), alternating: db.alternating.map(strip) },
           table: rows,
           fleetTable: fleetRows,

@@ -87,6 +87,8 @@ DATABASES = {
 }
 
 SESSION_ENGINE = os.getenv("SESSION_ENGINE", "django.contrib.sessions.backends.db")
+# The fleet session test (issue 20) sets it True: the CSRF secret then lives in the signed session.
+CSRF_USE_SESSIONS = os.getenv("CSRF_USE_SESSIONS", "False") == "True"
 
 # TLS ends at nginx in front of gunicorn, which also redirects http to https; Django trusts its
 # X-Forwarded-Proto header. Django's own redirect stays off so that a health check from the

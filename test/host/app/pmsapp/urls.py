@@ -9,6 +9,8 @@ urlpatterns = [
     path("login/", views.login_view),
     path("accounts/login/", auth_views.LoginView.as_view()),
     path("me/", views.me),
+    path("session/", views.session_page),
+    path("session/post/", views.session_post),
     path("token/issue/", views.token_issue),
     path("token/verify/", views.token_verify),
     path("reset-token/issue/", views.reset_token_issue),

@@ -2,12 +2,14 @@
 import hashlib
 import json
 import secrets
+import socket
 
 from django.conf import settings
 from django.contrib.auth import get_user_model, login
 from django.core import signing
 from django.db import connection
 from django.http import JsonResponse
+from django.middleware.csrf import get_token
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -139,3 +141,23 @@ def reset_token_check(request):
     if not default_token_generator.check_token(user, _token_from(request)):
         return JsonResponse({"valid": False}, status=400)
     return JsonResponse({"valid": True})
+
+
+# A browser session across a fleet (issue 20): a client logged in through the stock LoginView keeps
+# reading a page that needs the session and posting a CSRF-protected form, each request possibly
+# on another host. With SESSION_ENGINE signed_cookies the session is signed with SECRET_KEY, and
+# with CSRF_USE_SESSIONS the CSRF secret lives in it: both fail on a host that rejects the key.
+@require_GET
+def session_page(request):
+    if not request.user.is_authenticated:
+        return JsonResponse({"authenticated": False, "host": socket.gethostname()}, status=401)
+    return JsonResponse({"user": request.user.get_username(), "host": socket.gethostname(), "csrfToken": get_token(request)})
+
+
+@require_POST
+def session_post(request):
+    # Not csrf_exempt: CsrfViewMiddleware answers 403 before this runs when the token is refused.
+    if not request.user.is_authenticated:
+        return JsonResponse({"authenticated": False, "host": socket.gethostname()}, status=401)
+    request.session["posts"] = int(request.session.get("posts", 0)) + 1
+    return JsonResponse({"saved": True, "host": socket.gethostname()})
