@@ -20,14 +20,15 @@
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { after, before, describe, it } from "node:test";
+import { hostSuite } from "./suite";
 import { DB_ROLES, loginCode, roleVerifier, runbookRolesSql, superuserSql } from "./bench/db";
-import { ENV_FILE, envFile, leaked, randomValue, rollout, sh } from "./safety-host";
+import { envFile, leaked, randomValue, rollout as rolloutAt, sh } from "./safety-host";
 import { celeryRoundTrip, unavailable } from "./scenario";
 import {
   APP,
   bootFleet,
   hostTestsUnavailableReason,
+  PRESET_ENV_FILE,
   PUBLIC_HOST,
   TEST_DB,
   type TestFleet,
@@ -36,7 +37,12 @@ import {
 } from "./testhost";
 
 const skip = unavailable(hostTestsUnavailableReason());
+const { after, before, describe, it } = hostSuite(skip);
 const log = verboseLog;
+/** Where the `envfile` variant's units read their env, so every rollout here delivers to it. */
+const ENV_FILE = PRESET_ENV_FILE;
+const rollout: typeof rolloutAt = (fleet, host, env, opts = {}) =>
+  rolloutAt(fleet, host, env, { ...opts, app: { envFile: ENV_FILE, ...opts.app } });
 const ROTATE = ["--rotate-db-password"];
 const ROLES = ["--rotate-db-password", "--db-roles", DB_ROLES.join(",")];
 const newPassword = (): string => `${randomValue(36)}-_.+=,${randomValue(6)}`;
