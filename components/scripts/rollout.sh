@@ -797,6 +797,11 @@ compose_secret_key_fallbacks() {
         SECRET_KEY_FALLBACKS) if value=$(line_value "$line"); then listed=$value; else listed=""; skipped=$((skipped + 1)); fi ;;
       esac
     done <"$RUN_DIR/previous.env"
+  elif value=$(running_value SECRET_KEY); then
+    # No env file at this path yet, but the app runs with a key from elsewhere (a unit's own
+    # EnvironmentFile=, a hand-written file at an earlier path such as the app directory): that is
+    # the key its users' sessions are signed with, so it is adopted like a previous file's.
+    current=$value
   fi
   if [ "$EMERGENCY" = 1 ]; then limit=0; fi
   if [ "$SK_ACCEPT" = 1 ] && [ "$current" != "$new" ]; then

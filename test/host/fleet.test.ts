@@ -148,7 +148,7 @@ const CLIENT = { username: "fleet-client", password: "fleet-client-password-20" 
  */
 const CREATE_CLIENT_USER = [
   "systemd-run --quiet --wait --pipe --collect -p User=pms -p WorkingDirectory=/srv/pms-backend",
-  "-p EnvironmentFile=/srv/pms-backend/.env.production --",
+  `-p EnvironmentFile=${ENV_FILE} --`,
   "/srv/pms-backend/venv/bin/python manage.py shell -c",
   `"from django.contrib.auth.models import User; from django.contrib.auth.hashers import make_password; User.objects.filter(username='${CLIENT.username}').delete(); User.objects.create(id=4242, username='${CLIENT.username}', password=make_password('${CLIENT.password}', salt='PmsFleetSessionSalt0020Issue20'))"`,
 ].join(" ");
