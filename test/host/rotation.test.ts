@@ -99,7 +99,7 @@ describe("one host, real pulumi", { skip }, () => {
     assert.equal((await sshLogins(fleet, host)) - logins - 1, 1, "one SSH session for the rollout");
     assert.deepEqual(ran(r), ["create solo-rollout"]);
     assert.match(r.output, /Updating \(dev\)/);
-    assert.match(r.output, /Resources:\n\s+\+ 9 created/);
+    assert.match(r.output, /Resources:\n\s+\+ 10 created/);
     await assertDeployed(fleet, stack, host);
     const saved = await backups(fleet, host);
     assert.ok(
@@ -133,7 +133,7 @@ describe("one host, real pulumi", { skip }, () => {
     const r = await up(config);
     assertOk(r);
     assert.deepEqual(ran(r), []);
-    assert.deepEqual(changesOf(r), { same: 9 });
+    assert.deepEqual(changesOf(r), { same: 10 });
     assert.equal((await sshLogins(fleet, host)) - logins - 1, 0, "no SSH session");
     assert.deepEqual(await servicesState(fleet, host), before);
   });
