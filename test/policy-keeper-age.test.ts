@@ -2,6 +2,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { rotationKeeperAge } from "../policy/policies";
+import { ENV_FINGERPRINT_KEY } from "../components/env-file";
 import { keeperAgeFinding, parseKeeperDate } from "../policy/policies/keeper-age";
 import { resourceArgs, runResource, isoDaysAgo } from "./policy-harness";
 
@@ -72,6 +73,17 @@ describe("rotation-keeper-age (advisory)", () => {
     );
     const none = await runResource(rotationKeeperAge, resourceArgs(type, "generated-SECRET_KEY", { length: 64 }));
     assert.match(none.violations[0] ?? "", /has no rotation keeper .* cannot be judged/);
+  });
+
+  it("leaves out the program's env-fingerprint key: it keys the published fingerprint, never reaches a host or the store, and has no keeper by design", async () => {
+    const fingerprintKey = await runResource(
+      rotationKeeperAge,
+      resourceArgs(type, ENV_FINGERPRINT_KEY.name, { ...ENV_FINGERPRINT_KEY.args }),
+    );
+    assert.deepEqual(fingerprintKey.violations, []);
+    // Any other RandomPassword without a keeper is still reported.
+    const other = await runResource(rotationKeeperAge, resourceArgs(type, "some-other-password", { length: 64 }));
+    assert.match(other.violations[0] ?? "", /has no rotation keeper .* cannot be judged/);
   });
 
   it("parses ISO dates strictly", () => {

@@ -1,5 +1,6 @@
 import type { ResourceValidationPolicy } from "@pulumi/policy";
 import { readPath, UNKNOWN } from "../props";
+import { ENV_FINGERPRINT_KEY } from "../../components/env-file";
 import { generatedEnvKey, RANDOM_PASSWORD } from "./types";
 
 const DEFAULT_MAX_KEEPER_AGE_DAYS = 90;
@@ -90,6 +91,9 @@ export const rotationKeeperAge: ResourceValidationPolicy = {
   },
   validateResource: (args, reportViolation) => {
     if (args.type !== RANDOM_PASSWORD) return;
+    // The key of the published env fingerprint (components/env-file.ts) stays in state, never
+    // reaches a host or the secret store, and has no keeper by design: it is not a secret to rotate.
+    if (args.name === ENV_FINGERPRINT_KEY.name) return;
     const configured = args.getConfig<KeeperAgeConfig>().maxKeeperAgeDays;
     const maxAgeDays = typeof configured === "number" && configured > 0 ? configured : DEFAULT_MAX_KEEPER_AGE_DAYS;
     const keepers = readPath(args.props, "keepers");
