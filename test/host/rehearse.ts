@@ -51,14 +51,10 @@ async function main(): Promise<number> {
     );
     const s = stack;
     await step("the plugins this run uses: pulumi plugin ls, pulumi about, where each came from", async () => {
-      const ls = await s.run(["plugin", "ls"]);
-      if (ls.code !== 0) throw new Error(ls.output);
-      for (const line of ls.stdout.trimEnd().split("\n")) relay(`    ${line}`);
-      const about = await s.run(["about"]);
-      for (const line of about.stdout
-        .split("\n")
-        .filter((l) => /^(CLI|Version|language|resource)\b|^\s*(resource|language)\s/.test(l))) {
-        relay(`    ${line}`);
+      // The CLI's own output is relayed as it comes (PulumiStack's log).
+      for (const args of [["plugin", "ls"], ["about"]]) {
+        const r = await s.run(args);
+        if (r.code !== 0) throw new Error(r.output);
       }
       for (const [tool, origin] of toolOrigins(s.bin)) relay(`    ${tool}: ${origin}`);
     });
