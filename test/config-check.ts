@@ -1,6 +1,7 @@
 /** Runs one config section parser against a fresh Problems collector and returns what it found. */
 import assert from "node:assert/strict";
-import { ConfigError } from "../components/config";
+import { ConfigError, parseStackConfig, type RawConfig } from "../components/config";
+import { defined } from "./fixtures";
 import { Problems } from "../components/config/problems";
 
 export interface Checked<T> {
@@ -34,4 +35,25 @@ export function assertProblem(problems: readonly string[], key: string, what: Re
   assert.match(hits[0], what);
   assert.match(hits[0], /\. Fix: \S/);
   return hits[0];
+}
+
+/** A test config as the CLI hands it to the program: every key under the project namespace, objects as JSON. */
+export function rawConfig(config: Record<string, unknown>): RawConfig {
+  return Object.fromEntries(
+    Object.entries(defined(config)).map(([k, v]) => [
+      `pms-secrets:${k}`,
+      typeof v === "string" ? v : JSON.stringify(v),
+    ]),
+  );
+}
+
+/** Every problem parseStackConfig lists for a config (none when it is valid). */
+export function stackProblems(config: Record<string, unknown>, stack = "dev"): readonly string[] {
+  try {
+    parseStackConfig(rawConfig(config), stack);
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, String(e));
+    return e.problems;
+  }
+  return [];
 }

@@ -2,19 +2,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as pulumi from "@pulumi/pulumi";
-import { ConfigError, parseStackConfig, RawConfig } from "../components/config";
+import { ConfigError, parseStackConfig } from "../components/config";
 import { baseConfig, defined, SENTINEL_DB_PASSWORD, SENTINEL_SSH_KEY } from "./fixtures";
 import { runProgram } from "./harness";
-import { assertProblem, keysOf } from "./config-check";
+import { assertProblem, keysOf, rawConfig as raw } from "./config-check";
 
-function raw(config: Record<string, unknown>): RawConfig {
-  return Object.fromEntries(
-    Object.entries(defined(config)).map(([k, v]) => [
-      `pms-secrets:${k}`,
-      typeof v === "string" ? v : JSON.stringify(v),
-    ]),
-  );
-}
 
 function problemsOf(config: Record<string, unknown>, stack: string): readonly string[] {
   try {

@@ -4,32 +4,17 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ConfigError, parseStackConfig, RawConfig } from "../components/config";
 import { spawnSync } from "node:child_process";
 import { ROLLOUT_SCRIPT, rolloutStdin } from "../components/host-rollout";
 import { parseEnvFile } from "../components/env-file";
 import { dbPasswordRolloutArgs } from "../components/db-password-rotation";
 import { baseConfig, defined, SENTINEL_DB_PASSWORD } from "./fixtures";
-import { assertProblem } from "./config-check";
+import { assertProblem, rawConfig as raw, stackProblems } from "./config-check";
+import { parseStackConfig } from "../components/config";
 import { runProgram, TYPES } from "./harness";
 
-function raw(config: Record<string, unknown>): RawConfig {
-  return Object.fromEntries(
-    Object.entries(defined(config)).map(([k, v]) => [
-      `pms-secrets:${k}`,
-      typeof v === "string" ? v : JSON.stringify(v),
-    ]),
-  );
-}
-
 function problemsOf(config: Record<string, unknown>): readonly string[] {
-  try {
-    parseStackConfig(raw(config), "dev");
-  } catch (e) {
-    assert.ok(e instanceof ConfigError, String(e));
-    return e.problems;
-  }
-  return [];
+  return stackProblems(config, "dev");
 }
 
 const base = baseConfig("dev");

@@ -6,12 +6,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { ConfigError, parseStackConfig, RawConfig } from "../components/config";
 import type { AppSpec } from "../components/config";
 import { ROLLOUT_SCRIPT, rolloutCommand } from "../components/host-rollout";
 import { HOST_BOUNDS, ROLLOUT_TIMEOUT_SECONDS, rolloutWorstCase } from "../components/rollout-time";
-import { baseConfig, defined } from "./fixtures";
-import { assertProblem } from "./config-check";
+import { baseConfig } from "./fixtures";
+import { assertProblem, stackProblems } from "./config-check";
 
 const APP: AppSpec = {
   dir: "/srv/pms-backend",
@@ -85,23 +84,8 @@ test("the documented figures: 1270 s for the shipped shape, 1595 s with the DB r
   assert.ok(all.total <= ROLLOUT_TIMEOUT_SECONDS);
 });
 
-function raw(config: Record<string, unknown>): RawConfig {
-  return Object.fromEntries(
-    Object.entries(defined(config)).map(([k, v]) => [
-      `pms-secrets:${k}`,
-      typeof v === "string" ? v : JSON.stringify(v),
-    ]),
-  );
-}
-
 function problemsOf(config: Record<string, unknown>): readonly string[] {
-  try {
-    parseStackConfig(raw(config), "dev");
-  } catch (e) {
-    assert.ok(e instanceof ConfigError, String(e));
-    return e.problems;
-  }
-  return [];
+  return stackProblems(config, "dev");
 }
 
 test("a config whose worst case exceeds the resource timeout is refused, naming the keys", () => {

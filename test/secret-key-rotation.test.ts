@@ -6,7 +6,6 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { ConfigError, parseStackConfig, RawConfig } from "../components/config";
 import { ROLLOUT_SCRIPT } from "../components/host-rollout";
 import { parseEnvFile } from "../components/env-file";
 import {
@@ -16,26 +15,12 @@ import {
   SETTINGS_SNIPPET,
 } from "../components/secret-key-rotation";
 import { baseConfig, defined } from "./fixtures";
-import { assertProblem } from "./config-check";
+import { assertProblem, rawConfig as raw, stackProblems } from "./config-check";
+import { parseStackConfig } from "../components/config";
 import { runProgram, TYPES } from "./harness";
 
-function raw(config: Record<string, unknown>): RawConfig {
-  return Object.fromEntries(
-    Object.entries(defined(config)).map(([k, v]) => [
-      `pms-secrets:${k}`,
-      typeof v === "string" ? v : JSON.stringify(v),
-    ]),
-  );
-}
-
 function problemsOf(overrides: Record<string, unknown>): readonly string[] {
-  try {
-    parseStackConfig(raw(baseConfig("dev", overrides)), "dev");
-  } catch (e) {
-    assert.ok(e instanceof ConfigError, String(e));
-    return e.problems;
-  }
-  return [];
+  return stackProblems(baseConfig("dev", overrides), "dev");
 }
 
 const run = (overrides: Record<string, unknown> = {}, extra: { preview?: boolean; randomSeed?: string } = {}) =>
