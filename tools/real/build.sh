@@ -184,15 +184,26 @@ build_tool() {
     tail -n 20 "${log}" >&2
     die "${name}: resolving the modules of ${module} (${what}, version ${version}) failed; see ${log}. A '403 ... not available' line names a module version the Go proxy refuses."
   fi
+  compile "${name}" "${dir}" "${target}" "${ldflags}" "${key}" "${started}" "${module} (${what}, version ${version})"
+}
+
+#######################################
+# The common end of both builds: `go build` into bin/ (atomically), the cache key, progress.
+# Arguments:
+#   Tool name, module dir, package, ldflags, cache key, start SECONDS, what it is (for errors).
+#######################################
+compile() {
+  local name="$1" dir="$2" target="$3" ldflags="$4" key="$5" started="$6" what="$7"
+  local out="${BIN}/$1" log="${CACHE}/logs/$1.log"
   progress "${name}: modules ready after $((SECONDS - started))s, compiling"
   if ! (cd "${dir}" && go build -trimpath -buildvcs=false -ldflags "${ldflags}" \
     -o "${out}.tmp.$$" "${target}") >>"${log}" 2>&1; then
     rm -f "${out}.tmp.$$"
     tail -n 20 "${log}" >&2
-    die "${name}: go build of ${module} (${what}, version ${version}) failed; see ${log}."
+    die "${name}: go build of ${what} failed; see ${log}."
   fi
   mv -f "${out}.tmp.$$" "${out}"
-  printf '%s\n' "${key}" >"${stamp}"
+  printf '%s\n' "${key}" >"${CACHE}/stamps/${name}.key"
   progress "${name}: built in $((SECONDS - started))s"
 }
 
@@ -232,16 +243,7 @@ build_upstream() {
     tail -n 20 "${log}" >&2
     die "${name}: preparing ${src}/${moddir} (prepare_${name} in tools/real/upstream/prepare.sh) failed; see ${log}. A '403 ... not available' line names a module version the Go proxy refuses."
   fi
-  progress "${name}: modules ready after $((SECONDS - started))s, compiling"
-  if ! (cd "${src}/${moddir}" && go build -trimpath -buildvcs=false -ldflags "-X ${ldflag}" \
-    -o "${out}.tmp.$$" "${pkg}") >>"${log}" 2>&1; then
-    rm -f "${out}.tmp.$$"
-    tail -n 20 "${log}" >&2
-    die "${name}: go build of ${src}/${moddir} (${what}) failed; see ${log}."
-  fi
-  mv -f "${out}.tmp.$$" "${out}"
-  printf '%s\n' "${key}" >"${stamp}"
-  progress "${name}: built in $((SECONDS - started))s"
+  compile "${name}" "${src}/${moddir}" "${pkg}" "-X ${ldflag}" "${key}" "${started}" "${src}/${moddir} (${what})"
 }
 
 #######################################
