@@ -259,6 +259,23 @@ export class SshAgent {
       }
       await sleep(50);
     }
+    // The socket file appears at bind(), before the agent listens or serves: under load an
+    // ssh-add in that gap is refused (seen in CI). Ready means `ssh-add -l` gets an answer
+    // (exit 0: keys, 1: none); 2 is "cannot connect".
+    for (;;) {
+      const probe = await runLocal("ssh-add", ["-l"], {
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin", SSH_AUTH_SOCK: socket },
+        timeoutMs: 10_000,
+        rejectOnFailure: false,
+      });
+      if (probe.code === 0 || probe.code === 1) break;
+      if (child.exitCode !== null || child.signalCode !== null || Date.now() > deadline) {
+        const how = child.signalCode ?? child.exitCode ?? "still running";
+        await agent.stop();
+        throw new Error(`ssh-agent on ${socket} does not answer (agent: ${how}): ${probe.stderr.trim()}`);
+      }
+      await sleep(50);
+    }
     log(`ssh-agent on ${socket} (pid ${child.pid})`);
     return agent;
   }
