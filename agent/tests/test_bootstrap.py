@@ -35,7 +35,7 @@ def payload(env: bytes) -> bytes:
 
 
 def check(python: str) -> Tuple[int, str]:
-    script = functions() + f'\nPYTHON={python}\nHOST=web1\ncheck_interpreter\necho ok\n'
+    script = functions() + f"\nPYTHON={python}\nHOST=web1\ncheck_interpreter\necho ok\n"
     p = subprocess.run(["bash", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
     return p.returncode, p.stdout.decode()
 
@@ -50,12 +50,14 @@ class InterpreterTest(unittest.TestCase):
         if os.stat("/tmp").st_uid != 0:
             self.skipTest("/tmp is not root's here")
         with tempfile.TemporaryDirectory(dir="/tmp") as d:
-            os.chmod(d, 0o777)
+            os.chmod(d, 0o777)  # noqa: S103 - the unsafe directory under test
             py = os.path.join(d, "python3")
             shutil.copy(sys.executable, py)
             rc, out = check(py)
         self.assertEqual(rc, 1)
-        self.assertIn("pms-rollout FAILED host=web1 service=- check=interpreter: /tmp is writable by group or others", out)
+        self.assertIn(
+            "pms-rollout FAILED host=web1 service=- check=interpreter: /tmp is writable by group or others", out
+        )
         self.assertIn("nothing on the host was changed", out)
 
     def test_a_venv_the_app_user_owns_is_refused(self) -> None:
@@ -65,7 +67,7 @@ class InterpreterTest(unittest.TestCase):
         if not parents:
             self.skipTest("no root-only parent directory for the fake venv")
         with tempfile.TemporaryDirectory(dir=parents[0]) as base:
-            os.chmod(base, 0o755)
+            os.chmod(base, 0o755)  # noqa: S103 - a root-only parent, readable
             venv = os.path.join(base, "venv", "bin")
             os.makedirs(venv, 0o755)
             os.chown(os.path.join(base, "venv"), 65534, 65534)
@@ -86,12 +88,11 @@ class LoaderTest(unittest.TestCase):
         with tempfile.TemporaryDirectory() as run_dir:
             with open(os.path.join(run_dir, "stdin"), "wb") as f:
                 f.write(stdin)
-            script = functions() + f'\nwrite_loader {run_dir}/load.py\n'
+            script = functions() + f"\nwrite_loader {run_dir}/load.py\n"
             subprocess.run(["bash", "-c", script], check=True)
             p = subprocess.run(
                 [sys.executable, "-I", os.path.join(run_dir, "load.py"), run_dir, *args],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                capture_output=True,
                 check=False,
             )
             left = sorted(os.listdir(run_dir))
@@ -101,7 +102,8 @@ class LoaderTest(unittest.TestCase):
         rc, err, left = self.run_loader(payload(b"SECRET_KEY='x'\n"), "--host", "web1", "--bogus")
         self.assertEqual(rc, 2)
         self.assertEqual(
-            err, "pms-rollout FAILED host=web1 service=- check=arguments: unknown argument --bogus; nothing on the host was changed\n"
+            err,
+            "pms-rollout FAILED host=web1 service=- check=arguments: unknown argument --bogus; nothing on the host was changed\n",
         )
         self.assertEqual(left, "agent load.py")  # stdin (with the env file) was removed once read
 

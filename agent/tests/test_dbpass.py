@@ -26,7 +26,7 @@ class ScramTest(unittest.TestCase):
         v = dbpass.scram_verifier(b"new-password")
         self.assertTrue(dbpass.stored_matches(v, "pms", b"new-password"))
         self.assertFalse(dbpass.stored_matches(v, "pms", b"old-password"))
-        md5 = "md5" + hashlib.md5(b"pw" + b"pms").hexdigest()  # noqa: S324
+        md5 = "md5" + hashlib.md5(b"pw" + b"pms").hexdigest()
         self.assertTrue(dbpass.stored_matches(md5, "pms", b"pw"))
         self.assertFalse(dbpass.stored_matches(md5, "other", b"pw"))
         for junk in ("", "SCRAM-SHA-256$x", "SCRAM-SHA-256$4096:!!$a:b", "plain"):
@@ -49,7 +49,9 @@ class ScramTest(unittest.TestCase):
         for bad in ("0", "65536", "x", "", "123456"):
             self.assertFalse(dbpass.port_ok(bad), bad)
         self.assertIsNone(dbpass.ROLE.fullmatch("Pms"))
-        self.assertEqual(dbpass.Db("/nonexistent").stored("x; DROP"), (1, "'x; DROP' is not a plain lower-case role name"))
+        self.assertEqual(
+            dbpass.Db("/nonexistent").stored("x; DROP"), (1, "'x; DROP' is not a plain lower-case role name")
+        )
 
     def test_trust_refusal_names_the_fix(self) -> None:
         text = dbpass.trust_refusal("127.0.0.1", "5432", "pms", "on this host")

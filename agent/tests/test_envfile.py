@@ -2,6 +2,7 @@
 
 import hashlib
 import unittest
+from typing import ClassVar, Dict
 
 from pms_agent import envfile
 from pms_agent.report import Failure
@@ -76,7 +77,7 @@ class HandWrittenTest(unittest.TestCase):
 
 
 class ComposeTest(unittest.TestCase):
-    delivered = {"DEBUG": "False", "SECRET_KEY": "k1", "SECRET_KEY_FALLBACKS": ""}
+    delivered: ClassVar[Dict[str, str]] = {"DEBUG": "False", "SECRET_KEY": "k1", "SECRET_KEY_FALLBACKS": ""}
 
     def compose(self, previous: str, policy: str) -> tuple:  # type: ignore[type-arg]
         return envfile.compose(ENV, previous, self.delivered, ["SECRET_KEY"], policy, "/e/.env")
@@ -92,7 +93,7 @@ class ComposeTest(unittest.TestCase):
         self.assertIn("app.unmanagedKeys", cm.exception.detail)
 
     def test_keep_carries_values_in_our_form_and_redacts_them(self) -> None:
-        final, keys, redactions, _ = self.compose("export OTHER=\"v1\"\nSECRET_KEY=old\nSECRET_KEY_FALLBACKS=f\n", "keep")
+        final, keys, redactions, _ = self.compose('export OTHER="v1"\nSECRET_KEY=old\nSECRET_KEY_FALLBACKS=f\n', "keep")
         self.assertEqual(keys, ["OTHER"])
         self.assertTrue(final.startswith(ENV))
         self.assertTrue(final.endswith("OTHER='v1'\n"))

@@ -52,6 +52,7 @@ class App(http.server.BaseHTTPRequestHandler):
 
 class HealthTest(unittest.TestCase):
     server: http.server.HTTPServer
+    base: str
 
     @classmethod
     def setUpClass(cls) -> None:
@@ -90,13 +91,21 @@ class HealthTest(unittest.TestCase):
 
     def test_unit_failure_ends_the_wait(self) -> None:
         problem = health.wait_healthy(
-            [self.base + "/nope/"], self.settings(), 30, still_ok=lambda: ("stability", "unit is failed/failed, not active")
+            [self.base + "/nope/"],
+            self.settings(),
+            30,
+            still_ok=lambda: ("stability", "unit is failed/failed, not active"),
         )
         self.assertEqual(problem, ("stability", "unit is failed/failed, not active"))
 
     def probe(self, password: str) -> health.LoginProbe:
         return health.LoginProbe(
-            self.base + "/login/", "probe", password, "/etc/pms-secrets/login-probe", self.base + "/me/", self.settings()
+            self.base + "/login/",
+            "probe",
+            password,
+            "/etc/pms-secrets/login-probe",
+            self.base + "/me/",
+            self.settings(),
         )
 
     def test_login_probe_logs_in_as_a_browser(self) -> None:

@@ -65,15 +65,16 @@ class OpenRegularTest(unittest.TestCase):
 class AncestorsTest(unittest.TestCase):
     @unittest.skipIf(os.geteuid() == 0, "as root every directory this test makes is root's")
     def test_a_directory_of_another_user_is_refused_with_the_fix(self) -> None:
-        with tempfile.TemporaryDirectory() as d:
-            with self.assertRaisesRegex(paths.Refusal, "belongs to uid"):
-                paths.check_ancestors(os.path.join(d, "sub", "file"), "the env directory")
+        with tempfile.TemporaryDirectory() as d, self.assertRaisesRegex(paths.Refusal, "belongs to uid"):
+            paths.check_ancestors(os.path.join(d, "sub", "file"), "the env directory")
 
     def test_group_writable_directory_refused(self) -> None:
         st = os.stat("/tmp")
         if st.st_uid != 0:
             self.skipTest("/tmp is not root's here")
-        with self.assertRaisesRegex(paths.Refusal, r"/tmp is writable by group or others \(mode 1777\).*chmod go-w /tmp"):
+        with self.assertRaisesRegex(
+            paths.Refusal, r"/tmp is writable by group or others \(mode 1777\).*chmod go-w /tmp"
+        ):
             paths.check_ancestors("/tmp/x/y", "the env directory")
 
     def test_root_paths_pass(self) -> None:

@@ -2,10 +2,10 @@
 
 import hashlib
 import unittest
-from typing import List
+from typing import ClassVar, List
 from unittest import mock
 
-from pms_agent import proof
+from pms_agent import proof, systemd
 
 
 def environ(*entries: str) -> List[bytes]:
@@ -13,7 +13,7 @@ def environ(*entries: str) -> List[bytes]:
 
 
 class ProofTest(unittest.TestCase):
-    keys = ["A", "SECRET_KEY", "SECRET_KEY_FALLBACKS"]
+    keys: ClassVar[List[str]] = ["A", "SECRET_KEY", "SECRET_KEY_FALLBACKS"]
 
     def test_hash_of_the_delivered_keys_only_first_occurrence_absent_as_key(self) -> None:
         env = environ("A=1", "A=2", "OTHER=x", "SECRET_KEY=k", "BAD-NAME=y")
@@ -33,19 +33,22 @@ class ProofTest(unittest.TestCase):
         expected = proof.env_hash(good, self.keys)
         table = {"10": good, "11": good, "12": scrubbed, "13": stale}
         props = {"MainPID": "10"}
-        with mock.patch.object(proof.systemd, "prop", lambda svc, name: props[name]), mock.patch.object(
-            proof.systemd, "unit_pids", lambda svc: ["10", "11", "12"]
-        ), mock.patch.object(proof, "read_environ", lambda pid: table[pid]):
+        with (
+            mock.patch.object(systemd, "prop", lambda svc, name: props[name]),
+            mock.patch.object(systemd, "unit_pids", lambda svc: ["10", "11", "12"]),
+            mock.patch.object(proof, "read_environ", lambda pid: table[pid]),
+        ):
             ok, note = proof.prove_env("pms-backend", self.keys, expected, "/e/.env")
             self.assertTrue(ok)
             self.assertEqual(
                 note,
                 "2 processes hold the delivered env (1 child process(es) with a scrubbed environment, no unit env and no delivered key, not judged)",
             )
-        with mock.patch.object(proof.systemd, "prop", lambda svc, name: props[name]), mock.patch.object(
-            proof.systemd, "unit_pids", lambda svc: ["10", "13"]
-        ), mock.patch.object(proof, "read_environ", lambda pid: table[pid]), mock.patch.object(
-            proof, "comm", lambda pid: "celery"
+        with (
+            mock.patch.object(systemd, "prop", lambda svc, name: props[name]),
+            mock.patch.object(systemd, "unit_pids", lambda svc: ["10", "13"]),
+            mock.patch.object(proof, "read_environ", lambda pid: table[pid]),
+            mock.patch.object(proof, "comm", lambda pid: "celery"),
         ):
             ok, detail = proof.prove_env("pms-backend", self.keys, expected, "/e/.env")
             self.assertFalse(ok)

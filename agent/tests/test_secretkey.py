@@ -8,7 +8,13 @@ from pms_agent import secretkey
 FINAL = "DEBUG='False'\nSECRET_KEY='new'\n"
 
 
-def compose(previous: Optional[str], limit: int = 1, emergency: bool = False, accept: bool = False, running: Optional[str] = None) -> secretkey.Fallbacks:
+def compose(
+    previous: Optional[str],
+    limit: int = 1,
+    emergency: bool = False,
+    accept: bool = False,
+    running: Optional[str] = None,
+) -> secretkey.Fallbacks:
     return secretkey.compose(FINAL, previous, "new", limit, emergency, accept, "/e/.env", lambda: running)
 
 

@@ -21,7 +21,12 @@ class TransactionTest(unittest.TestCase):
             raise OSError("disk full")
 
         tx.push("db", lambda: ok("db"))
-        tx.push("env", lambda: (ran.append("env"), "could not put the env back")[1])
+
+        def env() -> Optional[str]:
+            ran.append("env")
+            return "could not put the env back"
+
+        tx.push("env", env)
         tx.push("drop-ins", boom)
         self.assertTrue(tx.changed)
         problems = tx.rollback()
