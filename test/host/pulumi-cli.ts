@@ -28,6 +28,7 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
+import { agentBundle } from "../../components/host-rollout";
 
 export const REPO = path.resolve(__dirname, "..", "..");
 export const PROJECT = "pms-secrets";
@@ -357,6 +358,11 @@ export class PulumiStack {
     }
     // The program's own files, unchanged (and its dependencies as installed by npm ci).
     fs.cpSync(path.join(REPO, "components"), path.join(workspace, "components"), { recursive: true });
+    // The host agent the program sends (components/host-rollout.ts reads it from ../agent).
+    fs.cpSync(path.join(REPO, "agent"), path.join(workspace, "agent"), {
+      recursive: true,
+      filter: (src) => !src.includes("__pycache__"),
+    });
     fs.symlinkSync(path.join(REPO, "node_modules"), path.join(workspace, "node_modules"));
     let moto: MotoServer;
     try {
@@ -607,9 +613,9 @@ export class PulumiStack {
     if (r.code !== 0) throw new Error(`pulumi stack export failed:\n${r.output}`);
   }
 
-  /** The rollout script of this workspace's copy of the program (the bytes hosts receive). */
+  /** The agent of this workspace's copy of the program (the bytes hosts receive before the env file). */
   get rolloutScript(): string {
-    return fs.readFileSync(path.join(this.workspace, "components", "scripts", "rollout.sh"), "utf8");
+    return agentBundle(path.join(this.workspace, "agent"));
   }
 
   /** The resources of the last exported state. */
