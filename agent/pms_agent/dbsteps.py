@@ -179,7 +179,7 @@ class DbSteps(RunState):
         if not db.wrong_password_refused():
             raise untouched("db-password", dbpass.trust_refusal(db.host, db.port, db.role, "on this host"))
         self.db_old_verifier = stored
-        paths.write_file(os.open(self.run_dir, os.O_RDONLY | os.O_DIRECTORY), "db-old.verifier", stored.encode(), 0o600)
+        self.write_run_file("db-old.verifier", stored)
         verifier = dbpass.scram_verifier(new.encode())
         self.db_altered = True
         self.tx.push("db password", self.restore_db_password)
