@@ -1,5 +1,5 @@
 /**
- * Issue 19's minor host-side defects of components/scripts/rollout.sh, each on a booted host with
+ * Issue 19's minor host-side defects of the host agent (then components/scripts/rollout.sh), each on a booted host with
  * the program's own `rolloutCommand(...)` and `rolloutStdin(...)` over real ssh (safety-host.ts):
  *
  *   c. another run's sweep never deletes a live run's result; a hand-off timeout that says
