@@ -83,7 +83,7 @@ check_interpreter() {
 # Unpacks the agent from the received stdin into the run dir and runs its front end.
 write_loader() { # file
   cat >"$1" <<'PY'
-import os, re, sys
+import os, re, shutil, sys
 
 run_dir = sys.argv[1]
 stdin_path = os.path.join(run_dir, "stdin")
@@ -115,29 +115,42 @@ while True:
         f.write(data[pos : pos + size])
     pos += size
 host = sys.argv[sys.argv.index("--host") + 1] if "--host" in sys.argv[2:-1] else "?"
+
+
+def finish(rc):
+    # What the worker did not take over (a refusal before it started) leaves nothing behind.
+    try:
+        with open(os.path.join(run_dir, "claim"), encoding="ascii") as f:
+            claim = f.read().strip()
+    except OSError:
+        claim = ""
+    if claim != "worker":
+        shutil.rmtree(run_dir, ignore_errors=True)
+    sys.exit(rc)
+
+
 if not ok:
     sys.stderr.write(
         "pms-rollout FAILED host=%s service=- check=agent: the agent arrived incomplete (a transfer cut short);"
         " nothing on the host was changed\n" % host
     )
-    sys.exit(1)
+    finish(1)
 if sys.version_info < (3, 9):
     sys.stderr.write(
         "pms-rollout FAILED host=%s service=- check=interpreter: %s is Python %d.%d; the agent needs 3.9 or later;"
         " nothing on the host was changed\n" % (host, sys.executable, sys.version_info[0], sys.version_info[1])
     )
-    sys.exit(1)
+    finish(1)
 received = data[pos:]
 del data
 sys.path.insert(0, agent)
 from pms_agent import frontend
 
-sys.exit(frontend.main(sys.argv[2:], run_dir, received))
+finish(frontend.main(sys.argv[2:], run_dir, received))
 PY
 }
 
 main() {
-  local rc=0 claim=""
   scan_args "$@"
   prepare_state_dir
   RUN_DIR=$(mktemp -d "$RUNS_DIR/XXXXXXXXXX")
@@ -147,11 +160,9 @@ main() {
   cat >"$RUN_DIR/stdin"
   check_interpreter
   write_loader "$RUN_DIR/load.py"
-  "$PYTHON" -I "$RUN_DIR/load.py" "$RUN_DIR" "$@" || rc=$?
-  # Whatever the worker did not take over (a refusal before it started) leaves nothing behind.
-  claim=$(cat -- "$RUN_DIR/claim" 2>/dev/null || true)
-  if [ -d "$RUN_DIR" ] && [ "$claim" != worker ]; then rm -rf -- "$RUN_DIR"; fi
-  exit "$rc"
+  # The front end replaces this shell (same PID, same SSH session): killing or freezing the
+  # session's process is killing or freezing the front end. It keeps the run dir's lock.
+  exec "$PYTHON" -I "$RUN_DIR/load.py" "$RUN_DIR" "$@"
 }
 
 # Must stay the last line, on one line: stdin after it is the agent and the env file.
