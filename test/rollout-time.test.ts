@@ -57,7 +57,7 @@ test("the agent's bounds are the ones rollout-time.ts adds up", () => {
   }
 });
 
-test("the worst case from config equals the script's budgets for the same command line", () => {
+test("the worst case from config equals the agent's budgets for the same command line", () => {
   const login = {
     url: "http://127.0.0.1:8000/accounts/login/",
     username: "rollout-probe",
