@@ -92,7 +92,7 @@ test("docs/CONFIG.md has a row for every key the parsers read, and no row for a 
 
 test("docs/CONFIG.md gives every row a type, default, range, example and meaning, each short", () => {
   for (const r of table.values()) {
-    for (const [col, v] of Object.entries(r)) {
+    for (const [col, v] of Object.entries(r) as Array<[string, string]>) {
       assert.ok(v !== "", `${r.key}: ${col} is empty`);
       assert.ok(
         v.length <= 200,
