@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { test } from "node:test";
+import { load } from "js-yaml";
 import { KNOWN_KEYS, RETIRED_KEYS } from "../components/config";
 import { APP_KEYS, APP_RANGES, DEFAULT_ENV_FILE, FAIL_LEVELS, UNMANAGED_KEYS } from "../components/config/app";
 import { REQUIRED_SETTINGS } from "../components/config/env";
@@ -170,4 +171,23 @@ test("every value the config accepts for a flag of the host agent is one the age
   // CONFIG.md names the one range where they differ, as the agent has it.
   const stable = agentRange("STABLE_SECONDS");
   assert.ok(DOC.includes(`\`--stable-seconds\` from ${stable.min} to ${stable.max}`));
+});
+
+test("Pulumi.yaml's declared defaults and the ranges its descriptions give are the parsers'", () => {
+  const project = load(fs.readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8")) as {
+    config: Record<string, { default?: unknown; description: string }>;
+  };
+  let checked = 0;
+  for (const [key, decl] of Object.entries(project.config)) {
+    const range = RANGES[key];
+    const stated = /\((\d+)-(\d+)\)/.exec(decl.description);
+    if (range === undefined) {
+      assert.equal(stated, null, `${key}: Pulumi.yaml states a range the test cannot check`);
+      continue;
+    }
+    assert.equal(decl.default, range.default, `${key}: default`);
+    assert.deepEqual(stated?.slice(1).map(Number), [range.min, range.max], `${key}: range in the description`);
+    checked++;
+  }
+  assert.ok(checked >= 2, "Pulumi.yaml declares the whole-number keys");
 });
