@@ -101,6 +101,8 @@ describe(
         child.stdout.on("data", (d: Buffer) => (output += d.toString()));
         child.stderr.on("data", (d: Buffer) => (output += d.toString()));
         child.on("close", (code) => {
+          // The CLI colours its output when it thinks it may; the checks read the text.
+          output = output.replace(/\x1b\[[0-9;]*m/g, "");
           printed.push(output);
           log(`$ ${line}\n${output}`);
           resolve({ code: code ?? 1, output });
