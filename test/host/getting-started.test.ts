@@ -208,7 +208,7 @@ describe(
 
       // The stack file: no placeholder left, the secrets encrypted.
       const file = stack.stackFile();
-      assert.doesNotMatch(file, /REPLACE/, "no placeholder left in Pulumi.prod.yaml");
+      assert.doesNotMatch(file, /REPLACE-with/, "no placeholder value left in Pulumi.prod.yaml");
       for (const v of Object.values(supplied)) assert.ok(!file.includes(v), "secrets only as ciphertext");
       assert.match(file, /hostKey: ssh-ed25519 AAAA/);
       // Preview: one rollout to create, no mandatory policy violation.
