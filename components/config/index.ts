@@ -3,7 +3,9 @@
  * checked before any resource exists: a bad config fails `pulumi preview` with every problem
  * listed, each naming its key and how to fix it. One parser per section (./hosts, ./app, ./env,
  * ./generated, ./secrets, ./secret-key, ./db-password, ./store, ./ssh, ./rollout), each returning
- * its typed piece; this file reads the raw config once and composes them. No SSH credential is config: the program logs in through an SSH agent (./ssh.ts). Secret values are carried in `Sensitive` boxes so they cannot end up in a message.
+ * its typed piece; this file reads the raw config once and composes them. No SSH credential is
+ * config: the program logs in through an SSH agent (./ssh.ts). Secret values are carried in
+ * `Sensitive` boxes so they cannot end up in a message.
  */
 import { parseApp, AppSpec } from "./app";
 import { parseEnv } from "./env";
