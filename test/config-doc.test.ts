@@ -22,7 +22,7 @@ import { SSH_RANGES } from "../components/config/ssh";
 import { RECOVERY_WINDOW } from "../components/config/store";
 import { ALPHABETS } from "../components/alphabet";
 import { describeBatches, DEFAULT_BATCHES, DEFAULT_SECRET_KEY_PHASES } from "../components/rollout-plan";
-import { SECRET_KEY_FALLBACKS_RANGE } from "../components/secret-key-rotation";
+import { SECRET_KEY_FALLBACKS_RANGE } from "../components/config/secret-key";
 import { DEFAULT_GENERATED_LENGTH, MAX_GENERATED_LENGTH, minimumLength } from "../components/secret-rules";
 
 const ROOT = path.join(__dirname, "..");

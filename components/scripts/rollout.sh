@@ -8,9 +8,10 @@
 # bash reads a script on a pipe one byte at a time, so when `main` runs the rest of stdin is
 # exactly the env file: no secret in argv, environment or log.
 #
-# Options: --app-dir PATH, --group G (env file 0640 root:G, else 0600 root:root), --check CMD,
+# Options (the contract, with types, ranges and defaults: agent/options.json, docs/AGENT-OPTIONS.md):
+#   --app-dir PATH, --group G (env file 0640 root:G, else 0600 root:root), --check CMD,
 #   --health-url URL (repeatable), --health-host NAME, --health-ca PATH, --health-insecure,
-#   --stable-seconds N, --health-timeout N, --redact KEY (repeatable),
+#   --stable-seconds N (1..300, default 5), --health-timeout N (1..600, default 30), --redact KEY (repeatable),
 #   --unmanaged-keys refuse|keep|drop (default refuse), --backups N (1..20, default 3),
 #   --purge-old-copies (emergency: delete every backup once the new env is proven),
 #   --secret-key-fallbacks N (0..5, default 1: previous keys the host keeps, see below),
@@ -302,7 +303,6 @@ parse_args() {
       --secret-key-fallbacks) SK_FALLBACKS=$2 ;;
       --db-roles) IFS=, read -r -a DB_ROLES <<<"$2" ;;
       --db-follow) DB_FOLLOW=$2 ;;
-      --check-fail-level) ;; # the program appends --fail-level to the check command itself
       *) usage_error "unknown argument $1" ;;
     esac
     shift 2
@@ -334,7 +334,7 @@ parse_args() {
   is_count "$BACKUPS" 1 20 || usage_error "--backups must be 1..20"
   is_count "$SK_FALLBACKS" 0 5 || usage_error "--secret-key-fallbacks must be 0..5"
   if [ "$SK_ACCEPT" = 1 ] && [ "$EMERGENCY" = 1 ]; then usage_error "--secret-key-accept and --emergency exclude each other (an emergency is one phase)"; fi
-  is_count "$STABLE_SECONDS" 0 600 || usage_error "--stable-seconds must be 0..600"
+  is_count "$STABLE_SECONDS" 1 300 || usage_error "--stable-seconds must be 1..300"
   is_count "$HEALTH_TIMEOUT" 1 600 || usage_error "--health-timeout must be 1..600"
   if [ -n "$HEALTH_CA" ] && [ "$HEALTH_INSECURE" = 1 ]; then usage_error "--health-ca and --health-insecure exclude each other"; fi
   check_db_roles_arg

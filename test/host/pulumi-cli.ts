@@ -3,7 +3,7 @@
  * benchmark and the README preview excerpt drive `pulumi` through this harness.
  *
  * A `PulumiStack` is a throwaway workspace holding this project exactly as an operator has it
- * (Pulumi.yaml, index.ts, components/, package.json, tsconfig.json; node_modules linked), a
+ * (Pulumi.yaml, index.ts, components/, agent/, package.json, tsconfig.json; node_modules linked), a
  * local backend (`pulumi login file://<tmp>`), a passphrase secrets provider, its own
  * PULUMI_HOME, and a Moto server on a free 127.0.0.1 port standing in for AWS Secrets Manager.
  * Config is written into the real `Pulumi.<stack>.yaml` by `pulumi config set` (secrets with
@@ -355,8 +355,11 @@ export class PulumiStack {
     for (const f of ["Pulumi.yaml", "index.ts", "package.json", "tsconfig.json"]) {
       fs.copyFileSync(path.join(REPO, f), path.join(workspace, f));
     }
-    // The program's own files, unchanged (and its dependencies as installed by npm ci).
-    fs.cpSync(path.join(REPO, "components"), path.join(workspace, "components"), { recursive: true });
+    // The program's own files, unchanged (and its dependencies as installed by npm ci); agent/
+    // holds the host agent's options table the program builds each rollout command from.
+    for (const d of ["components", "agent"]) {
+      fs.cpSync(path.join(REPO, d), path.join(workspace, d), { recursive: true });
+    }
     fs.symlinkSync(path.join(REPO, "node_modules"), path.join(workspace, "node_modules"));
     let moto: MotoServer;
     try {
