@@ -23,11 +23,11 @@ import { RECOVERY_WINDOW } from "../components/config/store";
 import { ALPHABETS } from "../components/alphabet";
 import { describeBatches, DEFAULT_BATCHES, DEFAULT_SECRET_KEY_PHASES } from "../components/rollout-plan";
 import { SECRET_KEY_FALLBACKS_RANGE } from "../components/config/secret-key";
+import { AGENT_OPTIONS } from "../components/agent-options";
 import { DEFAULT_GENERATED_LENGTH, MAX_GENERATED_LENGTH, minimumLength } from "../components/secret-rules";
 
 const ROOT = path.join(__dirname, "..");
 const DOC = fs.readFileSync(path.join(ROOT, "docs", "CONFIG.md"), "utf8");
-const AGENT = fs.readFileSync(path.join(ROOT, "components", "scripts", "rollout.sh"), "utf8");
 
 interface Row {
   key: string;
@@ -147,30 +147,24 @@ test("docs/CONFIG.md lists each choice key's choices and default as the parser h
 });
 
 /** The agent's own check of a flag: `is_count "$VAR" MIN MAX` in rollout.sh. */
-function agentRange(variable: string): { min: number; max: number } {
-  const m = new RegExp(`is_count "\\$${variable}" (\\d+) (\\d+)`).exec(AGENT);
-  assert.ok(m, `rollout.sh checks ${variable}`);
-  return { min: Number(m[1]), max: Number(m[2]) };
-}
-
-test("every value the config accepts for a flag of the host agent is one the agent accepts", () => {
-  const flags: Record<string, string> = {
-    "app.stableSeconds": "STABLE_SECONDS",
-    "app.healthTimeoutSeconds": "HEALTH_TIMEOUT",
-    "app.backupGenerations": "BACKUPS",
-    secretKeyFallbacks: "SK_FALLBACKS",
-  };
-  for (const [key, variable] of Object.entries(flags)) {
-    const config = RANGES[key];
-    const agent = agentRange(variable);
-    assert.ok(
-      agent.min <= config.min && config.max <= agent.max,
-      `${key} ${config.min}-${config.max} is within the agent's ${agent.min}-${agent.max}`,
+test("each whole-number config key that sets a host agent flag has the agent table's range and default", () => {
+  const ints = AGENT_OPTIONS.filter((o) => o.type === "int" && typeof o.config === "string" && RANGES[o.config]);
+  assert.deepEqual(ints.map((o) => o.config).sort(), [
+    "app.backupGenerations",
+    "app.healthTimeoutSeconds",
+    "app.stableSeconds",
+    "secretKeyFallbacks",
+  ]);
+  for (const o of ints) {
+    const config = RANGES[o.config as string];
+    assert.deepEqual(
+      { min: config.min, max: config.max, default: config.default },
+      { min: o.min, max: o.max, default: o.default },
+      `${o.config} (${o.flag})`,
     );
   }
-  // CONFIG.md names the one range where they differ, as the agent has it.
-  const stable = agentRange("STABLE_SECONDS");
-  assert.ok(DOC.includes(`\`--stable-seconds\` from ${stable.min} to ${stable.max}`));
+  // CONFIG.md says so, and says where the agent's ranges live.
+  assert.match(DOC, /The config's ranges are the agent's own \(`agent\/options\.json`\)/);
 });
 
 test("Pulumi.yaml's declared defaults and the ranges its descriptions give are the parsers'", () => {
