@@ -540,6 +540,16 @@ describe("every workflow: who can see which secret", () => {
       for (const s of steps.filter((x) => x.uses)) assert.match(s.uses!, /@[0-9a-f]{40}$/, s.uses);
     });
 
+    it(`${file}: every job running Pulumi builds the program (npm run build:program) after npm ci, before Pulumi`, () => {
+      for (const [name, j] of jobsOf(wf).filter(([, job]) => pulumiSteps(job).length > 0)) {
+        const npm = j.steps.findIndex((s) => s.run?.trim() === "npm ci");
+        const build = j.steps.findIndex((s) => s.run?.trim() === "npm run build:program");
+        const pulumi = j.steps.findIndex((s) => pulumiSteps({ ...j, steps: [s] }).length > 0);
+        assert.ok(build > npm && npm >= 0, `${name}: npm run build:program follows npm ci`);
+        assert.ok(build < pulumi, `${name}: npm run build:program runs before Pulumi (Pulumi.yaml main: bin/index.js)`);
+      }
+    });
+
     it(`${file}: secrets reach run steps through env only and are never echoed`, () => {
       for (const s of jobsOf(wf).flatMap(([, j]) => j.steps.filter((x) => x.run))) {
         assert.doesNotMatch(s.run!, /\$\{\{\s*secrets\./, "no secret expression inside a script");
