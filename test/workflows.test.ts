@@ -684,15 +684,18 @@ describe("scheduled rotation (issue 20)", () => {
     });
   });
 
-  it("bumps Pulumi.prod.yaml with the script, N from policy/config.json (no other interval), keys from the repository variable", () => {
+  it("bumps Pulumi.prod.yaml with the script, N and the keys from repository variables, bounded by policy/config.json", () => {
     assert.ok(bump, `${file} runs components/scheduled-rotation.ts`);
     assert.match(bump.run!, /--stack-file Pulumi\.prod\.yaml/);
     assert.doesNotMatch(
       bump.run!,
       /--policy-config|--interval|\bdays\b/i,
-      "the interval comes from the policy config only",
+      "N only from the variable; the bound only from the policy config",
     );
     assert.equal(bump.env?.SCHEDULED_ROTATION_KEYS, "${{ vars.SCHEDULED_ROTATION_KEYS }}");
+    // The script refuses the variable unset, not a whole number, or above maxKeeperAgeDays
+    // (test/scheduled-rotation.test.ts): so it must reach the script, as it is.
+    assert.equal(bump.env?.SCHEDULED_ROTATION_DAYS, "${{ vars.SCHEDULED_ROTATION_DAYS }}");
   });
 
   it("no AWS, no Pulumi, no stack secret; its own token only reads; the PR is opened with the App's token", () => {
