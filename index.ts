@@ -5,7 +5,7 @@
 // An async program (the Pulumi runtime awaits it): `pulumi up` first checks that every host
 // answers SSH and that SSH_AUTH_SOCK is usable (components/preflight.ts), before any resource.
 //
-// Pulumi runs this file compiled, as bin/index.js (Pulumi.yaml `main`; `npm run build:program`),
+// Pulumi runs this file compiled, as bin/index.js (loaded by main.js, Pulumi.yaml `main`; `npm run build:program`),
 // and the build refuses to run when its sources changed since (components/program-build.ts).
 import * as pulumi from "@pulumi/pulumi";
 import { preflight } from "./components/preflight";

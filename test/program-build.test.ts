@@ -75,12 +75,15 @@ test("a build without a manifest (tsc alone, or an older build) is refused, and 
   assert.match(msg, /Fix: run `npm run build:program` in the project directory/);
 });
 
-test("Pulumi.yaml runs the build (bin/index.js, no TypeScript at run time) made by build:program from index.ts", () => {
+test("Pulumi.yaml runs the build (main.js loads bin/index.js, no TypeScript at run time) made by build:program from index.ts", () => {
   const p = yaml.load(fs.readFileSync(path.join(REPO, "Pulumi.yaml"), "utf8")) as {
     main?: string;
     runtime: { options: { typescript?: boolean } };
   };
-  assert.equal(p.main, "bin/index.js");
+  assert.equal(p.main, "main.js");
+  const entry = fs.readFileSync(path.join(REPO, "main.js"), "utf8");
+  assert.match(entry, /module\.exports = require\(built\);\s*$/);
+  assert.match(entry, /const built = path\.join\(__dirname, "bin", "index\.js"\);/);
   assert.equal(p.runtime.options.typescript, false);
   const tsconfig = JSON.parse(fs.readFileSync(path.join(REPO, "tsconfig.program.json"), "utf8")) as {
     files: string[];

@@ -404,8 +404,8 @@ export class PulumiStack {
     fs.mkdirSync(path.join(dir, "home"));
     fs.mkdirSync(path.join(dir, "backend"));
     fs.mkdirSync(path.join(dir, "events"));
-    for (const f of ["Pulumi.yaml", "index.ts", "package.json", "tsconfig.json", "tsconfig.program.json"]) {
-      if (f === "tsconfig.program.json" && !fs.existsSync(path.join(source, f))) continue;
+    for (const f of ["Pulumi.yaml", "index.ts", "package.json", "tsconfig.json", "tsconfig.program.json", "main.js"]) {
+      if (["tsconfig.program.json", "main.js"].includes(f) && !fs.existsSync(path.join(source, f))) continue;
       fs.copyFileSync(path.join(source, f), path.join(workspace, f));
     }
     // The program's own files, unchanged (and its dependencies as installed by npm ci).
