@@ -419,7 +419,7 @@ async function mainStages(): Promise<number> {
   }
   const fleet = await bootFleet(["bench1"], log, { variant: ["socket", "envfile"], httpHost: "public" });
   const h1 = fleet.hosts[0];
-  const sides: { name: string; stack: PulumiStack; runs: Measured[] }[] = [];
+  const sides: { name: string; stack: PulumiStack; runs: Measured[]; freshTsCache?: boolean }[] = [];
   try {
     const config = (rotate: string): Record<string, unknown> => {
       const c = fleetConfig(fleet, [h1], { stableSeconds: STABLE_SECONDS });
@@ -428,6 +428,15 @@ async function mainStages(): Promise<number> {
     if (baseline !== undefined) {
       const name = `baseline (${path.basename(baseline)})`;
       sides.push({ name, stack: await PulumiStack.create({ stack: "bench-base", source: baseline }), runs: [] });
+      // The same checkout as a CI deploy job runs it: a fresh runner has no ts-node cache (by
+      // default in the shared temp directory, kept between runs on one machine), so its program
+      // runs compile and type-check the TypeScript first.
+      sides.push({
+        name: `${name}, empty ts-node cache (CI runner)`,
+        stack: await PulumiStack.create({ stack: "bench-base-ci", source: baseline }),
+        runs: [],
+        freshTsCache: true,
+      });
     }
     sides.push({ name: "this checkout", stack: await PulumiStack.create({ stack: "bench-new" }), runs: [] });
     for (const side of sides) {
@@ -437,6 +446,9 @@ async function mainStages(): Promise<number> {
     }
     for (let i = 0; i < RUNS; i++) {
       for (const side of sides) {
+        if (side.freshTsCache) {
+          side.stack.extraEnv.TS_NODE_CACHE_DIRECTORY = fs.mkdtempSync(path.join(side.stack.dir, "ts-node-cache-"));
+        }
         const m = await programRun(fleet, side.stack, config(`stages-${i}`), [h1], loadOn(h1));
         side.runs.push(m);
         log(
@@ -460,8 +472,12 @@ async function mainStages(): Promise<number> {
         ),
       ],
     ];
-    if (fixed.length === 2) {
-      summaryRows.push(["first SSH login, this / baseline (medians)", "", ratio(median(fixed[1]), median(fixed[0]))]);
+    if (fixed.length > 1) {
+      const mine = median(fixed[fixed.length - 1]);
+      summaryRows.push([
+        "start -> first SSH login, this checkout / this column (medians)",
+        ...fixed.map((xs) => ratio(mine, median(xs))),
+      ]);
     }
     process.stdout.write(
       `\nStages of \`pulumi up\` (1 host, stableSeconds ${STABLE_SECONDS}, ${RUNS} runs each, load ${DEFAULT_LOAD.connections} connections at ${DEFAULT_LOAD.rate} req/s)\n${table(rows)}\n\n${table(summaryRows)}\n`,
