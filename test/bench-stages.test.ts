@@ -119,3 +119,28 @@ test("min / median / max per stage, a table per checkout and bars that never run
   assert.match(svg, /^<svg/);
   assert.match(svg, /first SSH login on the host/);
 });
+
+test("the event log is followed as it grows; pulumi up's re-creation of the file for its update starts a second segment", async () => {
+  const fs = await import("node:fs");
+  const os = await import("node:os");
+  const path = await import("node:path");
+  const { tailEvents } = await import("../test/host/pulumi-cli");
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "pms-tail-")), "events.jsonl");
+  const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 120));
+  const tail = tailEvents(file);
+  await tick();
+  fs.writeFileSync(file, '{"sequence":0,"preludeEvent":{}}\n{"sequence":1,"summaryEvent":{}}\n');
+  await tick();
+  fs.appendFileSync(file, '{"sequence":2,"cancelEvent":{}}\n{"sequence":3,');
+  await tick();
+  const t1 = Date.now();
+  fs.writeFileSync(file, '{"sequence":0,"preludeEvent":{}}\n'); // the update re-creates the file
+  await tick();
+  const segs = tail.stop();
+  assert.deepEqual(
+    segs.map((s) => s.map((x) => x.event.sequence)),
+    [[0, 1, 2], [0]],
+  );
+  assert.ok(segs[1][0].at >= t1, "the update's event is timed when it was written, not before");
+  assert.ok(segs[0][0].at <= segs[0][2].at);
+});

@@ -831,7 +831,7 @@ export interface TimedEvent {
  * write of the file from its start is a segment of its own. `stop()` reads what is left and
  * returns the segments, each line with the time it was first seen.
  */
-function tailEvents(file: string): { stop: () => TimedEvent[][] } {
+export function tailEvents(file: string): { stop: () => TimedEvent[][] } {
   const segments: TimedEvent[][] = [];
   let current: TimedEvent[] | undefined;
   let offset = 0;
