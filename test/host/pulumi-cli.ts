@@ -731,6 +731,17 @@ export class PulumiStack {
     if (this.disposed) return;
     this.disposed = true;
     liveStacks.delete(this);
+    // A CLI killed outright (a lost runner, runbook §6) leaves its plugins running: the engine
+    // starts each in its own process group, so a SIGKILL to the CLI's group misses them. They
+    // are this stack's by their PULUMI_HOME; ended here by PID.
+    for (const pid of processesWithEnv(`PULUMI_HOME=${path.join(this.dir, "home")}`)) {
+      this.log(`ending pid ${pid}, left running by a killed CLI: ${commandOf(pid)}`);
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        /* already gone */
+      }
+    }
     await this.sshAgent?.stop();
     await this.moto.stop();
     if (!process.env.PMS_KEEP_PULUMI_DIR) fs.rmSync(this.dir, { recursive: true, force: true });
@@ -974,6 +985,29 @@ function runLocal(
     });
     child.stdin.end(opts.stdin ?? "");
   });
+}
+
+/** PIDs of the processes (other than this one) whose environment holds `entry` exactly. */
+export function processesWithEnv(entry: string): number[] {
+  const pids: number[] = [];
+  for (const name of fs.readdirSync("/proc")) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    try {
+      if (fs.readFileSync(`/proc/${pid}/environ`, "latin1").split("\0").includes(entry)) pids.push(pid);
+    } catch {
+      /* gone, or not ours to read */
+    }
+  }
+  return pids;
+}
+
+function commandOf(pid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, "latin1").split("\0").join(" ").trim();
+  } catch {
+    return "?";
+  }
 }
 
 /** SIGINT (the CLI cancels cleanly), then SIGTERM, then SIGKILL to the child's process group. */

@@ -22,7 +22,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { hostSuite } from "./suite";
 import { parseEnvFile } from "../../components/env-file";
-import { changesOf, CliResult, commandSteps, PulumiStack, REPO } from "./pulumi-cli";
+import { changesOf, CliResult, commandSteps, processesWithEnv, PulumiStack, REPO } from "./pulumi-cli";
 import {
   appKeyFingerprint,
   ENV_FILE,
@@ -531,6 +531,25 @@ describe("runbook procedures, real pulumi + awscli on Moto, two hosts", { skip }
     assert.ok(holding, "web1's rollout started");
     process.kill(-(cli.pid ?? 0), "SIGKILL");
     await exited;
+    // What the runbook says outlives the CLI does (its plugins, each in its own process group),
+    // and its `ps` line lists every one of them; the operator ends them by PID, as done here.
+    const home = `PULUMI_HOME=${stack.env().PULUMI_HOME}`;
+    const exe = (pid: number): string => {
+      try {
+        return fs.readlinkSync(`/proc/${pid}/exe`);
+      } catch {
+        return "";
+      }
+    };
+    const plugins = processesWithEnv(home).filter((pid) => /\/pulumi-(language|resource)-[a-z]+$/.test(exe(pid)));
+    assert.ok(plugins.length >= 2, `the killed CLI's plugins are still running: ${plugins.join(" ")}`);
+    const listed = await runbookCommand(
+      "ps -o pid,etime,args -C pulumi-language-nodejs,pulumi-resource-command,pulumi-resource-random,pulumi-resource-aws",
+    );
+    for (const pid of plugins) {
+      assert.match(listed, new RegExp(`^\\s*${pid}\\s`, "m"), `the runbook's ps line lists plugin pid ${pid}`);
+      process.kill(pid, "SIGKILL");
+    }
     // The host's worker finishes on its own (or rolls back): wait until it lets go of the lock.
     const until = Date.now() + 180_000;
     while (Date.now() < until) {
