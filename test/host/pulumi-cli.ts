@@ -3,7 +3,8 @@
  * benchmark and the README preview excerpt drive `pulumi` through this harness.
  *
  * A `PulumiStack` is a throwaway workspace holding this project exactly as an operator has it
- * (Pulumi.yaml, index.ts, components/, package.json, tsconfig.json; node_modules linked), a
+ * (Pulumi.yaml, main.js, index.ts, components/, package.json, tsconfig*.json, the prebuilt program
+ * in bin/ as `npm run build:program` makes it; node_modules linked), a
  * local backend (`pulumi login file://<tmp>`), a passphrase secrets provider, its own
  * PULUMI_HOME, and a Moto server on a free 127.0.0.1 port standing in for AWS Secrets Manager.
  * Config is written into the real `Pulumi.<stack>.yaml` by `pulumi config set` (secrets with
@@ -149,7 +150,7 @@ let toolsPromise: Promise<string> | undefined;
 const programBuilds = new Map<string, Promise<string>>();
 
 /**
- * The prebuilt program of checkout `source` (Pulumi.yaml `main: bin/index.js`, `npm run
+ * The prebuilt program of checkout `source` (Pulumi.yaml `main: main.js` loading bin/index.js, `npm run
  * build:program`), compiled once per process into a directory of its own (two test files may
  * build at the same time; the checkout's own bin/ is left alone). Resolves to that bin directory,
  * or to undefined when the checkout runs its TypeScript directly (no tsconfig.program.json).
