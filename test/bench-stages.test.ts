@@ -3,7 +3,14 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { CliResult, EngineEvent, TimedEvent } from "../test/host/pulumi-cli";
 import { stagesSvg } from "../test/host/bench/chart";
-import { parseJournal, stageSegments, stagesTable, stageTimes, summarize } from "../test/host/bench/stages";
+import {
+  journalCommand,
+  parseJournal,
+  stageSegments,
+  stagesTable,
+  stageTimes,
+  summarize,
+} from "../test/host/bench/stages";
 
 const T0 = 1_800_000_000_000;
 const ev = (at: number, event: Partial<EngineEvent>): TimedEvent => ({ at: T0 + at, event: { sequence: 0, ...event } });
@@ -143,4 +150,12 @@ test("the event log is followed as it grows; pulumi up's re-creation of the file
   );
   assert.ok(segs[1][0].at >= t1, "the update's event is timed when it was written, not before");
   assert.ok(segs[0][0].at <= segs[0][2].at);
+});
+
+test("the journal command reads sshd and the rollout units separately (journalctl ANDs -t with -u)", () => {
+  const cmd = journalCommand(T0 + 1500);
+  const reads = cmd.split("; ");
+  assert.equal(reads.length, 2);
+  assert.match(reads[0], /^journalctl -q -o short-unix --no-pager --since @1800000001 -t sshd -t sshd-session$/);
+  assert.match(reads[1], /^journalctl -q -o short-unix --no-pager --since @1800000001 -u 'pms-rollout-\*'$/);
 });

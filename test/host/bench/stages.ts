@@ -92,12 +92,13 @@ export function parseJournal(text: string): JournalLine[] {
   return out;
 }
 
-/** The shell command that prints a host's sshd and rollout journal since `sinceMs`. */
+/**
+ * The shell command that prints a host's sshd and rollout journal since `sinceMs`: two reads,
+ * because journalctl ANDs matches of different fields (-t and -u) where these need either.
+ */
 export function journalCommand(sinceMs: number): string {
-  return (
-    `journalctl -q -o short-unix --no-pager --since @${Math.floor(sinceMs / 1000)} ` +
-    `-t sshd -t sshd-session -u 'pms-rollout-*'`
-  );
+  const since = `journalctl -q -o short-unix --no-pager --since @${Math.floor(sinceMs / 1000)}`;
+  return `${since} -t sshd -t sshd-session; ${since} -u 'pms-rollout-*'`;
 }
 
 export interface StageSummary {
