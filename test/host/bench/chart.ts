@@ -119,7 +119,7 @@ export async function stagesSvg(bars: StageBar[], title: string): Promise<string
     },
     mark: { type: "bar", stroke: "#fff", strokeWidth: 0.5 },
     encoding: {
-      y: { field: "bar", type: "nominal", title: null, sort: bars.map((b) => b.name) },
+      y: { field: "bar", type: "nominal", title: null, sort: bars.map((b) => b.name), axis: { labelLimit: 600 } },
       x: { field: "from", type: "quantitative", title: "seconds since `pulumi up` started (medians)" },
       x2: { field: "to" },
       color: { field: "stage", type: "nominal", scale: { domain: labels, scheme: "tableau20" }, title: null },
