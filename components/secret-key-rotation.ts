@@ -30,13 +30,20 @@
 import { SAFE_SPECIALS } from "./alphabet";
 import type { GeneratedSecretSpec } from "./config/generated";
 import type { Problems } from "./config/problems";
-import { isObject, wholeNumber } from "./config/read";
+import { isObject, NumberRange, wholeNumber } from "./config/read";
 
 export const SECRET_KEY = "SECRET_KEY";
 /** The env key the host writes; Django reads it only through settings.py (see README). */
 export const FALLBACKS_KEY = "SECRET_KEY_FALLBACKS";
 export const DEFAULT_SECRET_KEY_FALLBACKS = 1;
 export const MAX_SECRET_KEY_FALLBACKS = 5;
+/** `secretKeyFallbacks` (docs/CONFIG.md quotes it; test/config-doc.test.ts). */
+export const SECRET_KEY_FALLBACKS_RANGE: NumberRange = {
+  min: 0,
+  max: MAX_SECRET_KEY_FALLBACKS,
+  default: DEFAULT_SECRET_KEY_FALLBACKS,
+  unit: "the number of previous SECRET_KEYs each host keeps (0 retires them all)",
+};
 const EMERGENCY_PREFIX = /^emergency/i;
 
 export interface SecretKeyRotation {
@@ -125,12 +132,7 @@ export interface SecretKeyConfigInput {
 
 /** Parses `secretKeyFallbacks` and refuses a configured SECRET_KEY_FALLBACKS (the host writes it). */
 export function parseSecretKeyRotation(problems: Problems, input: SecretKeyConfigInput): SecretKeyRotation {
-  const fallbacks = wholeNumber(problems, "secretKeyFallbacks", input.fallbacks, {
-    min: 0,
-    max: MAX_SECRET_KEY_FALLBACKS,
-    default: DEFAULT_SECRET_KEY_FALLBACKS,
-    unit: "the number of previous SECRET_KEYs each host keeps (0 retires them all)",
-  });
+  const fallbacks = wholeNumber(problems, "secretKeyFallbacks", input.fallbacks, SECRET_KEY_FALLBACKS_RANGE);
   const configuredKeys: Record<string, Iterable<string>> = {
     env: isObject(input.env) ? Object.keys(input.env) : [],
     secrets: input.suppliedKeys,

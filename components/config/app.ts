@@ -6,9 +6,9 @@ import { UNIX_NAME } from "./hosts";
 import { LoginProbe, parseLoginProbe } from "./login-probe";
 
 const DEFAULT_SERVICES = ["pms-backend", "celery-pms"] as const;
-const UNMANAGED_KEYS = ["refuse", "keep", "drop"] as const;
+export const UNMANAGED_KEYS = ["refuse", "keep", "drop"] as const;
 export type UnmanagedKeys = (typeof UNMANAGED_KEYS)[number];
-const FAIL_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
+export const FAIL_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
 export const DEFAULT_BACKUP_GENERATIONS = 3;
 /**
  * Where the env file goes unless app.envFile says otherwise: a directory only root can write
@@ -48,7 +48,8 @@ export interface AppSpec extends HealthSettings {
 
 export type AppRules = HealthRules;
 
-const APP_KEYS = [
+/** Every key of `app` the parser reads (docs/CONFIG.md has a row for each; test/config-doc.test.ts). */
+export const APP_KEYS = [
   "dir",
   "envFile",
   "services",
@@ -156,6 +157,12 @@ const BACKUPS: NumberRange = {
 };
 const STABLE_SECONDS: NumberRange = { min: 1, max: 300, default: 5, unit: "the seconds each unit must stay up" };
 const HEALTH_TIMEOUT: NumberRange = { min: 1, max: 600, default: 30, unit: "the seconds the health URLs may take" };
+/** The whole-number keys of `app` and their ranges (docs/CONFIG.md quotes them; test/config-doc.test.ts). */
+export const APP_RANGES: Readonly<Record<string, NumberRange>> = {
+  backupGenerations: BACKUPS,
+  stableSeconds: STABLE_SECONDS,
+  healthTimeoutSeconds: HEALTH_TIMEOUT,
+};
 
 function parseEnvFileGroup(problems: Problems, value: unknown): string | undefined {
   if (value === undefined) return undefined;

@@ -50,7 +50,7 @@ export const KNOWN_KEYS = [
 ] as const;
 
 /** Keys the program used to read and now refuses with a migration message of their own. */
-const RETIRED_KEYS = ["sshPrivateKey"] as const;
+export const RETIRED_KEYS = ["sshPrivateKey"] as const;
 
 export interface StackSettings extends StoreSettings {
   project: string;
