@@ -22,9 +22,8 @@ import {
   type AgentValue,
 } from "../components/agent-options";
 import { ROLLOUT_SCRIPT, rolloutCommand } from "../components/host-rollout";
-import type { AppSpec } from "../components/config";
 import { AGENT_OPTIONS_DOC, renderAgentOptionsDoc } from "./agent-options-doc";
-import { baseConfig, defined } from "./fixtures";
+import { baseConfig, defined, MINIMAL_APP, MINIMAL_HOST } from "./fixtures";
 import { assertProblem, stackProblems } from "./config-check";
 import { runProgram, TYPES } from "./harness";
 
@@ -466,18 +465,7 @@ test("what each command carries is what the config asks for: the agent's effecti
 });
 
 test("rolloutCommand refuses mode arguments the agent does not have or that repeat what the app sets", () => {
-  const app: AppSpec = {
-    dir: "/srv/x",
-    envFile: "/srv/x/.env.production",
-    services: ["a"],
-    healthUrls: [],
-    healthInsecure: false,
-    unmanagedKeys: "refuse",
-    backupGenerations: 3,
-    stableSeconds: 5,
-    healthTimeoutSeconds: 30,
-  };
-  const host = { name: "h", address: "a", port: 22, user: "root" };
+  const [host, app] = [MINIMAL_HOST, MINIMAL_APP];
   assert.throws(
     () => rolloutCommand(host, app, [], ["--check-fail-level", "WARNING"]),
     /--check-fail-level is not an option/,
