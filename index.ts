@@ -4,10 +4,16 @@
 //
 // An async program (the Pulumi runtime awaits it): `pulumi up` first checks that every host
 // answers SSH and that SSH_AUTH_SOCK is usable (components/preflight.ts), before any resource.
+//
+// Pulumi runs this file compiled, as bin/index.js (loaded by main.js, Pulumi.yaml `main`; `npm run build:program`),
+// and the build refuses to run when its sources changed since (components/program-build.ts).
+import * as pulumi from "@pulumi/pulumi";
 import { preflight } from "./components/preflight";
+import { assertCurrentBuild } from "./components/program-build";
 import { deployPmsSecrets, loadStackConfig } from "./components/stack";
 
 export = async () => {
+  assertCurrentBuild((message) => new pulumi.RunError(message));
   const config = loadStackConfig();
   await preflight(config.settings);
   const pms = deployPmsSecrets(config);

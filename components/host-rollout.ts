@@ -14,7 +14,7 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import type { AppSpec, HostSpec } from "./config";
-import { DEFAULT_BACKUP_GENERATIONS } from "./config/app";
+import { agentArgv, AgentValues, isSent, parseAgentArgv, unlessDefault } from "./agent-options";
 import { fingerprint } from "./env-file";
 import { ROLLOUT_TIMEOUT } from "./rollout-time";
 
@@ -55,41 +55,52 @@ export function shellQuote(word: string): string {
 }
 
 /**
- * The command line run through the login user's shell. Only non-secret
- * parameters appear here; a change to any of them is an in-place update that
- * re-runs the rollout (which restarts nothing if the host already has it all).
+ * The command line run through the login user's shell: the agent's argv, built from the options
+ * table (agent/options.json, agent-options.ts) in its order. Only non-secret parameters appear
+ * here; a change to any of them is an in-place update that re-runs the rollout (which restarts
+ * nothing if the host already has it all). `modeArgs`: the rotation mode's flags
+ * (`--secret-key-accept`, secretKeyRolloutArgs, dbPasswordRolloutArgs), read against the table.
  */
 export function rolloutCommand(
   host: HostSpec,
   app: AppSpec,
   secretKeys: readonly string[] = [],
-  secretKeyArgs: readonly string[] = [],
+  modeArgs: readonly string[] = [],
   stack: { production?: boolean } = {},
 ): string {
-  const args: string[] = ["--host", host.name, "--env-file", app.envFile, "--app-dir", app.dir];
-  for (const s of app.services) args.push("--service", s);
-  // Production: host rules that only warn elsewhere refuse (an env directory others can write).
-  if (stack.production) args.push("--production");
-  if (app.envFileGroup) args.push("--group", app.envFileGroup);
-  if (app.checkCommand) args.push("--check", app.checkCommand);
-  for (const url of app.healthUrls) args.push("--health-url", url);
-  // Passed only when set or not the script's default, so an unchanged stack keeps its command text.
-  if (app.healthHost) args.push("--health-host", app.healthHost);
-  if (app.healthCaFile) args.push("--health-ca", app.healthCaFile);
-  if (app.healthInsecure) args.push("--health-insecure");
-  if (app.socketUnit) args.push("--socket", app.socketUnit);
-  if (app.loginProbe) {
-    const probe = app.loginProbe;
-    args.push("--login-url", probe.url, "--login-user", probe.username);
-    args.push("--login-password-file", probe.passwordFile, "--login-check-url", probe.checkUrl);
-  }
-  if (app.unmanagedKeys !== "refuse") args.push("--unmanaged-keys", app.unmanagedKeys);
-  if (app.backupGenerations !== DEFAULT_BACKUP_GENERATIONS) args.push("--backups", String(app.backupGenerations));
+  const probe = app.loginProbe;
+  const values: AgentValues = {
+    "--host": host.name,
+    "--env-file": app.envFile,
+    "--app-dir": app.dir,
+    "--service": app.services,
+    // Production: host rules that only warn elsewhere refuse (an env directory others can write).
+    "--production": stack.production === true,
+    "--group": app.envFileGroup || undefined,
+    "--check": app.checkCommand || undefined,
+    "--health-url": app.healthUrls,
+    "--health-host": app.healthHost || undefined,
+    "--health-ca": app.healthCaFile || undefined,
+    "--health-insecure": app.healthInsecure === true,
+    "--socket": app.socketUnit || undefined,
+    "--login-url": probe?.url,
+    "--login-user": probe?.username,
+    "--login-password-file": probe?.passwordFile,
+    "--login-check-url": probe?.checkUrl,
+    // Passed only when not the agent's default, so an unchanged stack keeps its command text.
+    "--unmanaged-keys": unlessDefault("--unmanaged-keys", app.unmanagedKeys),
+    "--backups": unlessDefault("--backups", app.backupGenerations),
+    // Always shown: what a reviewer checks against the time bounds.
+    "--stable-seconds": app.stableSeconds,
+    "--health-timeout": app.healthTimeoutSeconds,
+    // Names (never values) of the secret keys: the script redacts their values from anything it relays.
+    "--redact": secretKeys,
+  };
   // Routine (nothing, or --secret-key-fallbacks N) vs --emergency: what a reviewer sees first.
-  args.push(...secretKeyArgs);
-  args.push("--stable-seconds", String(app.stableSeconds), "--health-timeout", String(app.healthTimeoutSeconds));
-  // Names (never values) of the secret keys: the script redacts their values from anything it relays.
-  for (const k of secretKeys) args.push("--redact", k);
+  const mode = parseAgentArgv(modeArgs);
+  const clash = Object.keys(mode).filter((flag) => isSent(values[flag]));
+  if (clash.length > 0) throw new Error(`rollout mode arguments may not set ${clash.join(", ")}`);
+  const args = agentArgv({ ...values, ...mode });
   // sudo -n fails at once instead of hanging on a password prompt (pulumi-command has no become).
   const runner = host.user === "root" ? "/bin/bash -s --" : "sudo -n /bin/bash -s --";
   return `${runner} ${args.map(shellQuote).join(" ")}`;
@@ -137,6 +148,8 @@ export interface HostRolloutArgs {
   production?: boolean;
   /** SECRET_KEY rotation mode arguments (secretKeyRolloutArgs); none for the default. */
   secretKeyArgs?: readonly string[];
+  /** DB_PASSWORD mode arguments of this host (dbPasswordRolloutArgs); none when it is supplied. */
+  dbPasswordArgs?: readonly string[];
   /** Seconds per connection attempt and attempts before giving up. */
   ssh: { timeoutSeconds: number; attempts: number };
 }
@@ -188,12 +201,16 @@ function rolloutCommandResource(
   opts?: pulumi.ComponentResourceOptions,
 ): command.remote.Command {
   const { host, app } = args;
-  const secretKeyArgs = [...(step === "accept" ? ["--secret-key-accept"] : []), ...(args.secretKeyArgs ?? [])];
+  const modeArgs = [
+    ...(step === "accept" ? ["--secret-key-accept"] : []),
+    ...(args.secretKeyArgs ?? []),
+    ...(args.dbPasswordArgs ?? []),
+  ];
   return new command.remote.Command(
     `${name}-${step}`,
     {
       connection: connectionOf(args),
-      create: rolloutCommand(host, app, args.secretKeys, secretKeyArgs, { production: args.production }),
+      create: rolloutCommand(host, app, args.secretKeys, modeArgs, { production: args.production }),
       stdin: pulumi.secret(pulumi.output(args.envFile).apply(rolloutStdin)),
       triggers: pulumi.output(args.envFingerprint).apply(rolloutTriggers),
       addPreviousOutputInEnv: false,

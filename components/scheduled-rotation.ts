@@ -2,16 +2,19 @@
  * Rotation on a schedule (issue 20): the bump the `scheduled-rotation` workflow commits to a pull
  * request, so a routine rotation is a reviewed `pulumi preview` instead of a calendar reminder.
  *
- *   tsx components/scheduled-rotation.ts [--stack-file Pulumi.prod.yaml] [--keys "SECRET_KEY ..."]
- *     [--policy-config policy/config.json] [--today YYYY-MM-DD]
+ *   SCHEDULED_ROTATION_DAYS=N tsx components/scheduled-rotation.ts [--stack-file Pulumi.prod.yaml]
+ *     [--keys "SECRET_KEY ..."] [--policy-config policy/config.json] [--today YYYY-MM-DD]
  *
  * For each listed generated key (default SECRET_KEY) whose newest keeper (`rotation` or
  * `rotate.<KEY>`) is N days old or older, it sets `rotate.<KEY>` to today's date (`.2`, `.3` ...
  * when that date is already the keeper) in the stack file, editing only those lines so comments
- * and layout stay. N is the rotation-keeper-age policy's `maxKeeperAgeDays` in policy/config.json:
- * one source, so the schedule opens its pull request on the day the policy would start warning,
- * and the two can never disagree. A key whose keeper is `emergency-...` is due like any other
- * (its date counts): the bump ends the emergency mode with a routine rotation.
+ * and layout stay. N is the repository variable SCHEDULED_ROTATION_DAYS (the workflow passes it
+ * in the environment), a whole number of days from 1 to the rotation-keeper-age policy's
+ * `maxKeeperAgeDays` in policy/config.json: the schedule opens its pull request no later than the
+ * day the policy starts warning, so the two agree. Unset, not a whole number, or above the
+ * policy's maximum: the bump fails, naming the variable and the fix, and changes nothing.
+ * A key whose keeper is `emergency-...` is due like any other (its date counts): the bump ends
+ * the emergency mode with a routine rotation.
  *
  * Prints `due=KEY,KEY` (empty when nothing is due) and `title=...` for $GITHUB_OUTPUT. Changes
  * nothing when nothing is due. Exits 1 with every problem listed (key, what, fix).
@@ -32,13 +35,44 @@ export class ScheduledRotationError extends Error {
   }
 }
 
-/** N: the keeper-age policy's maxKeeperAgeDays (policy/config.json), the one source of the interval. */
+/** The keeper-age policy's maxKeeperAgeDays (policy/config.json): the most N may be. */
 export function rotationIntervalDays(policyConfigText: string): number {
   const config = JSON.parse(policyConfigText) as Record<string, Record<string, unknown> | undefined>;
   const days = config["rotation-keeper-age"]?.maxKeeperAgeDays;
   if (typeof days !== "number" || !Number.isInteger(days) || days < 1) {
     throw new ScheduledRotationError([
-      `policy/config.json: rotation-keeper-age.maxKeeperAgeDays is ${JSON.stringify(days)}, not a whole number of days; set it (e.g. 90): it is the rotation interval of the schedule too`,
+      `policy/config.json: rotation-keeper-age.maxKeeperAgeDays is ${JSON.stringify(days)}, not a whole number of days; set it (e.g. 90): it bounds the schedule's interval too`,
+    ]);
+  }
+  return days;
+}
+
+/** Where the workflow's interval comes from: a repository variable, passed in the environment. */
+export const DAYS_VARIABLE = "SCHEDULED_ROTATION_DAYS";
+
+/**
+ * N from the repository variable: a whole number of days, 1 to `policyMaxDays` (the keeper-age
+ * policy's maxKeeperAgeDays). Throws ScheduledRotationError naming the variable and the fix.
+ */
+export function scheduledIntervalDays(variable: string | undefined, policyMaxDays: number): number {
+  const where =
+    "(repository Settings > Secrets and variables > Actions > Variables, or `gh variable set " +
+    `${DAYS_VARIABLE} --body ${policyMaxDays}\`)`;
+  const text = (variable ?? "").trim();
+  if (text === "") {
+    throw new ScheduledRotationError([
+      `${DAYS_VARIABLE} is not set: the schedule does not know every how many days to rotate. Set the repository variable to a whole number of days from 1 to ${policyMaxDays} (the keeper-age policy's maxKeeperAgeDays in policy/config.json) ${where}`,
+    ]);
+  }
+  if (!/^[0-9]+$/.test(text) || Number(text) < 1) {
+    throw new ScheduledRotationError([
+      `${DAYS_VARIABLE} is ${JSON.stringify(variable)}, not a whole number of days of at least 1. Set it to a number from 1 to ${policyMaxDays}, e.g. ${policyMaxDays} ${where}`,
+    ]);
+  }
+  const days = Number(text);
+  if (days > policyMaxDays) {
+    throw new ScheduledRotationError([
+      `${DAYS_VARIABLE} is ${days}, more than the keeper-age policy's maxKeeperAgeDays ${policyMaxDays} (policy/config.json): the policy would warn about keys the schedule has not rotated yet. Set the variable to ${policyMaxDays} or less ${where}, or raise maxKeeperAgeDays in policy/config.json first`,
     ]);
   }
   return days;
@@ -171,6 +205,8 @@ export function bumpDueKeepers(
 export interface CliOptions {
   stackFile: string;
   keys: string[];
+  /** The repository variable's value as the workflow passes it (SCHEDULED_ROTATION_DAYS). */
+  days: string | undefined;
   policyConfig: string;
   today: Date;
 }
@@ -179,6 +215,7 @@ export function parseCliArgs(argv: readonly string[], cwd: string, env: NodeJS.P
   const options: CliOptions = {
     stackFile: path.join(cwd, "Pulumi.prod.yaml"),
     keys: parseKeyList(env.SCHEDULED_ROTATION_KEYS),
+    days: env[DAYS_VARIABLE],
     policyConfig: path.join(cwd, "policy", "config.json"),
     today: new Date(),
   };
@@ -202,7 +239,10 @@ export function parseCliArgs(argv: readonly string[], cwd: string, env: NodeJS.P
 
 /** Runs the bump; returns the $GITHUB_OUTPUT lines. */
 export function runScheduledRotation(options: CliOptions): string {
-  const interval = rotationIntervalDays(fs.readFileSync(options.policyConfig, "utf8"));
+  const interval = scheduledIntervalDays(
+    options.days,
+    rotationIntervalDays(fs.readFileSync(options.policyConfig, "utf8")),
+  );
   const before = fs.readFileSync(options.stackFile, "utf8");
   const r = bumpDueKeepers(before, options.keys, interval, options.today);
   if (r.due.length > 0) fs.writeFileSync(options.stackFile, r.text);

@@ -27,26 +27,11 @@
  * a plain keeper again (a boolean flag would need a second change to rotate, and removing a
  * separate emergency keeper would itself rotate the key once more).
  */
+import { agentArgv, unlessDefault } from "./agent-options";
 import { SAFE_SPECIALS } from "./alphabet";
-import type { GeneratedSecretSpec } from "./config/generated";
-import type { Problems } from "./config/problems";
-import { isObject, wholeNumber } from "./config/read";
+import type { SecretKeyRotation } from "./config";
 
 export const SECRET_KEY = "SECRET_KEY";
-/** The env key the host writes; Django reads it only through settings.py (see README). */
-export const FALLBACKS_KEY = "SECRET_KEY_FALLBACKS";
-export const DEFAULT_SECRET_KEY_FALLBACKS = 1;
-export const MAX_SECRET_KEY_FALLBACKS = 5;
-const EMERGENCY_PREFIX = /^emergency/i;
-
-export interface SecretKeyRotation {
-  /** How many previous keys the hosts keep in SECRET_KEY_FALLBACKS (0 retires them all). */
-  fallbacks: number;
-  /** Whether SECRET_KEY's keeper marks an emergency rotation. */
-  emergency: boolean;
-  /** Which keeper said so, for the warning (`rotate.SECRET_KEY` or `rotation`), when emergency. */
-  emergencyKeeper?: string;
-}
 
 /**
  * The specials of SECRET_KEY's alphabet: the safe ones without the comma, because the comma
@@ -61,32 +46,20 @@ export function specialsFor(key: string, specials: string): string {
   return key === SECRET_KEY ? secretKeySpecials(specials) : specials;
 }
 
-/** Whether a keeper value marks an emergency rotation. */
-export function isEmergencyKeeper(keeper: string): boolean {
-  return EMERGENCY_PREFIX.test(keeper.trim());
-}
-
-/** The rotation mode from SECRET_KEY's keepers and the parsed fallback count. */
-export function secretKeyRotation(generated: readonly GeneratedSecretSpec[], fallbacks: number): SecretKeyRotation {
-  const sk = generated.find((g) => g.key === SECRET_KEY);
-  const keepers = sk?.keepers ?? { rotation: "", rotate: "" };
-  const emergencyKeeper = isEmergencyKeeper(keepers.rotate)
-    ? `rotate.${SECRET_KEY}`
-    : isEmergencyKeeper(keepers.rotation)
-      ? "rotation"
-      : undefined;
-  return emergencyKeeper ? { fallbacks, emergency: true, emergencyKeeper } : { fallbacks, emergency: false };
-}
-
 /**
- * The rollout arguments for this mode. Passed only when not the script's default (1 fallback,
+ * The rollout arguments for this mode. Passed only when not the agent's default (1 fallback,
  * routine), so a stack that sets nothing keeps its command text.
  */
 export function secretKeyRolloutArgs(rotation: SecretKeyRotation): string[] {
-  if (rotation.emergency) return ["--emergency"];
-  return rotation.fallbacks === DEFAULT_SECRET_KEY_FALLBACKS
-    ? []
-    : ["--secret-key-fallbacks", String(rotation.fallbacks)];
+  return agentArgv(
+    {
+      "--emergency": rotation.emergency,
+      "--secret-key-fallbacks": rotation.emergency
+        ? undefined
+        : unlessDefault("--secret-key-fallbacks", rotation.fallbacks),
+    },
+    { fragment: true },
+  );
 }
 
 /** What the preview says about the mode, beyond the command line (one warning in an emergency). */
@@ -100,55 +73,11 @@ export function secretKeyRotationWarnings(rotation: SecretKeyRotation): string[]
   ];
 }
 
-/** Which env keys may not be set in config because the host composes them. */
-export function reservedKeyProblem(key: string): string | undefined {
-  return key === FALLBACKS_KEY
-    ? "is written by each host from its previous SECRET_KEY (never sent by the program)"
-    : undefined;
-}
-
 /** The README's settings.py lines, kept here so tests can check the README quotes them. */
 export const SETTINGS_SNIPPET = `SECRET_KEY_FALLBACKS = [k for k in os.getenv("SECRET_KEY_FALLBACKS", "").split(",") if k]`;
 
 /** SECRET_KEY's specials with the default alphabet: `-_.+=`. */
 export const SECRET_KEY_ALPHABET_SPECIALS = secretKeySpecials(SAFE_SPECIALS);
-
-export interface SecretKeyConfigInput {
-  /** `pms-secrets:secretKeyFallbacks` as read (undefined when unset). */
-  fallbacks: unknown;
-  generated: readonly GeneratedSecretSpec[];
-  /** The raw `env` map: checked here before its own parser, whose credential-name fix would mislead. */
-  env: unknown;
-  /** Keys of `secrets` and `generated`. */
-  suppliedKeys: Iterable<string>;
-}
-
-/** Parses `secretKeyFallbacks` and refuses a configured SECRET_KEY_FALLBACKS (the host writes it). */
-export function parseSecretKeyRotation(problems: Problems, input: SecretKeyConfigInput): SecretKeyRotation {
-  const fallbacks = wholeNumber(problems, "secretKeyFallbacks", input.fallbacks, {
-    min: 0,
-    max: MAX_SECRET_KEY_FALLBACKS,
-    default: DEFAULT_SECRET_KEY_FALLBACKS,
-    unit: "the number of previous SECRET_KEYs each host keeps (0 retires them all)",
-  });
-  const configuredKeys: Record<string, Iterable<string>> = {
-    env: isObject(input.env) ? Object.keys(input.env) : [],
-    secrets: input.suppliedKeys,
-    generated: input.generated.map((g) => g.key),
-  };
-  for (const [section, keys] of Object.entries(configuredKeys)) {
-    for (const key of keys) {
-      const problem = reservedKeyProblem(key);
-      if (!problem) continue;
-      problems.add(
-        `${section}.${key}`,
-        `${FALLBACKS_KEY} ${problem}`,
-        `remove it; set secretKeyFallbacks (0..${MAX_SECRET_KEY_FALLBACKS}) to choose how many previous keys the hosts keep`,
-      );
-    }
-  }
-  return secretKeyRotation(input.generated, fallbacks);
-}
 
 /** One line for the stack outputs, so a preview shows the mode even when no key changes. */
 export function describeSecretKeyRotation(rotation: SecretKeyRotation): string {

@@ -5,7 +5,9 @@
  * the previous document stays restorable.
  */
 import * as pulumi from "@pulumi/pulumi";
-import * as aws from "@pulumi/aws";
+// The secretsmanager module only: `@pulumi/aws` as a whole sets up every AWS service module at load
+// time, measurable in each of a `pulumi up`'s two program runs (issue 21).
+import * as secretsmanager from "@pulumi/aws/secretsmanager";
 
 export interface SecretStoreArgs {
   /** Secrets Manager name, e.g. pms-backend/prod. */
@@ -22,14 +24,14 @@ export interface SecretStoreArgs {
 }
 
 export class SecretStore extends pulumi.ComponentResource {
-  readonly secret: aws.secretsmanager.Secret;
-  readonly version: aws.secretsmanager.SecretVersion;
+  readonly secret: secretsmanager.Secret;
+  readonly version: secretsmanager.SecretVersion;
   readonly arn: pulumi.Output<string>;
   readonly versionId: pulumi.Output<string>;
 
   constructor(name: string, args: SecretStoreArgs, opts?: pulumi.ComponentResourceOptions) {
     super("pms:secrets:SecretStore", name, {}, opts);
-    this.secret = new aws.secretsmanager.Secret(
+    this.secret = new secretsmanager.Secret(
       `${name}-secret`,
       {
         name: args.secretName,
@@ -40,7 +42,7 @@ export class SecretStore extends pulumi.ComponentResource {
       },
       { parent: this },
     );
-    this.version = new aws.secretsmanager.SecretVersion(
+    this.version = new secretsmanager.SecretVersion(
       `${name}-version`,
       { secretId: this.secret.id, secretString: pulumi.secret(args.document) },
       {

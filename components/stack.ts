@@ -102,10 +102,8 @@ export function deployPmsSecrets(parsed: ParsedConfig = loadStackConfig()): PmsS
           envFingerprint,
           production: settings.production,
           secretKeys,
-          secretKeyArgs: [
-            ...secretKeyRolloutArgs(settings.secretKey),
-            ...dbPasswordRolloutArgs(settings.dbPassword, host.name),
-          ],
+          secretKeyArgs: secretKeyRolloutArgs(settings.secretKey),
+          dbPasswordArgs: dbPasswordRolloutArgs(settings.dbPassword, host.name),
           ssh: settings.ssh,
         };
         const dependsOn = [store.version, ...phaseBefore, ...previous];

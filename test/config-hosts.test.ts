@@ -215,3 +215,13 @@ test("keyscanCommand adds -p only for a port other than 22", () => {
   assert.equal(keyscanCommand("web1", 2222), "ssh-keyscan -t ed25519 -p 2222 web1");
   assert.equal(keyscanCommand("", 22), "ssh-keyscan -t ed25519 <address>");
 });
+
+test("a misspelt key of a host (hostkey) is refused naming it, instead of leaving the key unpinned", () => {
+  const { problems } = hosts([{ name: "web1", address: "10.0.0.5", hostkey: TEST_HOST_KEY }]);
+  assert.deepEqual(keysOf(problems), ["hosts[0].hostkey"]);
+  assertProblem(
+    problems,
+    "hosts[0].hostkey",
+    /is not a setting of hosts\[0\].*Fix: use name, address, port, user, hostKey/,
+  );
+});

@@ -5,18 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { ConfigError, parseStackConfig } from "../components/config";
 import { baseConfig, defined, SENTINEL_DB_PASSWORD, SENTINEL_SSH_KEY } from "./fixtures";
 import { runProgram } from "./harness";
-import { assertProblem, keysOf, rawConfig as raw } from "./config-check";
-
-
-function problemsOf(config: Record<string, unknown>, stack: string): readonly string[] {
-  try {
-    parseStackConfig(raw(config), stack);
-  } catch (e) {
-    assert.ok(e instanceof ConfigError, String(e));
-    return e.problems;
-  }
-  return [];
-}
+import { assertProblem, keysOf, rawConfig as raw, stackProblems as problemsOf } from "./config-check";
 
 test("the base dev and prod configs are valid", () => {
   assert.deepEqual(problemsOf(baseConfig("dev"), "dev"), []);

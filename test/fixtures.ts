@@ -1,4 +1,5 @@
 /** Stack configs shared by the unit tests. Values are fake; sentinels make leaks findable. */
+import type { AppSpec } from "../components/config";
 import { TEST_HOST_KEY } from "./harness";
 
 export const SENTINEL_DB_PASSWORD = "sentinel-DB-PASSWORD-7f3a9c2e41";
@@ -48,3 +49,17 @@ export function baseConfig(stack: "dev" | "prod", overrides: Record<string, unkn
 export function defined(config: Record<string, unknown>): Record<string, unknown> {
   return Object.fromEntries(Object.entries(config).filter(([, v]) => v !== undefined));
 }
+
+/** The smallest app a rollout command can be built for (one service, no health URL), and its host. */
+export const MINIMAL_APP: AppSpec = {
+  dir: "/srv/x",
+  envFile: "/srv/x/.env.production",
+  services: ["a"],
+  healthUrls: [],
+  healthInsecure: false,
+  unmanagedKeys: "refuse",
+  backupGenerations: 3,
+  stableSeconds: 5,
+  healthTimeoutSeconds: 30,
+};
+export const MINIMAL_HOST = { name: "h", address: "a", port: 22, user: "root" };

@@ -1,12 +1,12 @@
 /**
- * `npm run preview:excerpt [-- --write]`: the README's preview excerpt, captured from the real
+ * `npm run preview:excerpt [-- --write]`: docs/PREVIEW.md's preview excerpt, captured from the real
  * `pulumi preview --diff` (test/host/pulumi-cli.ts). Two throwaway hosts (web1, web2) are
  * booted, the program is deployed to them as a `prod` stack, then a SECRET_KEY rotation
  * (`rotate.SECRET_KEY`) is previewed. What changes from run to run is masked deterministically:
  * env fingerprints (they hash freshly generated keys) become aaaa…, bbbb…, in order of first
  * appearance; random ids (secret version and provider UUIDs, the ARN suffix, command ids) and
  * the progress dots become fixed text. Prints the excerpt; with
- * --write, replaces the code block in the README. test/host/preview.test.ts keeps them in sync.
+ * --write, replaces the code block in docs/PREVIEW.md. test/host/preview.test.ts keeps them in sync.
  * Linux and root (like every host test).
  */
 import * as fs from "node:fs";
@@ -15,7 +15,8 @@ import { CliResult, PulumiStack } from "./host/pulumi-cli";
 import { fleetConfig } from "./host/scenario";
 import { bootFleet, TestFleet } from "./host/testhost";
 
-export const README = path.join(__dirname, "..", "README.md");
+/** The page that shows the excerpt (it moved there from the README). */
+export const PREVIEW_DOC = path.join(__dirname, "..", "docs", "PREVIEW.md");
 export const PREVIEW_HEADING = "## What a reviewer sees in a preview";
 /** The keepers of the captured preview: the deployed stack, then the rotation. */
 export const DEPLOYED_ROTATION = "2026-11-01";
@@ -77,12 +78,12 @@ export function maskPreview(text: string): string {
   );
 }
 
-/** The code block under the README's preview heading. */
+/** The code block under the preview page's heading. */
 export function readmeExcerpt(readme: string): string {
   const at = readme.indexOf(PREVIEW_HEADING);
-  if (at < 0) throw new Error(`README has no '${PREVIEW_HEADING}' section`);
+  if (at < 0) throw new Error(`docs/PREVIEW.md has no '${PREVIEW_HEADING}' section`);
   const match = /```\n([\s\S]*?)\n```/.exec(readme.slice(at));
-  if (!match) throw new Error("the README's preview section has no code block");
+  if (!match) throw new Error("the preview section of docs/PREVIEW.md has no code block");
   return match[1];
 }
 
@@ -90,7 +91,7 @@ export function withExcerpt(readme: string, excerpt: string): string {
   const at = readme.indexOf(PREVIEW_HEADING);
   const section = readme.slice(at);
   const match = /```\n([\s\S]*?)\n```/.exec(section);
-  if (at < 0 || !match) throw new Error("README has no preview code block to replace");
+  if (at < 0 || !match) throw new Error("docs/PREVIEW.md has no preview code block to replace");
   const start = at + match.index;
   return `${readme.slice(0, start)}\`\`\`\n${excerpt}\n\`\`\`${readme.slice(start + match[0].length)}`;
 }
@@ -103,8 +104,8 @@ if (require.main === module) {
   withDeployedProd(log, async (d) => maskPreview((await previewRotation(d)).output)).then(
     (excerpt) => {
       if (write) {
-        fs.writeFileSync(README, withExcerpt(fs.readFileSync(README, "utf8"), excerpt));
-        process.stderr.write(`README.md: preview excerpt updated (${excerpt.split("\n").length} lines)\n`);
+        fs.writeFileSync(PREVIEW_DOC, withExcerpt(fs.readFileSync(PREVIEW_DOC, "utf8"), excerpt));
+        process.stderr.write(`docs/PREVIEW.md: preview excerpt updated (${excerpt.split("\n").length} lines)\n`);
       } else process.stdout.write(`${excerpt}\n`);
     },
     (err: unknown) => {

@@ -6,7 +6,6 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { createHash, createHmac } from "node:crypto";
-import type { AppSpec } from "../components/config";
 import {
   deliveredFingerprint,
   ROLLOUT_SCRIPT,
@@ -18,6 +17,8 @@ import { parseEnvFile } from "../components/env-file";
 import {
   baseConfig,
   defined,
+  MINIMAL_APP,
+  MINIMAL_HOST,
   SENTINEL_DB_PASSWORD,
   SENTINEL_HUBTEL,
   SENTINEL_PAYSTACK,
@@ -346,18 +347,8 @@ test("shellQuote survives the login shell: arguments reach the script unchanged"
   assert.deepEqual(out.split("\n").slice(0, -1), words);
 });
 
-const APP: AppSpec = {
-  dir: "/srv/x",
-  envFile: "/srv/x/.env.production",
-  services: ["a"],
-  healthUrls: [],
-  healthInsecure: false,
-  unmanagedKeys: "refuse",
-  backupGenerations: 3,
-  stableSeconds: 5,
-  healthTimeoutSeconds: 30,
-};
-const HOST = { name: "h", address: "a", port: 22, user: "root" };
+const APP = MINIMAL_APP;
+const HOST = MINIMAL_HOST;
 
 test("rolloutCommand quotes a check command with quotes and dollars safely", () => {
   const cmd = rolloutCommand(HOST, { ...APP, checkCommand: `sh -c 'echo "$HOME"'` });

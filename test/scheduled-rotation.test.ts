@@ -12,6 +12,7 @@ import {
   parseKeyList,
   rotationIntervalDays,
   runScheduledRotation,
+  scheduledIntervalDays,
   ScheduledRotationError,
   setRotateKeeper,
 } from "../components/scheduled-rotation";
@@ -28,7 +29,7 @@ const daysAfter = (iso: string, days: number): Date => new Date(Date.parse(`${is
 const configOf = (text: string): Record<string, unknown> =>
   (yaml.load(text) as { config: Record<string, unknown> }).config;
 
-test("one source for N: the schedule's interval is the keeper-age policy's maxKeeperAgeDays, and the PR is due no later than the policy warns", () => {
+test("N at the keeper-age policy's maxKeeperAgeDays: the PR is due no later than the policy warns", () => {
   assert.equal(
     N,
     (JSON.parse(POLICY_CONFIG) as Record<string, { maxKeeperAgeDays: number }>)["rotation-keeper-age"].maxKeeperAgeDays,
@@ -115,15 +116,74 @@ test("the CLI as the workflow runs it: edits the file only when due, prints due/
       .toISOString()
       .slice(0, 10);
     const quiet = runScheduledRotation(
-      parseCliArgs(["--stack-file", file, "--today", notYet], root, { SCHEDULED_ROTATION_KEYS: "SECRET_KEY" }),
+      parseCliArgs(["--stack-file", file, "--today", notYet], root, {
+        SCHEDULED_ROTATION_KEYS: "SECRET_KEY",
+        SCHEDULED_ROTATION_DAYS: String(N),
+      }),
     );
     assert.equal(quiet, `due=\ninterval=${N}\ntitle=\n`);
     assert.equal(fs.readFileSync(file, "utf8"), PROD, "nothing due: file untouched");
     const day = daysAfter(ROTATION, N).toISOString().slice(0, 10);
-    const out = runScheduledRotation(parseCliArgs(["--stack-file", file, "--today", day], root, {}));
+    const out = runScheduledRotation(
+      parseCliArgs(["--stack-file", file, "--today", day], root, { SCHEDULED_ROTATION_DAYS: String(N) }),
+    );
     assert.equal(out, `due=SECRET_KEY\ninterval=${N}\ntitle=Rotate SECRET_KEY (scheduled, every ${N} days): ${day}\n`);
     assert.deepEqual(configOf(fs.readFileSync(file, "utf8"))["pms-secrets:rotate"], { SECRET_KEY: day });
     assert.throws(() => parseCliArgs(["--today", "tomorrow"], root), /unknown argument "--today" "tomorrow"/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("N comes from the repository variable SCHEDULED_ROTATION_DAYS: 1 to the policy's maxKeeperAgeDays, anything else refused with the fix", () => {
+  assert.equal(scheduledIntervalDays("30", N), 30);
+  assert.equal(scheduledIntervalDays(` ${N}\n`, N), N);
+  assert.equal(scheduledIntervalDays("1", N), 1);
+  const refused = (value: string | undefined, re: RegExp): void => {
+    assert.throws(
+      () => scheduledIntervalDays(value, N),
+      (e: unknown) =>
+        e instanceof ScheduledRotationError &&
+        e.problems.length === 1 &&
+        re.test(e.problems[0]) &&
+        e.problems[0].includes(`gh variable set SCHEDULED_ROTATION_DAYS --body ${N}`),
+      `SCHEDULED_ROTATION_DAYS=${JSON.stringify(value)}`,
+    );
+  };
+  refused(undefined, /^SCHEDULED_ROTATION_DAYS is not set: .* from 1 to 90 \(the keeper-age policy's maxKeeperAgeDays/);
+  refused("", /^SCHEDULED_ROTATION_DAYS is not set/);
+  for (const bad of ["0", "-5", "30.5", "1e2", "thirty", "30d", "0x10"]) {
+    refused(bad, /not a whole number of days of at least 1\. Set it to a number from 1 to 90/);
+  }
+  refused(
+    String(N + 1),
+    new RegExp(
+      `^SCHEDULED_ROTATION_DAYS is ${N + 1}, more than the keeper-age policy's maxKeeperAgeDays ${N} \\(policy/config\\.json\\)`,
+    ),
+  );
+});
+
+test("the CLI refuses to bump without a valid SCHEDULED_ROTATION_DAYS and leaves the stack file untouched", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pms-sched-"));
+  try {
+    const file = path.join(dir, "Pulumi.prod.yaml");
+    fs.writeFileSync(file, PROD);
+    const day = daysAfter(ROTATION, N + 10)
+      .toISOString()
+      .slice(0, 10);
+    for (const env of [{}, { SCHEDULED_ROTATION_DAYS: "ninety" }, { SCHEDULED_ROTATION_DAYS: String(N * 2) }]) {
+      assert.throws(
+        () => runScheduledRotation(parseCliArgs(["--stack-file", file, "--today", day], root, env)),
+        /scheduled rotation: nothing was changed:\n {2}- SCHEDULED_ROTATION_DAYS /,
+      );
+      assert.equal(fs.readFileSync(file, "utf8"), PROD);
+    }
+    // A shorter interval than the policy's: due earlier than the policy would warn.
+    const early = daysAfter(ROTATION, 30).toISOString().slice(0, 10);
+    const out = runScheduledRotation(
+      parseCliArgs(["--stack-file", file, "--today", early], root, { SCHEDULED_ROTATION_DAYS: "30" }),
+    );
+    assert.equal(out, `due=SECRET_KEY\ninterval=30\ntitle=Rotate SECRET_KEY (scheduled, every 30 days): ${early}\n`);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

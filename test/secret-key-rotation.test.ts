@@ -8,12 +8,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { ROLLOUT_SCRIPT } from "../components/host-rollout";
 import { parseEnvFile } from "../components/env-file";
-import {
-  describeSecretKeyRotation,
-  isEmergencyKeeper,
-  secretKeyRolloutArgs,
-  SETTINGS_SNIPPET,
-} from "../components/secret-key-rotation";
+import { describeSecretKeyRotation, secretKeyRolloutArgs, SETTINGS_SNIPPET } from "../components/secret-key-rotation";
+import { isEmergencyKeeper } from "../components/config/secret-key";
 import { baseConfig, defined } from "./fixtures";
 import { assertProblem, rawConfig as raw, stackProblems } from "./config-check";
 import { parseStackConfig } from "../components/config";

@@ -540,6 +540,16 @@ describe("every workflow: who can see which secret", () => {
       for (const s of steps.filter((x) => x.uses)) assert.match(s.uses!, /@[0-9a-f]{40}$/, s.uses);
     });
 
+    it(`${file}: every job running Pulumi builds the program (npm run build:program) after npm ci, before Pulumi`, () => {
+      for (const [name, j] of jobsOf(wf).filter(([, job]) => pulumiSteps(job).length > 0)) {
+        const npm = j.steps.findIndex((s) => s.run?.trim() === "npm ci");
+        const build = j.steps.findIndex((s) => s.run?.trim() === "npm run build:program");
+        const pulumi = j.steps.findIndex((s) => pulumiSteps({ ...j, steps: [s] }).length > 0);
+        assert.ok(build > npm && npm >= 0, `${name}: npm run build:program follows npm ci`);
+        assert.ok(build < pulumi, `${name}: npm run build:program runs before Pulumi (Pulumi.yaml main: bin/index.js)`);
+      }
+    });
+
     it(`${file}: secrets reach run steps through env only and are never echoed`, () => {
       for (const s of jobsOf(wf).flatMap(([, j]) => j.steps.filter((x) => x.run))) {
         assert.doesNotMatch(s.run!, /\$\{\{\s*secrets\./, "no secret expression inside a script");
@@ -674,15 +684,18 @@ describe("scheduled rotation (issue 20)", () => {
     });
   });
 
-  it("bumps Pulumi.prod.yaml with the script, N from policy/config.json (no other interval), keys from the repository variable", () => {
+  it("bumps Pulumi.prod.yaml with the script, N and the keys from repository variables, bounded by policy/config.json", () => {
     assert.ok(bump, `${file} runs components/scheduled-rotation.ts`);
     assert.match(bump.run!, /--stack-file Pulumi\.prod\.yaml/);
     assert.doesNotMatch(
       bump.run!,
       /--policy-config|--interval|\bdays\b/i,
-      "the interval comes from the policy config only",
+      "N only from the variable; the bound only from the policy config",
     );
     assert.equal(bump.env?.SCHEDULED_ROTATION_KEYS, "${{ vars.SCHEDULED_ROTATION_KEYS }}");
+    // The script refuses the variable unset, not a whole number, or above maxKeeperAgeDays
+    // (test/scheduled-rotation.test.ts): so it must reach the script, as it is.
+    assert.equal(bump.env?.SCHEDULED_ROTATION_DAYS, "${{ vars.SCHEDULED_ROTATION_DAYS }}");
   });
 
   it("no AWS, no Pulumi, no stack secret; its own token only reads; the PR is opened with the App's token", () => {

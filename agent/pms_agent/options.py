@@ -41,6 +41,8 @@ def parse_table(argv: Sequence[str], table: List[Dict[str, Any]]) -> Dict[str, V
             values[attr_name(row["flag"])] = [str(v) for v in default]
         elif isinstance(default, (str, int, bool)):
             values[attr_name(row["flag"])] = default
+        elif default is None and row["type"] == "string":
+            values[attr_name(row["flag"])] = ""
         else:
             raise ValueError(f"options.json: {row['flag']} has no default")
     i = 0

@@ -15,14 +15,14 @@ def props(values: Dict[str, str]):  # type: ignore[no-untyped-def]
 
 class WindowTest(unittest.TestCase):
     def test_a_stable_unit_passes_and_a_restarted_one_fails(self) -> None:
-        run = rollout("--stable-seconds", "0")
+        run = rollout("--stable-seconds", "1")
         with props({"ActiveState": "active", "NRestarts": "0", "MainPID": "42"}):
             run.generation["pms-backend"] = systemd.generation("pms-backend")
             self.assertIsNone(run.watch_stable(["pms-backend"]))
         with props({"ActiveState": "active", "NRestarts": "1", "MainPID": "43"}):
             self.assertEqual(
                 run.watch_stable(["pms-backend"]),
-                ("pms-backend", "stability", "systemd restarted it within 0s (restart loop)"),
+                ("pms-backend", "stability", "systemd restarted it within 1s (restart loop)"),
             )
         with props({"ActiveState": "failed", "SubState": "failed"}):
             self.assertEqual(

@@ -1,4 +1,5 @@
 /** `app`: where the Django app lives on the hosts, which services read the env file, how a rollout is checked. */
+import { agentRange } from "../agent-options";
 import type { Problems } from "./problems";
 import { HealthRules, HealthSettings, parseHealth } from "./health";
 import { absolutePath, ConfigObject, isObject, NumberRange, scalar, unknownKeys, wholeNumber } from "./read";
@@ -6,10 +7,9 @@ import { UNIX_NAME } from "./hosts";
 import { LoginProbe, parseLoginProbe } from "./login-probe";
 
 const DEFAULT_SERVICES = ["pms-backend", "celery-pms"] as const;
-const UNMANAGED_KEYS = ["refuse", "keep", "drop"] as const;
+export const UNMANAGED_KEYS = ["refuse", "keep", "drop"] as const;
 export type UnmanagedKeys = (typeof UNMANAGED_KEYS)[number];
-const FAIL_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
-export const DEFAULT_BACKUP_GENERATIONS = 3;
+export const FAIL_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
 /**
  * Where the env file goes unless app.envFile says otherwise: a directory only root can write
  * (the rollout creates it root 0755). Not the app directory: its owner, the app user, could swap
@@ -48,7 +48,8 @@ export interface AppSpec extends HealthSettings {
 
 export type AppRules = HealthRules;
 
-const APP_KEYS = [
+/** Every key of `app` the parser reads (docs/CONFIG.md has a row for each; test/config-doc.test.ts). */
+export const APP_KEYS = [
   "dir",
   "envFile",
   "services",
@@ -148,14 +149,19 @@ function parseCheckCommand(problems: Problems, app: ConfigObject): string | unde
   return command;
 }
 
-const BACKUPS: NumberRange = {
-  min: 1,
-  max: 20,
-  default: DEFAULT_BACKUP_GENERATIONS,
-  unit: "how many previous env files each host keeps",
+// Ranges and defaults are the host agent's (agent/options.json): the config accepts what the agent does.
+const BACKUPS: NumberRange = { ...agentRange("--backups"), unit: "how many previous env files each host keeps" };
+const STABLE_SECONDS: NumberRange = { ...agentRange("--stable-seconds"), unit: "the seconds each unit must stay up" };
+const HEALTH_TIMEOUT: NumberRange = {
+  ...agentRange("--health-timeout"),
+  unit: "the seconds the health URLs may take",
 };
-const STABLE_SECONDS: NumberRange = { min: 1, max: 300, default: 5, unit: "the seconds each unit must stay up" };
-const HEALTH_TIMEOUT: NumberRange = { min: 1, max: 600, default: 30, unit: "the seconds the health URLs may take" };
+/** The whole-number keys of `app` and their ranges (docs/CONFIG.md quotes them; test/config-doc.test.ts). */
+export const APP_RANGES: Readonly<Record<string, NumberRange>> = {
+  backupGenerations: BACKUPS,
+  stableSeconds: STABLE_SECONDS,
+  healthTimeoutSeconds: HEALTH_TIMEOUT,
+};
 
 function parseEnvFileGroup(problems: Problems, value: unknown): string | undefined {
   if (value === undefined) return undefined;

@@ -26,6 +26,10 @@ export interface GeneratedInput {
   rotate: unknown;
 }
 
+/** The keys of one `generated` entry; DB_PASSWORD's also takes DB_PASSWORD_SPEC_KEYS (db-password-rotation.ts). */
+export const GENERATED_SPEC_KEYS = ["length", "alphabet"] as const;
+export const DB_PASSWORD_SPEC_KEYS = ["roles", "adminHost"] as const;
+
 function parseRotate(problems: Problems, value: unknown): Record<string, string> {
   if (value === undefined) return {};
   if (!isObject(value)) {
@@ -91,7 +95,7 @@ export function parseGenerated(problems: Problems, input: GeneratedInput): Gener
       problems,
       at,
       spec,
-      key === "DB_PASSWORD" ? ["length", "alphabet", "roles", "adminHost"] : ["length", "alphabet"],
+      key === "DB_PASSWORD" ? [...GENERATED_SPEC_KEYS, ...DB_PASSWORD_SPEC_KEYS] : GENERATED_SPEC_KEYS,
     );
     return {
       key,

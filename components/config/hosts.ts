@@ -2,7 +2,7 @@
 import { isIP } from "node:net";
 import { documentationHostProblem, placeholderProblem } from "./placeholders";
 import type { Problems } from "./problems";
-import { isObject, NumberRange, scalar, wholeNumber } from "./read";
+import { isObject, NumberRange, scalar, unknownKeys, wholeNumber } from "./read";
 
 export interface HostSpec {
   /** Short name, used in resource names and messages: lower-case letters, digits and dashes. */
@@ -23,6 +23,9 @@ export interface HostRules {
   /** Why keys are required, for the message. */
   because: string;
 }
+
+/** The keys of one `hosts` entry. */
+export const HOST_KEYS = ["name", "address", "port", "user", "hostKey"] as const;
 
 const HOST_NAME = /^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$/;
 export const UNIX_NAME = /^[a-z_][a-z0-9_-]{0,31}$/;
@@ -107,7 +110,7 @@ function addressProblem(address: string, at: string): [string, string] | undefin
   return undefined;
 }
 
-const PORT: NumberRange = { min: 1, max: 65535, default: 22, unit: "the TCP port sshd listens on" };
+export const PORT: NumberRange = { min: 1, max: 65535, default: 22, unit: "the TCP port sshd listens on" };
 
 function parseHostKey(
   problems: Problems,
@@ -153,6 +156,7 @@ function parseHost(problems: Problems, rules: HostRules, at: string, h: unknown)
     );
     return undefined;
   }
+  unknownKeys(problems, at, h, HOST_KEYS);
   const name = typeof h.name === "string" ? h.name : "";
   if (!HOST_NAME.test(name)) {
     problems.add(

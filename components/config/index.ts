@@ -2,8 +2,10 @@
  * The one typed, validated view of the stack config. Everything the operator can get wrong is
  * checked before any resource exists: a bad config fails `pulumi preview` with every problem
  * listed, each naming its key and how to fix it. One parser per section (./hosts, ./app, ./env,
- * ./generated, ./secrets, ./store, ./ssh), each returning its typed piece; this file composes
- * them. No SSH credential is config: the program logs in through an SSH agent (./ssh.ts). Secret values are carried in `Sensitive` boxes so they cannot end up in a message.
+ * ./generated, ./secrets, ./secret-key, ./db-password, ./store, ./ssh, ./rollout), each returning
+ * its typed piece; this file reads the raw config once and composes them. No SSH credential is
+ * config: the program logs in through an SSH agent (./ssh.ts). Secret values are carried in
+ * `Sensitive` boxes so they cannot end up in a message.
  */
 import { parseApp, AppSpec } from "./app";
 import { parseEnv } from "./env";
@@ -16,8 +18,8 @@ import { parseSuppliedSecrets } from "./secrets";
 import { Sensitive } from "./sensitive";
 import { parseSshSettings, refuseSshPrivateKey, SshSettings } from "./ssh";
 import { parseStore, StoreSettings } from "./store";
-import { parseSecretKeyRotation, SecretKeyRotation } from "../secret-key-rotation";
-import { DbPasswordRotation, hostComposedEnvKeys, parseDbPasswordRotation } from "../db-password-rotation";
+import { parseSecretKeyRotation, SecretKeyRotation } from "./secret-key";
+import { DbPasswordRotation, hostComposedEnvKeys, parseDbPasswordRotation } from "./db-password";
 import { parseRollout, RolloutSettings } from "./rollout";
 import { checkRolloutTime } from "../rollout-time";
 
@@ -27,6 +29,8 @@ export type { RawConfig } from "./read";
 export type { AppSpec } from "./app";
 export type { GeneratedSecretSpec } from "./generated";
 export type { HostSpec } from "./hosts";
+export type { SecretKeyRotation } from "./secret-key";
+export type { DbPasswordRotation } from "./db-password";
 export { Sensitive };
 
 /** Every key of this project's namespace the program reads. Anything else is a typo. */
@@ -50,7 +54,7 @@ export const KNOWN_KEYS = [
 ] as const;
 
 /** Keys the program used to read and now refuses with a migration message of their own. */
-const RETIRED_KEYS = ["sshPrivateKey"] as const;
+export const RETIRED_KEYS = ["sshPrivateKey"] as const;
 
 export interface StackSettings extends StoreSettings {
   project: string;
@@ -66,9 +70,9 @@ export interface StackSettings extends StoreSettings {
   generated: GeneratedSecretSpec[];
   rotation: string;
   ssh: SshSettings;
-  /** How SECRET_KEY rotations treat the previous key (secret-key-rotation.ts). */
+  /** How SECRET_KEY rotations treat the previous key (./secret-key.ts; on the hosts: secret-key-rotation.ts). */
   secretKey: SecretKeyRotation;
-  /** Whether a generated DB_PASSWORD is changed in PostgreSQL by the rollout (db-password-rotation.ts). */
+  /** Whether a generated DB_PASSWORD is changed in PostgreSQL by the rollout (./db-password.ts; db-password-rotation.ts). */
   dbPassword: DbPasswordRotation;
   /** Canary + batch sizes of the fleet rollout (rollout-plan.ts). */
   rollout: RolloutSettings;
@@ -115,12 +119,17 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
   const requireHostKeys = flag(problems, "requireHostKeys", readText(raw, "requireHostKeys"), false) || prod.production;
   const because = prod.production ? prod.because : "this stack (requireHostKeys)";
 
+  // Each raw section read once; the parsers below get these values.
+  const rawEnv = readValue(raw, "env");
+  const rawGenerated = readValue(raw, "generated");
+  const rawRotation = readText(raw, "rotation");
+
   const hosts = parseHosts(problems, readValue(raw, "hosts"), { requireHostKeys, because });
   refuseSshPrivateKey(problems, readText(raw, "sshPrivateKey"));
   const ssh = parseSshSettings(problems, readText(raw, "sshTimeoutSeconds"), readText(raw, "sshAttempts"));
   const generated = parseGenerated(problems, {
-    generated: readValue(raw, "generated"),
-    rotation: readText(raw, "rotation"),
+    generated: rawGenerated,
+    rotation: rawRotation,
     rotate: readValue(raw, "rotate"),
   });
   const generatedKeys = new Set(generated.map((g) => g.key));
@@ -129,20 +138,20 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
   const secretKey = parseSecretKeyRotation(problems, {
     fallbacks: readValue(raw, "secretKeyFallbacks"),
     generated,
-    env: readValue(raw, "env"),
+    env: rawEnv,
     suppliedKeys,
   });
   const dbPassword = parseDbPasswordRotation(problems, {
     generated,
-    generatedRaw: readValue(raw, "generated"),
-    env: readValue(raw, "env"),
+    generatedRaw: rawGenerated,
+    env: rawEnv,
     hostNames: hosts.map((h) => h.name),
   });
-  const { env, allowedHosts } = parseEnv(problems, readValue(raw, "env"), {
+  const { env, allowedHosts } = parseEnv(problems, rawEnv, {
     ...prod,
     generatedKeys,
     suppliedKeys,
-    hostComposedKeys: new Set(hostComposedEnvKeys(readValue(raw, "generated"))),
+    hostComposedKeys: new Set(hostComposedEnvKeys(rawGenerated)),
   });
   const app = parseApp(problems, readValue(raw, "app"), { ...prod, allowedHosts });
   const store = parseStore(
@@ -173,7 +182,7 @@ export function parseStackConfig(raw: RawConfig, stack: string, secretKeys?: Rea
       env,
       suppliedSecretKeys: [...suppliedKeys].sort(),
       generated,
-      rotation: readText(raw, "rotation") ?? "",
+      rotation: rawRotation ?? "",
       ...store,
       ssh,
       secretKey,

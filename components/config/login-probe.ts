@@ -25,7 +25,7 @@ export interface LoginProbe {
   checkUrl: string;
 }
 
-const KEYS = ["url", "username", "passwordFile", "checkUrl"];
+export const LOGIN_PROBE_KEYS = ["url", "username", "passwordFile", "checkUrl"];
 const EXAMPLE =
   "e.g. {url: http://127.0.0.1:8000/accounts/login/, username: rollout-probe, passwordFile: /etc/pms-secrets/login-probe, checkUrl: http://127.0.0.1:8000/me/}";
 
@@ -56,7 +56,7 @@ export function parseLoginProbe(problems: Problems, value: unknown, health: Heal
     problems.add("app.loginProbe", "must be an object", EXAMPLE);
     return undefined;
   }
-  unknownKeys(problems, "app.loginProbe", value, KEYS);
+  unknownKeys(problems, "app.loginProbe", value, LOGIN_PROBE_KEYS);
   if (health.healthUrls.length === 0) {
     problems.add(
       "app.loginProbe",

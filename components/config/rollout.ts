@@ -15,6 +15,9 @@ export interface RolloutSettings {
   secretKeyPhases: SecretKeyPhases;
 }
 
+/** The keys of `rollout`. */
+export const ROLLOUT_KEYS = ["batches", "secretKeyPhases"] as const;
+
 const FIX = "e.g. `pulumi config set --path 'rollout.batches[0]' 1` and `--path 'rollout.batches[1]' \"50%\"`";
 const PHASES_FIX =
   "set `pulumi config set --path rollout.secretKeyPhases 2` (every host accepts a new SECRET_KEY before any signs with it; the default) or 1 (one phase: users whose requests reach a host not yet rotated are logged out meanwhile)";
@@ -54,7 +57,7 @@ export function parseRollout(problems: Problems, value: unknown): RolloutSetting
     problems.add("rollout", "must be an object with `batches` and/or `secretKeyPhases`", FIX);
     return defaults();
   }
-  unknownKeys(problems, "rollout", value, ["batches", "secretKeyPhases"]);
+  unknownKeys(problems, "rollout", value, ROLLOUT_KEYS);
   const phases = secretKeyPhases(problems, value.secretKeyPhases);
   const list = value.batches;
   if (list === undefined) return { ...defaults(), secretKeyPhases: phases };

@@ -6,8 +6,8 @@ import { isObject, PROJECT } from "./read";
 import { Sensitive } from "./sensitive";
 
 /** Secrets the operator supplies. DB_PASSWORD is required; the rest are recommended. */
-const REQUIRED_SUPPLIED_SECRETS = ["DB_PASSWORD"];
-const RECOMMENDED_SUPPLIED_SECRETS = ["HUBTEL_CLIENT_ID", "HUBTEL_CLIENT_SECRET", "PAYSTACK_SECRET_KEY"];
+export const REQUIRED_SUPPLIED_SECRETS = ["DB_PASSWORD"];
+export const RECOMMENDED_SUPPLIED_SECRETS = ["HUBTEL_CLIENT_ID", "HUBTEL_CLIENT_SECRET", "PAYSTACK_SECRET_KEY"];
 
 /** The command that sets a supplied secret: it prompts, so the value never is on a command line. */
 export function setSecretCommand(key: string): string {

@@ -10,7 +10,7 @@
  * per-run path in `connection` would change every rollout's inputs and re-run it.
  */
 import type { Problems } from "./problems";
-import { wholeNumber } from "./read";
+import { NumberRange, wholeNumber } from "./read";
 
 export interface SshSettings {
   /** Seconds per TCP connect attempt (the provider's perDialTimeout). */
@@ -40,19 +40,15 @@ export function refuseSshPrivateKey(problems: Problems, text: string | undefined
   );
 }
 
+/** `sshTimeoutSeconds` and `sshAttempts` (docs/CONFIG.md quotes them; test/config-doc.test.ts). */
+export const SSH_RANGES = {
+  sshTimeoutSeconds: { min: 1, max: 300, default: 10, unit: "the seconds per SSH connection attempt" },
+  sshAttempts: { min: 1, max: 20, default: 3, unit: "the SSH connection attempts before giving up" },
+} as const satisfies Record<string, NumberRange>;
+
 export function parseSshSettings(problems: Problems, timeout: unknown, attempts: unknown): SshSettings {
   return {
-    timeoutSeconds: wholeNumber(problems, "sshTimeoutSeconds", timeout, {
-      min: 1,
-      max: 300,
-      default: 10,
-      unit: "the seconds per SSH connection attempt",
-    }),
-    attempts: wholeNumber(problems, "sshAttempts", attempts, {
-      min: 1,
-      max: 20,
-      default: 3,
-      unit: "the SSH connection attempts before giving up",
-    }),
+    timeoutSeconds: wholeNumber(problems, "sshTimeoutSeconds", timeout, SSH_RANGES.sshTimeoutSeconds),
+    attempts: wholeNumber(problems, "sshAttempts", attempts, SSH_RANGES.sshAttempts),
   };
 }

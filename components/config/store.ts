@@ -15,6 +15,9 @@ export interface StoreInput {
   recoveryWindowInDays?: string;
 }
 
+/** `recoveryWindowInDays`: its range, and its default on production and elsewhere. */
+export const RECOVERY_WINDOW = { min: 7, max: 30, productionDefault: 30, otherDefault: 7 } as const;
+
 export function parseStore(problems: Problems, input: StoreInput, stack: string, production: boolean): StoreSettings {
   const secretName = input.secretName || `pms-backend/${stack}`;
   if (!/^[A-Za-z0-9/_+=.@-]{1,512}$/.test(secretName)) {
@@ -33,9 +36,9 @@ export function parseStore(problems: Problems, input: StoreInput, stack: string,
     );
   }
   const recoveryWindowInDays = wholeNumber(problems, "recoveryWindowInDays", input.recoveryWindowInDays, {
-    min: 7,
-    max: 30,
-    default: production ? 30 : 7,
+    min: RECOVERY_WINDOW.min,
+    max: RECOVERY_WINDOW.max,
+    default: production ? RECOVERY_WINDOW.productionDefault : RECOVERY_WINDOW.otherDefault,
     unit: "the days a deleted secret stays recoverable (30 is the default on production, 7 elsewhere)",
   });
   return { secretName, kmsKeyId, recoveryWindowInDays };

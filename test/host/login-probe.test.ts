@@ -31,7 +31,7 @@ function runbookLoginProbe(): { commands: string; config: Record<string, string>
   assert.equal(blocks.length, 2, "the paragraph gives the account commands and the config lines");
   const config: Record<string, string> = {};
   for (const line of blocks[1].trim().split("\n")) {
-    const m = /^pulumi config set --path 'app\.loginProbe\.(\w+)' (\S+)$/.exec(line);
+    const m = /^pulumi config set --stack prod --path 'app\.loginProbe\.(\w+)' (\S+)$/.exec(line);
     assert.ok(m, `a config line the test understands: ${line}`);
     config[m[1]] = m[2];
   }

@@ -1,5 +1,5 @@
 /**
- * The README's preview excerpt is what the real `pulumi preview --diff` prints for a SECRET_KEY
+ * docs/PREVIEW.md's preview excerpt (moved there from the README) is what the real `pulumi preview --diff` prints for a SECRET_KEY
  * rotation of a deployed two-host prod stack (test/preview-excerpt.ts captures it; regenerate
  * with `npm run preview:excerpt -- --write`), it replaces exactly what a rotation should, and
  * no preview shows a secret value.
@@ -13,7 +13,7 @@ import {
   DeployedProd,
   maskPreview,
   previewRotation,
-  README,
+  PREVIEW_DOC,
   readmeExcerpt,
   ROTATE_SECRET_KEY,
   withDeployedProd,
@@ -33,7 +33,7 @@ function planOf(r: CliResult, name: string): string[] {
     .map((s) => s.op);
 }
 
-describe("the README preview excerpt, from the real CLI", { skip }, () => {
+describe("the preview excerpt of docs/PREVIEW.md, from the real CLI", { skip }, () => {
   let deployed: DeployedProd;
   let rotation: CliResult;
   let plainChange: CliResult;
@@ -66,12 +66,12 @@ describe("the README preview excerpt, from the real CLI", { skip }, () => {
     await done;
   });
 
-  it("the README shows exactly what `pulumi preview --diff` prints (masked)", () => {
+  it("docs/PREVIEW.md shows exactly what `pulumi preview --diff` prints (masked)", () => {
     const expected = maskPreview(rotation.output);
     assert.equal(
-      readmeExcerpt(fs.readFileSync(README, "utf8")),
+      readmeExcerpt(fs.readFileSync(PREVIEW_DOC, "utf8")),
       expected,
-      "README is stale: run `npm run preview:excerpt -- --write`",
+      "docs/PREVIEW.md is stale: run `npm run preview:excerpt -- --write`",
     );
   });
 

@@ -3,7 +3,8 @@
  * benchmark and the README preview excerpt drive `pulumi` through this harness.
  *
  * A `PulumiStack` is a throwaway workspace holding this project exactly as an operator has it
- * (Pulumi.yaml, index.ts, components/, package.json, tsconfig.json; node_modules linked), a
+ * (Pulumi.yaml, main.js, index.ts, components/, agent/, package.json, tsconfig*.json, the prebuilt
+ * program in bin/ as `npm run build:program` makes it; node_modules linked), a
  * local backend (`pulumi login file://<tmp>`), a passphrase secrets provider, its own
  * PULUMI_HOME, and a Moto server on a free 127.0.0.1 port standing in for AWS Secrets Manager.
  * Config is written into the real `Pulumi.<stack>.yaml` by `pulumi config set` (secrets with
@@ -74,6 +75,9 @@ export type Log = (line: string) => void;
 /** One engine event from `--event-log` (only the fields the tests read). */
 export interface EngineEvent {
   sequence: number;
+  /** Unix time in whole seconds. */
+  timestamp?: number;
+  preludeEvent?: object;
   resourcePreEvent?: { metadata: StepMetadata; planning?: boolean };
   resOutputsEvent?: { metadata: StepMetadata; planning?: boolean };
   resOpFailedEvent?: { metadata: StepMetadata; status: number; steps: number };
@@ -100,6 +104,15 @@ export interface CliResult {
   output: string;
   ms: number;
   events: EngineEvent[];
+  /**
+   * The event log as it grew, with the time each event reached the file (the harness reads it
+   * every 20 ms while the CLI runs; the engine's own `timestamp` has whole seconds only): one
+   * segment per write of the file, i.e. [preview, update] for `pulumi up`. The bench
+   * (test/host/bench/stages.ts) times its stages with these.
+   */
+  timedEvents: TimedEvent[][];
+  /** When the CLI process was started, ms since the epoch. */
+  startedAt: number;
   /** true when the call was killed by the harness's own timeout. */
   timedOut: boolean;
 }
@@ -119,6 +132,11 @@ export interface StackOptions {
   log?: Log;
   /** Extra environment for every CLI call (e.g. SSH_AUTH_SOCK). */
   env?: Record<string, string>;
+  /**
+   * The checkout whose program the workspace holds (default: this one). The bench compares this
+   * checkout with another (e.g. `git worktree add ../perf-base main`), each with its own node_modules.
+   */
+  source?: string;
 }
 
 export interface StateResource {
@@ -129,6 +147,39 @@ export interface StateResource {
 }
 
 let toolsPromise: Promise<string> | undefined;
+
+const programBuilds = new Map<string, Promise<string>>();
+
+/**
+ * The prebuilt program of checkout `source` (Pulumi.yaml `main: main.js` loading bin/index.js, `npm run
+ * build:program`), compiled once per process into a directory of its own (two test files may
+ * build at the same time; the checkout's own bin/ is left alone). Resolves to that bin directory,
+ * or to undefined when the checkout runs its TypeScript directly (no tsconfig.program.json).
+ */
+function programBuild(source: string, log: Log): Promise<string | undefined> {
+  if (!fs.existsSync(path.join(source, "tsconfig.program.json"))) return Promise.resolve(undefined);
+  let p = programBuilds.get(source);
+  if (!p) {
+    p = (async () => {
+      const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "pms-program-build-")), "bin");
+      const t0 = Date.now();
+      await runLocal(
+        process.execPath,
+        [path.join(source, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.program.json", "--outDir", out],
+        { cwd: source, timeoutMs: 10 * 60_000, log },
+      );
+      await runLocal(
+        process.execPath,
+        [path.join(out, "components", "program-build.js"), "--stamp", "--root", source, "--out", out],
+        { cwd: source, timeoutMs: 60_000, log },
+      );
+      log(`program built from ${source} in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
+      return out;
+    })();
+    programBuilds.set(source, p);
+  }
+  return p;
+}
 
 /**
  * The directory holding the real CLI and plugins: PMS_TOOLS_BIN, or what tools/real/build.sh
@@ -347,23 +398,29 @@ export class PulumiStack {
   static async create(opts: StackOptions): Promise<PulumiStack> {
     const log = opts.log ?? (() => undefined);
     const bin = await ensureTools(log);
+    const source = opts.source ?? REPO;
+    const build = await programBuild(source, log);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), `pms-pulumi-${opts.stack}-`));
     const workspace = path.join(dir, "project");
     fs.mkdirSync(workspace);
     fs.mkdirSync(path.join(dir, "home"));
     fs.mkdirSync(path.join(dir, "backend"));
     fs.mkdirSync(path.join(dir, "events"));
-    for (const f of ["Pulumi.yaml", "index.ts", "package.json", "tsconfig.json"]) {
-      fs.copyFileSync(path.join(REPO, f), path.join(workspace, f));
+    for (const f of ["Pulumi.yaml", "index.ts", "package.json", "tsconfig.json", "tsconfig.program.json", "main.js"]) {
+      if (["tsconfig.program.json", "main.js"].includes(f) && !fs.existsSync(path.join(source, f))) continue;
+      fs.copyFileSync(path.join(source, f), path.join(workspace, f));
     }
-    // The program's own files, unchanged (and its dependencies as installed by npm ci).
-    fs.cpSync(path.join(REPO, "components"), path.join(workspace, "components"), { recursive: true });
-    // The host agent the program sends (components/host-rollout.ts reads it from ../agent).
-    fs.cpSync(path.join(REPO, "agent"), path.join(workspace, "agent"), {
-      recursive: true,
-      filter: (src) => !src.includes("__pycache__"),
-    });
-    fs.symlinkSync(path.join(REPO, "node_modules"), path.join(workspace, "node_modules"));
+    // The program's own files, unchanged (and its dependencies as installed by npm ci); agent/
+    // holds the host agent the program sends and the options table it builds each rollout command from.
+    for (const d of ["components", "agent"]) {
+      fs.cpSync(path.join(source, d), path.join(workspace, d), {
+        recursive: true,
+        filter: (src) => !/(^|\/)(__pycache__|\.mypy_cache|\.ruff_cache)(\/|$)/.test(src),
+      });
+    }
+    // Its build, as `npm run build:program` leaves it (checked against these sources on every run).
+    if (build) fs.cpSync(build, path.join(workspace, "bin"), { recursive: true });
+    fs.symlinkSync(path.join(source, "node_modules"), path.join(workspace, "node_modules"));
     let moto: MotoServer;
     try {
       moto = await MotoServer.start(dir, log);
@@ -448,6 +505,7 @@ export class PulumiStack {
     const eventFile = opts.eventLog ? path.join(this.dir, "events", `${this.calls.length}.jsonl`) : undefined;
     if (eventFile) full.push("--event-log", eventFile);
     const t0 = Date.now();
+    const tail = eventFile ? tailEvents(eventFile) : undefined;
     const r = await runLocal(path.join(this.bin, "pulumi"), full, {
       cwd: this.workspace,
       env: this.env(),
@@ -466,6 +524,8 @@ export class PulumiStack {
       output: r.stdout + r.stderr,
       ms: Date.now() - t0,
       events: eventFile ? readEvents(eventFile) : [],
+      timedEvents: tail ? tail.stop() : [],
+      startedAt: t0,
       timedOut: r.timedOut,
     };
     if (!opts.revealsSecrets) this.calls.push(result);
@@ -775,6 +835,71 @@ function readEvents(file: string): EngineEvent[] {
     .split("\n")
     .filter((l) => l.trim() !== "")
     .map((l) => JSON.parse(l) as EngineEvent);
+}
+
+/** One line of an event log as the harness saw it arrive. */
+export interface TimedEvent {
+  /** ms since the epoch when the line was first read. */
+  at: number;
+  event: EngineEvent;
+}
+
+/**
+ * Follows an event log file while the CLI writes it (every 20 ms). `pulumi up` writes its preview's
+ * events and then its update's into the same file, re-created (truncated) for the update: each
+ * write of the file from its start is a segment of its own. `stop()` reads what is left and
+ * returns the segments, each line with the time it was first seen.
+ */
+export function tailEvents(file: string): { stop: () => TimedEvent[][] } {
+  const segments: TimedEvent[][] = [];
+  let current: TimedEvent[] | undefined;
+  let offset = 0;
+  let pending = "";
+  const poll = (): void => {
+    let fd: number;
+    try {
+      fd = fs.openSync(file, "r");
+    } catch {
+      return; // not created yet
+    }
+    try {
+      if (fs.fstatSync(fd).size < offset || current === undefined) {
+        // Created or re-created since the last look: a new segment from the file's start.
+        current = [];
+        segments.push(current);
+        offset = 0;
+        pending = "";
+      }
+      const buf = Buffer.alloc(1 << 16);
+      for (;;) {
+        const n = fs.readSync(fd, buf, 0, buf.length, offset);
+        if (n <= 0) break;
+        offset += n;
+        pending += buf.subarray(0, n).toString("utf8");
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+    const now = Date.now();
+    const lines = pending.split("\n");
+    pending = lines.pop() ?? "";
+    for (const l of lines) {
+      if (l.trim() === "") continue;
+      try {
+        current.push({ at: now, event: JSON.parse(l) as EngineEvent });
+      } catch {
+        // a line read across a re-creation of the file: its segment is not timed
+      }
+    }
+  };
+  const timer = setInterval(poll, 20);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      poll();
+      return segments;
+    },
+  };
 }
 
 function isExecutable(file: string): boolean {

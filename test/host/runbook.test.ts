@@ -155,16 +155,16 @@ describe("runbook procedures, real pulumi + awscli on Moto, two hosts", { skip }
 
   /** The host key as `ssh-keyscan -t ed25519 -p PORT ADDRESS` prints it, reduced to "type base64". */
   const keyscan = async (host: TestHost): Promise<string> => {
-    const out = await runbookCommand("ssh-keyscan -t ed25519 -p 2222 203.0.113.10", {
+    const out = await runbookCommand("ssh-keyscan -t ed25519 -p 2222 web1.internal", {
       "2222": String(host.sshPort),
-      "203.0.113.10": host.address,
+      "web1.internal": host.address,
     });
     const line = out.split("\n").find((l) => l.startsWith(`[${host.address}]:${host.sshPort} ssh-ed25519 `));
     assert.ok(line, `ssh-keyscan printed [address]:port ssh-ed25519 ...: ${out}`);
     // Out of band (the host's console: here root over the test's pinned ssh) vs what the network showed.
     const console = await fleet.exec(host, "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub");
-    const scanned = await runbookCommand("ssh-keyscan -t ed25519 203.0.113.10 | ssh-keygen -lf -", {
-      "ssh-keyscan -t ed25519 203.0.113.10": `ssh-keyscan -t ed25519 -p ${host.sshPort} ${host.address}`,
+    const scanned = await runbookCommand("ssh-keyscan -t ed25519 web1.internal | ssh-keygen -lf -", {
+      "ssh-keyscan -t ed25519 web1.internal": `ssh-keyscan -t ed25519 -p ${host.sshPort} ${host.address}`,
     });
     const sha = (s: string): string => /SHA256:[A-Za-z0-9+/]+/.exec(s)?.[0] ?? "none";
     assert.equal(sha(scanned), sha(console.stdout), "fingerprints match");
@@ -224,13 +224,13 @@ describe("runbook procedures, real pulumi + awscli on Moto, two hosts", { skip }
       /^secretsprovider: awskms:\/\/alias\/pulumi-pms-secrets-prod\?region=eu-west-1\nencryptedkey: \S+\n/m,
       "stack init wrote the KMS provider into the shipped file",
     );
-    const subs = { "<region>": "eu-west-1", "203.0.113.10": web1.address, "api.example.com": PUBLIC_HOST };
+    const subs = { "<region>": "eu-west-1", "web1.internal": web1.address, "api.example.com": PUBLIC_HOST };
     for (const line of [
       "pulumi config set --stack prod aws:region <region>",
       "pulumi config set --stack prod --path 'app.dir' /srv/pms-backend",
       "pulumi config set --stack prod --path 'app.healthUrl' http://127.0.0.1:8000/health/",
       "pulumi config set --stack prod --path 'hosts[0].name' web1",
-      "pulumi config set --stack prod --path 'hosts[0].address' 203.0.113.10",
+      "pulumi config set --stack prod --path 'hosts[0].address' web1.internal",
       "pulumi config set --stack prod --path 'hosts[0].user' deploy",
       "pulumi config set --stack prod --path 'env.DEBUG' False",
       "pulumi config set --stack prod --path 'env.ALLOWED_HOSTS' api.example.com",

@@ -93,3 +93,40 @@ export async function timelineSvg(panels: Panel[]): Promise<string> {
   const compiled = vl.compile(spec).spec as Parameters<typeof vega.parse>[0];
   return new vega.View(vega.parse(compiled), { renderer: "none" }).toSVG();
 }
+
+/** One stacked bar: a checkout's (or a side's) stages, each from its start to its end, in seconds. */
+export interface StageBar {
+  name: string;
+  segments: { label: string; fromS: number; toS: number }[];
+}
+
+/** The stages of each bar stacked along one time axis (issue 21): where a run spends its seconds. */
+export async function stagesSvg(bars: StageBar[], title: string): Promise<string> {
+  const vega = await import("vega");
+  const vegaLite: string = "vega-lite";
+  const vl = (await import(vegaLite)) as unknown as { compile(spec: object): { spec: object } };
+  const labels = [...new Set(bars.flatMap((b) => b.segments.map((s) => s.label)))];
+  const spec = {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    config: { font: "sans-serif", view: { stroke: "#ddd" }, legend: { labelLimit: 420, orient: "bottom", columns: 2 } },
+    title: { text: title, anchor: "start", fontSize: 12 },
+    width: 760,
+    height: { step: 28 },
+    data: {
+      values: bars.flatMap((b) =>
+        b.segments.map((s, i) => ({ bar: b.name, stage: s.label, order: i, from: s.fromS, to: s.toS })),
+      ),
+    },
+    mark: { type: "bar", stroke: "#fff", strokeWidth: 0.5 },
+    encoding: {
+      y: { field: "bar", type: "nominal", title: null, sort: bars.map((b) => b.name), axis: { labelLimit: 600 } },
+      x: { field: "from", type: "quantitative", title: "seconds since `pulumi up` started (medians)" },
+      x2: { field: "to" },
+      color: { field: "stage", type: "nominal", scale: { domain: labels, scheme: "tableau20" }, title: null },
+      order: { field: "order" },
+      tooltip: [{ field: "stage" }, { field: "from" }, { field: "to" }],
+    },
+  };
+  const compiled = vl.compile(spec).spec as Parameters<typeof vega.parse>[0];
+  return new vega.View(vega.parse(compiled), { renderer: "none" }).toSVG();
+}

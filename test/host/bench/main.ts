@@ -33,6 +33,8 @@ import { Phase } from "./chart";
 import { dbRotationConfig, runbookRolesSql, superuserSql } from "./db";
 import { DEFAULT_LOAD, LoadResult, LoadSpec, startLoad } from "./load";
 import { renderTimeline } from "./render";
+import { journalCommand, parseJournal, StageTimes, stageSegments, stagesTable, stageTimes, summarize } from "./stages";
+import { stagesSvg } from "./chart";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const ONLY = process.argv.includes("--only")
@@ -59,6 +61,8 @@ interface Measured {
   t0: number;
   phases: Phase[];
   load: LoadResult;
+  /** Program runs: ms from the CLI's start to each stage (stages.ts; the first host's journal). */
+  stages?: StageTimes;
 }
 
 /** The phase that marks each side's first step on the host: the rollout unit's start, the env write. */
@@ -161,6 +165,9 @@ async function programRun(
   await stack.exportState();
   const served = await key?.stop(keyFingerprint(stack.generatedValue("SECRET_KEY")));
   const after = await Promise.all(hosts.map((h) => sshLogins(fleet, h)));
+  // After the login count (this reading is a login of its own, after `done`: not a stage).
+  const journal = parseJournal((await fleet.exec(hosts[0], journalCommand(r.startedAt))).stdout);
+  const stages = stageTimes(r, done, journal);
   // Each reading is one login of its own (the `after` one counts itself).
   const ssh = hosts.map((_, i) => after[i] - logins[i] - 1);
   const phases: Phase[] = [{ t: t0, label: "pulumi up" }];
@@ -181,6 +188,7 @@ async function programRun(
     t0,
     phases,
     load: result,
+    stages,
   };
 }
 
@@ -377,6 +385,199 @@ async function mainDbOnly(): Promise<number> {
   }
 }
 
+/** bench.json as it is, or an empty document; `put` merges keys into it and writes it back. */
+function benchDoc(): { doc: Record<string, unknown>; put: (more: Record<string, unknown>) => string } {
+  const outDir = path.join(REPO, "bench-results");
+  const file = path.join(outDir, "bench.json");
+  fs.mkdirSync(outDir, { recursive: true });
+  const doc = fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, "utf8")) as Record<string, unknown>) : {};
+  return {
+    doc,
+    put: (more) => {
+      Object.assign(doc, more);
+      fs.writeFileSync(file, JSON.stringify(doc, null, 2) + "\n");
+      return file;
+    },
+  };
+}
+
+const minMedMax = (xs: number[], d = 2): string =>
+  xs.length === 0 ? "-" : `${f(median(xs), d)} (${f(Math.min(...xs), d)}-${f(Math.max(...xs), d)})`;
+
+/**
+ * `--only stages` (issue 21): where a `pulumi up` spends its time, this checkout against another
+ * (BENCH_BASELINE=<dir>, e.g. `git worktree add ../perf-base main` with its own `npm ci`), on one
+ * host under the same load, BENCH_RUNS runs each, alternating (baseline first in each pair).
+ * Writes the stage table into bench.json (stages, stagesTable) and the stacked bars to
+ * bench-results/stages.svg and docs/bench-stages.svg.
+ */
+async function mainStages(): Promise<number> {
+  const baseline = process.env.BENCH_BASELINE;
+  if (baseline !== undefined && !fs.existsSync(path.join(baseline, "node_modules"))) {
+    log(`BENCH_BASELINE=${baseline}: no node_modules there; run npm ci in that checkout first`);
+    return 2;
+  }
+  const fleet = await bootFleet(["bench1"], log, { variant: ["socket", "envfile"], httpHost: "public" });
+  const h1 = fleet.hosts[0];
+  const sides: { name: string; stack: PulumiStack; runs: Measured[]; freshTsCache?: boolean }[] = [];
+  try {
+    const config = (rotate: string): Record<string, unknown> => {
+      const c = fleetConfig(fleet, [h1], { stableSeconds: STABLE_SECONDS });
+      return { ...c, app: { ...(c.app as object), socketUnit: "pms-backend.socket" }, rotate: { SECRET_KEY: rotate } };
+    };
+    if (baseline !== undefined) {
+      const name = `baseline (${path.basename(baseline)})`;
+      sides.push({ name, stack: await PulumiStack.create({ stack: "bench-base", source: baseline }), runs: [] });
+      // The same checkout as a CI deploy job runs it: a fresh runner has no ts-node cache (by
+      // default in the shared temp directory, kept between runs on one machine), so its program
+      // runs compile and type-check the TypeScript first.
+      sides.push({
+        name: `${name}, empty ts-node cache (CI runner)`,
+        stack: await PulumiStack.create({ stack: "bench-base-ci", source: baseline }),
+        runs: [],
+        freshTsCache: true,
+      });
+    }
+    sides.push({ name: "this checkout", stack: await PulumiStack.create({ stack: "bench-new" }), runs: [] });
+    for (const side of sides) {
+      await side.stack.setConfig(config("initial"));
+      const r = await side.stack.up();
+      if (r.code !== 0) throw new Error(`${side.name}: first deploy failed:\n${r.output}`);
+    }
+    for (let i = 0; i < RUNS; i++) {
+      for (const side of sides) {
+        if (side.freshTsCache) {
+          side.stack.extraEnv.TS_NODE_CACHE_DIRECTORY = fs.mkdtempSync(path.join(side.stack.dir, "ts-node-cache-"));
+        }
+        const m = await programRun(fleet, side.stack, config(`stages-${i}`), [h1], loadOn(h1));
+        side.runs.push(m);
+        log(
+          `run ${i + 1}/${RUNS} ${side.name}: first SSH login ${f((m.stages?.sshLogin ?? NaN) / 1000)} s, done ${f(m.doneS)} s, ${m.failed} failed`,
+        );
+      }
+    }
+    const named = sides.map((sd) => ({ name: sd.name, summary: summarize(sd.runs.map((m) => m.stages ?? {})) }));
+    const rows = stagesTable(named);
+    const fixed = sides.map((sd) =>
+      sd.runs.map((m) => (m.stages?.sshLogin ?? NaN) / 1000).filter((x) => !Number.isNaN(x)),
+    );
+    const summaryRows: string[][] = [
+      ["before the first SSH login, s: median (min-max)", ...sides.map((sd) => sd.name)],
+      ["start -> first SSH login", ...fixed.map((xs) => minMedMax(xs))],
+      ["start -> run done", ...sides.map((sd) => minMedMax(sd.runs.map((m) => m.doneS)))],
+      [
+        "failed / all requests, all runs",
+        ...sides.map(
+          (sd) => `${sd.runs.reduce((a, m) => a + m.failed, 0)} / ${sd.runs.reduce((a, m) => a + m.ok + m.failed, 0)}`,
+        ),
+      ],
+    ];
+    if (fixed.length > 1) {
+      const mine = median(fixed[fixed.length - 1]);
+      summaryRows.push([
+        "start -> first SSH login, this checkout / this column (medians)",
+        ...fixed.map((xs) => ratio(mine, median(xs))),
+      ]);
+    }
+    process.stdout.write(
+      `\nStages of \`pulumi up\` (1 host, stableSeconds ${STABLE_SECONDS}, ${RUNS} runs each, load ${DEFAULT_LOAD.connections} connections at ${DEFAULT_LOAD.rate} req/s)\n${table(rows)}\n\n${table(summaryRows)}\n`,
+    );
+    const svg = await stagesSvg(
+      named.map((n) => ({ name: n.name, segments: stageSegments(n.summary) })),
+      `pulumi up, 1 host: stages (medians of ${RUNS} runs each)`,
+    );
+    fs.mkdirSync(path.join(REPO, "bench-results"), { recursive: true });
+    fs.writeFileSync(path.join(REPO, "bench-results", "stages.svg"), svg);
+    fs.writeFileSync(path.join(REPO, "docs", "bench-stages.svg"), svg);
+    const file = benchDoc().put({
+      stages: {
+        when: new Date().toISOString(),
+        runs: RUNS,
+        sides: sides.map((sd) => ({ name: sd.name, runs: sd.runs.map(strip) })),
+      },
+      stagesTable: rows,
+      stagesSummary: summaryRows,
+    });
+    process.stdout.write(`written the stage rows into ${file}, bench-results/stages.svg, docs/bench-stages.svg\n`);
+    return 0;
+  } finally {
+    for (const sd of sides) await sd.stack.dispose();
+    await fleet.teardown();
+  }
+}
+
+/**
+ * `--only phases` (issue 20): a SECRET_KEY rotation on 3 hosts behind HAProxy in two phases (the
+ * default) and in one (rollout.secretKeyPhases 1), BENCH_RUNS each, alternating, under load
+ * through the balancer. Writes its rows into bench.json (phases, phasesTable).
+ */
+async function mainPhases(): Promise<number> {
+  const names = ["bench1", "bench2", "bench3"];
+  const fleet = await bootFleet(names, log, { variant: ["socket", "envfile"], httpHost: "public" });
+  let balancer: Balancer | undefined;
+  let stack: PulumiStack | undefined;
+  try {
+    const hosts = fleet.hosts;
+    const config = (rotate: string, phases?: 1 | 2): Record<string, unknown> => {
+      const c = fleetConfig(fleet, hosts, {
+        stableSeconds: STABLE_SECONDS,
+        overrides: { rollout: { batches: BATCHES, ...(phases ? { secretKeyPhases: phases } : {}) } },
+      });
+      return { ...c, app: { ...(c.app as object), socketUnit: "pms-backend.socket" }, rotate: { SECRET_KEY: rotate } };
+    };
+    stack = await PulumiStack.create({ stack: "bench-phases", log: () => undefined });
+    await stack.setConfig(config("initial"));
+    const r = await stack.up();
+    if (r.code !== 0) throw new Error(r.output);
+    balancer = await Balancer.start(fleet, hosts, log);
+    const lbLoad: LoadSpec = { netns: balancer.netns, port: BALANCER_PORT, hostHeader: PUBLIC_HOST, ...DEFAULT_LOAD };
+    const two: Measured[] = [];
+    const one: Measured[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      two.push(await programRun(fleet, stack, config(`phases2-${i}`), hosts, lbLoad));
+      log(
+        `run ${i + 1}/${RUNS} two phases: ${f(two[i].doneS)} s, ${two[i].failed} failed of ${two[i].ok + two[i].failed}`,
+      );
+      one.push(await programRun(fleet, stack, config(`phases1-${i}`, 1), hosts, lbLoad));
+      log(
+        `run ${i + 1}/${RUNS} one phase: ${f(one[i].doneS)} s, ${one[i].failed} failed of ${one[i].ok + one[i].failed}`,
+      );
+    }
+    const sum = (ms: Measured[], k: (m: Measured) => number): number => ms.reduce((a, m) => a + k(m), 0);
+    const rows: string[][] = [
+      [
+        `SECRET_KEY rotation, 3 hosts, batches ${JSON.stringify(BATCHES)}, load through HAProxy, ${RUNS} runs each`,
+        "start -> run done, s: median (min-max)",
+        "x two phases (medians)",
+        "failed / all requests",
+      ],
+      [
+        "rollout.secretKeyPhases 2 (default: accept, then sign)",
+        minMedMax(two.map((m) => m.doneS)),
+        "1.00",
+        `${sum(two, (m) => m.failed)} / ${sum(two, (m) => m.ok + m.failed)}`,
+      ],
+      [
+        "rollout.secretKeyPhases 1 (logs users out meanwhile)",
+        minMedMax(one.map((m) => m.doneS)),
+        ratio(median(one.map((m) => m.doneS)), median(two.map((m) => m.doneS))),
+        `${sum(one, (m) => m.failed)} / ${sum(one, (m) => m.ok + m.failed)}`,
+      ],
+    ];
+    process.stdout.write(`\n${table(rows)}\n`);
+    const file = benchDoc().put({
+      phases: { when: new Date().toISOString(), runs: RUNS, two: two.map(strip), one: one.map(strip) },
+      phasesTable: rows,
+    });
+    process.stdout.write(`written the phase rows into ${file}\n`);
+    return 0;
+  } finally {
+    await balancer?.close();
+    await stack?.dispose();
+    await fleet.teardown();
+  }
+}
+
 async function main(): Promise<number> {
   const why = hostTestsUnavailableReason();
   if (why) {
@@ -384,8 +585,10 @@ async function main(): Promise<number> {
     return 2;
   }
   if (ONLY === "db") return mainDbOnly();
+  if (ONLY === "stages") return mainStages();
+  if (ONLY === "phases") return mainPhases();
   if (ONLY !== undefined) {
-    log(`--only ${ONLY}: the only part that runs alone is db`);
+    log(`--only ${ONLY}: the parts that run alone are db, stages and phases`);
     return 2;
   }
   const names = ["bench1", "bench2", "bench3", "bench4", "bench5", "bench6"];
@@ -508,7 +711,9 @@ async function main(): Promise<number> {
     stacks.push(dbStack);
     const db = await dbRuns(fleet, dbStack, h1);
     const dbRows = dbTable(db);
-    const out = [table(rows), "", table(fleetRows), "", table(dbRows)].join("\n");
+    const stageSummary = summarize(program.map((m) => m.stages ?? {}));
+    const stageRows = stagesTable([{ name: "program, 1 host", summary: stageSummary }]);
+    const out = [table(rows), "", table(stageRows), "", table(fleetRows), "", table(dbRows)].join("\n");
     process.stdout.write(
       `\nRotation benchmark (stableSeconds ${STABLE_SECONDS}, autocannon ${DEFAULT_LOAD.connections} connections at ${DEFAULT_LOAD.rate} req/s max on ${DEFAULT_LOAD.path})\n${out}\n`,
     );
@@ -532,6 +737,7 @@ async function main(): Promise<number> {
           table: rows,
           fleetTable: fleetRows,
           dbTable: dbRows,
+          stagesTable: stageRows,
           timelines: [...program, ...manual, ...fleetRuns].map((m) => ({
             kind: m.kind,
             hosts: m.hosts,
@@ -545,6 +751,11 @@ async function main(): Promise<number> {
       ) + "\n",
     );
     await renderTimeline(program, manual, fleetRuns, BATCHES);
+    const stagesChart = await stagesSvg(
+      [{ name: "program, 1 host", segments: stageSegments(stageSummary) }],
+      `pulumi up, 1 host: stages (medians of ${RUNS} runs)`,
+    );
+    fs.writeFileSync(path.join(outDir, "stages.svg"), stagesChart);
     process.stdout.write(
       `written ${path.join(outDir, "bench.json")}, ${path.join(outDir, "timeline.svg")}, docs/bench-timeline.svg\n`,
     );

@@ -5,7 +5,8 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { Panel, Phase, timelineSvg } from "./chart";
+import { Panel, Phase, stagesSvg, timelineSvg } from "./chart";
+import { StageTimes, stageSegments, summarize } from "./stages";
 import type { LoadResult } from "./load";
 
 const REPO = path.join(__dirname, "..", "..", "..");
@@ -63,16 +64,17 @@ export async function renderTimeline(
 
 interface BenchJson {
   batches: unknown;
-  program: Omit<RunRecord, "load">[];
-  manual: Omit<RunRecord, "load">[];
-  fleet: Omit<RunRecord, "load">[];
+  program?: Omit<RunRecord, "load">[];
+  manual?: Omit<RunRecord, "load">[];
+  fleet?: Omit<RunRecord, "load">[];
   timelines: { kind: string; hosts: number; t0: number; bins: LoadResult["bins"] }[];
+  stages?: { runs: number; sides: { name: string; runs: { stages?: StageTimes }[] }[] };
   loads?: LoadResult[];
 }
 
 async function main(file: string): Promise<void> {
   const j = JSON.parse(fs.readFileSync(file, "utf8")) as BenchJson;
-  const all = [...j.program, ...j.manual, ...j.fleet];
+  const all = [...(j.program ?? []), ...(j.manual ?? []), ...(j.fleet ?? [])];
   // bench.json keeps each run's bins in `timelines`, in the order program, manual, fleet.
   const withLoad = all.map((m, i): RunRecord => {
     const bins = j.timelines[i].bins;
@@ -87,10 +89,25 @@ async function main(file: string): Promise<void> {
     };
     return { ...m, load };
   });
-  const np = j.program.length;
-  const nm = j.manual.length;
-  await renderTimeline(withLoad.slice(0, np), withLoad.slice(np, np + nm), withLoad.slice(np + nm), j.batches);
-  process.stdout.write("written bench-results/timeline.svg and docs/bench-timeline.svg\n");
+  const np = j.program?.length ?? 0;
+  const nm = j.manual?.length ?? 0;
+  if (np > 0 && j.timelines) {
+    await renderTimeline(withLoad.slice(0, np), withLoad.slice(np, np + nm), withLoad.slice(np + nm), j.batches);
+    process.stdout.write("written bench-results/timeline.svg and docs/bench-timeline.svg\n");
+  }
+  if (j.stages) {
+    // `--only stages`: the stacked bars again, from the runs' stage times.
+    const svg = await stagesSvg(
+      j.stages.sides.map((sd) => ({
+        name: sd.name,
+        segments: stageSegments(summarize(sd.runs.map((r) => r.stages ?? {}))),
+      })),
+      `pulumi up, 1 host: stages (medians of ${j.stages.runs} runs each)`,
+    );
+    fs.writeFileSync(path.join(REPO, "bench-results", "stages.svg"), svg);
+    fs.writeFileSync(path.join(REPO, "docs", "bench-stages.svg"), svg);
+    process.stdout.write("written bench-results/stages.svg and docs/bench-stages.svg\n");
+  }
 }
 
 if (require.main === module) {
