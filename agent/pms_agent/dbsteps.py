@@ -135,6 +135,36 @@ class DbSteps(RunState):
         self.db_target()
         db = self.db
         db.role = self.delivered.get("DB_USER", "")
+        self.refuse_unchangeable(new)
+        pgpass = db.write_pgpass("db-new.pgpass", new)
+        stored = self.db_stored(db.role)
+        if dbpass.stored_matches(stored, db.role, new.encode()):
+            self.log(
+                f"db password: {db.role}@{db.host}:{db.port} already accepts the new password (its stored verifier"
+                " matches it, checked without a login: changed by an earlier host of this run); no change in PostgreSQL"
+            )
+            return
+        if not db.wrong_password_refused():
+            raise untouched("db-password", dbpass.trust_refusal(db.host, db.port, db.role, "on this host"))
+        self.db_old_verifier = stored
+        self.write_run_file("db-old.verifier", stored)
+        verifier = dbpass.scram_verifier(new.encode())
+        self.db_altered = True
+        self.tx.push("db password", self.restore_db_password)
+        rc, out = db.admin(f"ALTER ROLE {db.role} PASSWORD '{verifier}';\n")
+        if rc != 0:
+            raise untouched("db-password", f"ALTER ROLE {db.role} failed: {self.r.redact(out.split(chr(10))[-1])}")
+        self.prove_changed(pgpass, old)
+        also = ", the previous one too" if old else ""
+        self.log(
+            f"db password: changed for {db.role} in PostgreSQL (SCRAM-SHA-256 verifier, statement not logged) and"
+            f" proven by a login to {db.host}:{db.port} (a wrong password refused there{also}); the previous verifier is"
+            " kept for a rollback"
+        )
+
+    def refuse_unchangeable(self, new: str) -> None:
+        """What makes this host unable to change the password in PostgreSQL, before anything changes."""
+        db = self.db
         if not dbpass.ROLE.fullmatch(db.role):
             raise untouched(
                 "db-password",
@@ -168,24 +198,10 @@ class DbSteps(RunState):
                 "db-password",
                 "psql, python3 and the postgres user are needed on this host to change DB_PASSWORD in PostgreSQL",
             )
-        pgpass = db.write_pgpass("db-new.pgpass", new)
-        stored = self.db_stored(db.role)
-        if dbpass.stored_matches(stored, db.role, new.encode()):
-            self.log(
-                f"db password: {db.role}@{db.host}:{db.port} already accepts the new password (its stored verifier"
-                " matches it, checked without a login: changed by an earlier host of this run); no change in PostgreSQL"
-            )
-            return
-        if not db.wrong_password_refused():
-            raise untouched("db-password", dbpass.trust_refusal(db.host, db.port, db.role, "on this host"))
-        self.db_old_verifier = stored
-        self.write_run_file("db-old.verifier", stored)
-        verifier = dbpass.scram_verifier(new.encode())
-        self.db_altered = True
-        self.tx.push("db password", self.restore_db_password)
-        rc, out = db.admin(f"ALTER ROLE {db.role} PASSWORD '{verifier}';\n")
-        if rc != 0:
-            raise untouched("db-password", f"ALTER ROLE {db.role} failed: {self.r.redact(out.split(chr(10))[-1])}")
+
+    def prove_changed(self, pgpass: str, old: str) -> None:
+        """After ALTER ROLE: the new password logs in, a wrong one and the previous one are refused."""
+        db = self.db
         if not db.login_works(pgpass):
             raise untouched(
                 "db-password",
@@ -199,12 +215,6 @@ class DbSteps(RunState):
                 f"the previous DB_PASSWORD still logs in to {db.host}:{db.port} as {db.role} after ALTER ROLE (another"
                 " pg_hba.conf line or role?)",
             )
-        also = ", the previous one too" if old else ""
-        self.log(
-            f"db password: changed for {db.role} in PostgreSQL (SCRAM-SHA-256 verifier, statement not logged) and"
-            f" proven by a login to {db.host}:{db.port} (a wrong password refused there{also}); the previous verifier is"
-            " kept for a rollback"
-        )
 
     def db_stored(self, role: str) -> str:
         rc, out = self.db.stored(role)

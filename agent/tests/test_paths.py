@@ -63,10 +63,13 @@ class OpenRegularTest(unittest.TestCase):
 
 
 class AncestorsTest(unittest.TestCase):
-    @unittest.skipIf(os.geteuid() == 0, "as root every directory this test makes is root's")
     def test_a_directory_of_another_user_is_refused_with_the_fix(self) -> None:
-        with tempfile.TemporaryDirectory() as d, self.assertRaisesRegex(paths.Refusal, "belongs to uid"):
-            paths.check_ancestors(os.path.join(d, "sub", "file"), "the env directory")
+        # Beside this file, not in /tmp (writable by others: refused before the directory is reached).
+        with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(__file__))) as d:
+            if os.geteuid() == 0:
+                os.chown(d, 65534, 65534)  # as root: hand the directory to nobody
+            with self.assertRaisesRegex(paths.Refusal, r"belongs to uid \d+"):
+                paths.check_ancestors(os.path.join(d, "sub", "file"), "the env directory")
 
     def test_group_writable_directory_refused(self) -> None:
         st = os.stat("/tmp")
