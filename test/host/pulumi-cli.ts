@@ -367,6 +367,29 @@ export class SshAgent {
 }
 
 /** A stack of this project on a local backend, driven by the real CLI. */
+/** The program files of a workspace: what installProgram copies from a checkout (the stack files stay). */
+const PROGRAM_FILES = ["Pulumi.yaml", "index.ts", "package.json", "tsconfig.json", "tsconfig.program.json", "main.js"];
+const PROGRAM_DIRS = ["components", "agent", "bin", "node_modules"];
+
+/** Puts checkout `source`'s program into `workspace`, as the CLI will run it. */
+function installProgram(source: string, workspace: string, build: string | undefined): void {
+  for (const f of PROGRAM_FILES) {
+    if (["tsconfig.program.json", "main.js"].includes(f) && !fs.existsSync(path.join(source, f))) continue;
+    fs.copyFileSync(path.join(source, f), path.join(workspace, f));
+  }
+  // The program's own files, unchanged (and its dependencies as installed by npm ci); agent/
+  // holds the host agent the program sends and the options table it builds each rollout command from.
+  for (const d of ["components", "agent"]) {
+    fs.cpSync(path.join(source, d), path.join(workspace, d), {
+      recursive: true,
+      filter: (src) => !/(^|\/)(__pycache__|\.mypy_cache|\.ruff_cache)(\/|$)/.test(src),
+    });
+  }
+  // Its build, as `npm run build:program` leaves it (checked against these sources on every run).
+  if (build) fs.cpSync(build, path.join(workspace, "bin"), { recursive: true });
+  fs.symlinkSync(path.join(source, "node_modules"), path.join(workspace, "node_modules"));
+}
+
 export class PulumiStack {
   readonly calls: CliResult[] = [];
   /** Every secret value the stack held at any point (supplied, generated, SSH key lines). */
@@ -406,21 +429,7 @@ export class PulumiStack {
     fs.mkdirSync(path.join(dir, "home"));
     fs.mkdirSync(path.join(dir, "backend"));
     fs.mkdirSync(path.join(dir, "events"));
-    for (const f of ["Pulumi.yaml", "index.ts", "package.json", "tsconfig.json", "tsconfig.program.json", "main.js"]) {
-      if (["tsconfig.program.json", "main.js"].includes(f) && !fs.existsSync(path.join(source, f))) continue;
-      fs.copyFileSync(path.join(source, f), path.join(workspace, f));
-    }
-    // The program's own files, unchanged (and its dependencies as installed by npm ci); agent/
-    // holds the host agent the program sends and the options table it builds each rollout command from.
-    for (const d of ["components", "agent"]) {
-      fs.cpSync(path.join(source, d), path.join(workspace, d), {
-        recursive: true,
-        filter: (src) => !/(^|\/)(__pycache__|\.mypy_cache|\.ruff_cache)(\/|$)/.test(src),
-      });
-    }
-    // Its build, as `npm run build:program` leaves it (checked against these sources on every run).
-    if (build) fs.cpSync(build, path.join(workspace, "bin"), { recursive: true });
-    fs.symlinkSync(path.join(source, "node_modules"), path.join(workspace, "node_modules"));
+    installProgram(source, workspace, build);
     let moto: MotoServer;
     try {
       moto = await MotoServer.start(dir, log);
@@ -442,6 +451,18 @@ export class PulumiStack {
       throw err;
     }
     return s;
+  }
+
+  /**
+   * Replaces the workspace's program with checkout `source`'s (an upgrade of the program: the
+   * stack, its config and state stay).
+   */
+  async useProgram(source: string): Promise<void> {
+    const build = await programBuild(source, this.log);
+    for (const f of [...PROGRAM_FILES, ...PROGRAM_DIRS]) {
+      fs.rmSync(path.join(this.workspace, f), { recursive: true, force: true });
+    }
+    installProgram(source, this.workspace, build);
   }
 
   /**
