@@ -43,8 +43,7 @@ function walk(dir: string, skip: ReadonlySet<string> = new Set()): string[] {
     const p = path.join(dir, e.name);
     if (e.isDirectory()) {
       if (!skip.has(e.name)) out.push(...walk(p, skip));
-    }
-    else if (e.isFile()) out.push(p);
+    } else if (e.isFile()) out.push(p);
   }
   return out;
 }

@@ -208,7 +208,12 @@ test("the agent enforces what the table says: required options, each int's min a
     cases.push([`${o.flag} (a switch)`, [...REQUIRED, o.flag], "accepted"]);
   }
   for (const o of AGENT_OPTIONS.filter((x) => x.type !== "bool")) {
-    cases.push([`${o.flag} without its value`, [...REQUIRED, o.flag], "refused", new RegExp(`^${o.flag} needs a value`)]);
+    cases.push([
+      `${o.flag} without its value`,
+      [...REQUIRED, o.flag],
+      "refused",
+      new RegExp(`^${o.flag} needs a value`),
+    ]);
   }
   const got = agentParses(cases.map((c) => c[1]));
   const wrong = cases

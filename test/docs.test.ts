@@ -302,7 +302,11 @@ test("the host package lists (GETTING-STARTED's apt-get line, the runbook's Pack
   );
   const packages = [...new Set([...programs, "bash", "sudo"].map((p) => PACKAGE_OF[p]))].sort();
   const apt = /^apt-get install -y --no-install-recommends (.+)$/m.exec(GETTING_STARTED)?.[1].split(" ") ?? [];
-  assert.deepEqual([...apt].sort(), packages, "GETTING-STARTED.md's apt-get line: exactly the packages the agent needs");
+  assert.deepEqual(
+    [...apt].sort(),
+    packages,
+    "GETTING-STARTED.md's apt-get line: exactly the packages the agent needs",
+  );
   const runbookPackages = RUNBOOK.slice(RUNBOOK.indexOf("**Packages.**"), RUNBOOK.indexOf("**Units.**"));
   assert.deepEqual(
     packages.filter((p) => !runbookPackages.includes(p)),

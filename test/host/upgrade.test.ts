@@ -83,7 +83,10 @@ async function hostSide(fleet: TestFleet, host: TestHost): Promise<Record<string
     const d = await hostFile(fleet, host, f);
     out[f] = `${d.mode} ${d.owner}\n${d.content}`;
   }
-  const backups = await fleet.exec(host, "cd /var/lib/pms-secrets/backups && find . -type f | sort | xargs -r sha256sum");
+  const backups = await fleet.exec(
+    host,
+    "cd /var/lib/pms-secrets/backups && find . -type f | sort | xargs -r sha256sum",
+  );
   out.backups = backups.stdout;
   return out;
 }
