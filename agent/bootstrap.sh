@@ -47,7 +47,7 @@ prepare_state_dir() {
   local d
   for d in "$STATE_DIR" "$RUNS_DIR" "$BACKUP_ROOT"; do
     [ ! -L "$d" ] || refuse state-dir "$d is a symbolic link; it must be a root-only directory"
-    mkdir -p -- "$d"
+    mkdir -p -- "$d" || refuse state-dir "cannot create $d (disk full? read-only file system?)"
     [ "$(stat -c %u -- "$d")" = 0 ] || refuse state-dir "$d is not owned by root"
     chmod 0700 -- "$d"
   done
@@ -153,11 +153,12 @@ PY
 main() {
   scan_args "$@"
   prepare_state_dir
-  RUN_DIR=$(mktemp -d "$RUNS_DIR/XXXXXXXXXX")
+  RUN_DIR=$(mktemp -d "$RUNS_DIR/XXXXXXXXXX") || refuse state-dir "cannot create a run directory in $RUNS_DIR (disk full?)"
   # A run dir is live while its front end or worker holds a shared lock on it (another run's sweep).
   exec {RUN_LOCK}>>"$RUN_DIR/lock"
   flock -w "$SYSTEMCTL_TIMEOUT" -s "$RUN_LOCK"
-  cat >"$RUN_DIR/stdin"
+  # A full disk: refuse() removes the partial copy (it holds the secrets) with the run dir.
+  cat >"$RUN_DIR/stdin" 2>/dev/null || refuse state-dir "cannot store the transfer in $RUN_DIR (disk full?)"
   check_interpreter
   write_loader "$RUN_DIR/load.py"
   # The front end replaces this shell (same PID, same SSH session): killing or freezing the

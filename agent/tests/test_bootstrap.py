@@ -120,6 +120,30 @@ class LoaderTest(unittest.TestCase):
         self.assertEqual(rc, 1)
         self.assertIn("arrived incomplete", err)
 
+    def test_a_transfer_that_does_not_fit_on_the_disk_is_refused_and_leaves_nothing(self) -> None:
+        if os.geteuid() != 0:
+            self.skipTest("the state directory must be root's: run as root")
+        with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(__file__))) as d:
+            state = os.path.join(d, "state")
+            text = functions().replace("readonly STATE_DIR=/var/lib/pms-secrets", f"readonly STATE_DIR={state}")
+            self.assertNotEqual(text, functions(), "the bootstrap names its state directory")
+            # A file size limit of 4 KiB stands in for a full /var: the transfer (agent + env file) is larger.
+            script = text + '\nulimit -f 4\nmain "$@"\n'
+            p = subprocess.run(
+                ["bash", "-c", script, "bootstrap", "--host", "web1", "--env-file", "/etc/x/.env", "--service", "x"],
+                input=payload(b"SECRET_KEY='s3cret-value'\n# pms-secrets-end sha256=00\n"),
+                capture_output=True,
+                check=False,
+            )
+            leftover = [os.path.join(r, f) for r, _, fs in os.walk(os.path.join(state, "runs")) for f in fs]
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertRegex(
+            p.stderr.decode(),
+            r"pms-rollout FAILED host=web1 service=- check=state-dir: cannot store the transfer in \S+ \(disk full\?\);"
+            r" nothing on the host was changed\n$",
+        )
+        self.assertEqual(leftover, [], "no partial copy of the transfer (it holds the secrets) is left behind")
+
     def test_the_bootstrap_ends_on_the_line_that_runs_main(self) -> None:
         with open(BOOTSTRAP, encoding="utf-8") as f:
             self.assertTrue(f.read().endswith('main "$@"; exit $?\n'))
