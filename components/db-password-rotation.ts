@@ -5,7 +5,7 @@
  * generated (`generated.DB_PASSWORD: {}`, renewed by its keeper like any generated secret). When
  * it is generated, every rollout command carries `--rotate-db-password`: the host script compares
  * the delivered DB_PASSWORD with the one in the host's current env file and, when they differ,
- * changes the role's password in PostgreSQL before the env file moves (rollout.sh,
+ * changes the role's password in PostgreSQL before the env file moves (the host agent, agent/pms_agent,
  * rotate_db_password):
  *   - through the local superuser (`runuser -u postgres -- psql`) on the app host, so DB_HOST must
  *     be this host (checked here before any resource, and again on the host);

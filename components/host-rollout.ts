@@ -2,11 +2,11 @@
  * HostRollout: delivers one env file to one host and restarts its services,
  * through a single SSH session per rollout.
  *
- * The host side is components/scripts/rollout.sh. It travels in `stdin`
- * together with the env file, so the `create` text is a short, reviewable
- * argument list and the secret never appears in a command line, `environment`
- * or `triggers`. There is deliberately no `delete`: replacing or removing this
- * resource must never take a secret away from a running service.
+ * The host side is the Python agent in agent/ (agent/pms_agent), run by the bash bootstrap
+ * agent/bootstrap.sh. Both travel in `stdin` together with the env file, so the `create` text is a
+ * short, reviewable argument list and the secret never appears in a command line, `environment`
+ * or `triggers`. There is deliberately no `delete`: replacing or removing this resource must never
+ * take a secret away from a running service.
  */
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
@@ -18,9 +18,34 @@ import { agentArgv, AgentValues, isSent, parseAgentArgv, unlessDefault } from ".
 import { fingerprint } from "./env-file";
 import { ROLLOUT_TIMEOUT } from "./rollout-time";
 
-const ROLLOUT_SCRIPT_PATH = path.join(__dirname, "scripts", "rollout.sh");
-/** The rollout script, loaded as text: the exact bytes a host receives. */
-export const ROLLOUT_SCRIPT = fs.readFileSync(ROLLOUT_SCRIPT_PATH, "utf8");
+const AGENT_DIR = path.join(__dirname, "..", "agent");
+
+/** The agent's files as the bootstrap unpacks them: the entry, the options table, the package. */
+export function agentFiles(dir: string = AGENT_DIR): string[] {
+  const pkg = fs
+    .readdirSync(path.join(dir, "pms_agent"))
+    .filter((f) => f.endsWith(".py"))
+    .sort()
+    .map((f) => `pms_agent/${f}`);
+  return ["main.py", "options.json", ...pkg];
+}
+
+/**
+ * What a host receives before the env file: the bootstrap, then each agent file as
+ * `# pms-agent-file NAME BYTES` and its bytes, then `# pms-agent-end`.
+ */
+export function agentBundle(dir: string = AGENT_DIR): string {
+  const parts = [fs.readFileSync(path.join(dir, "bootstrap.sh"), "utf8")];
+  for (const name of agentFiles(dir)) {
+    const text = fs.readFileSync(path.join(dir, name), "utf8");
+    parts.push(`# pms-agent-file ${name} ${Buffer.byteLength(text, "utf8")}\n`, text);
+  }
+  parts.push("# pms-agent-end\n");
+  return parts.join("");
+}
+
+/** The agent as a host receives it (bootstrap and files), loaded as text: the exact bytes sent. */
+export const ROLLOUT_SCRIPT = agentBundle();
 const ROLLOUT_SCRIPT_FINGERPRINT = fingerprint(ROLLOUT_SCRIPT);
 
 /** Quotes one word for a POSIX shell. */
@@ -82,10 +107,10 @@ export function rolloutCommand(
 }
 
 /**
- * stdin of the rollout: the script, then the env file, then an end marker with the env file's
- * SHA-256, so the script can tell a whole transfer from one cut short at a line end (rollout.sh
- * `receive_env` verifies and strips it). Safe to send: a hash of a document holding a 50+ character
- * random value. Without an env file (the script alone) there is nothing to mark.
+ * stdin of the rollout: the agent, then the env file, then an end marker with the env file's
+ * SHA-256, so the agent can tell a whole transfer from one cut short at a line end (agent/pms_agent
+ * envfile.check_received verifies and strips it). Safe to send: a hash of a document holding a 50+
+ * character random value. Without an env file (the agent alone) there is nothing to mark.
  */
 export function rolloutStdin(envFile: string): string {
   if (envFile === "") return ROLLOUT_SCRIPT;
@@ -129,7 +154,7 @@ export interface HostRolloutArgs {
   ssh: { timeoutSeconds: number; attempts: number };
 }
 
-/** The line rollout.sh logs in an emergency when the old SECRET_KEY stopped being accepted (UTC, ms). */
+/** The line the agent logs in an emergency when the old SECRET_KEY stopped being accepted (UTC, ms). */
 const OLD_KEY_REJECTED = /secret key: the old key is rejected by \S+ since (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z)/;
 
 /** When a host's rollout log says it stopped accepting the old SECRET_KEY ("" when it did not). */
@@ -165,7 +190,7 @@ function connectionOf(args: HostRolloutArgs): command.types.input.remote.Connect
 
 /**
  * One rollout command: `<host>-rollout` (the full rollout) or `<host>-accept` (phase 1 of a
- * two-phase SECRET_KEY rotation, rollout.sh --secret-key-accept: the new env with the new
+ * two-phase SECRET_KEY rotation, the agent's --secret-key-accept: the new env with the new
  * SECRET_KEY accepted, not yet signing). Same script, stdin, triggers and safety either way.
  */
 function rolloutCommandResource(

@@ -20,10 +20,12 @@ import * as path from "node:path";
 
 export const MANIFEST = "build-manifest.json";
 /**
- * Directories whose files are copied into the build as they are (read at run time: rollout.sh, and
- * the agent's options table the program builds every rollout command from).
+ * Directories whose files are copied into the build as they are: the host agent the program sends
+ * and whose options table it builds every rollout command from (read at run time).
  */
-const COPIED_DIRS = ["components/scripts", "agent"];
+const COPIED_DIRS = ["agent"];
+/** Never part of what a copied directory ships: its tests and the caches tools leave beside them. */
+const NOT_SHIPPED = new Set(["tests", "__pycache__", ".mypy_cache", ".ruff_cache"]);
 /** Build settings that change the output without being compiled. */
 const SETTINGS = ["tsconfig.json", "tsconfig.program.json"];
 export const BUILD_FIX = "run `npm run build:program` in the project directory, then run the command again";
@@ -35,12 +37,13 @@ export interface Manifest {
 
 const sha256 = (file: string): string => createHash("sha256").update(fs.readFileSync(file)).digest("hex");
 
-function walk(dir: string): string[] {
+function walk(dir: string, skip: ReadonlySet<string> = new Set()): string[] {
   const out: string[] = [];
   for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
     const p = path.join(dir, e.name);
-    if (e.isDirectory()) out.push(...walk(p));
-    else if (e.isFile()) out.push(p);
+    if (e.isDirectory()) {
+      if (!skip.has(e.name)) out.push(...walk(p, skip));
+    } else if (e.isFile()) out.push(p);
   }
   return out;
 }
@@ -62,8 +65,12 @@ export function stampBuild(root: string, outDir: string): Manifest {
   if (!("index.ts" in sources)) throw new Error(`${outDir} holds no index.js: compile the program first`);
   for (const dir of COPIED_DIRS) {
     fs.rmSync(path.join(outDir, dir), { recursive: true, force: true });
-    fs.cpSync(path.join(root, dir), path.join(outDir, dir), { recursive: true });
-    for (const f of walk(path.join(root, dir))) sources[rel(root, f)] = sha256(f);
+    for (const f of walk(path.join(root, dir), NOT_SHIPPED)) {
+      const copy = path.join(outDir, rel(root, f));
+      fs.mkdirSync(path.dirname(copy), { recursive: true });
+      fs.copyFileSync(f, copy);
+      sources[rel(root, f)] = sha256(f);
+    }
   }
   for (const f of SETTINGS) if (fs.existsSync(path.join(root, f))) sources[f] = sha256(path.join(root, f));
   const manifest: Manifest = { sources: Object.fromEntries(Object.entries(sources).sort()) };
@@ -96,6 +103,12 @@ export function buildProblems(root: string, outDir: string): string[] {
     }
   }
   const known = new Set(Object.keys(manifest.sources ?? {}));
+  for (const dir of COPIED_DIRS) {
+    // A file added to a copied directory (a new agent module) would be missing from what is sent.
+    for (const f of walk(path.join(root, dir), NOT_SHIPPED)) {
+      if (!known.has(rel(root, f))) problems.push(`${rel(root, f)} is not in the build's manifest`);
+    }
+  }
   for (const ts of walk(path.join(root, "components")).filter((f) => f.endsWith(".ts"))) {
     const src = rel(root, ts);
     // Modules the program never imports are not compiled; a new one it imports changes an importer.

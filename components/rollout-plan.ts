@@ -66,7 +66,7 @@ export function describeBatches(sizes: readonly BatchSize[]): string {
 export type SecretKeyPhases = 1 | 2;
 export const DEFAULT_SECRET_KEY_PHASES: SecretKeyPhases = 2;
 
-/** Which rollout a phase runs on each host: `accept` (rollout.sh --secret-key-accept) or the full `rollout`. */
+/** Which rollout a phase runs on each host: `accept` (the agent's --secret-key-accept) or the full `rollout`. */
 export type RolloutStep = "accept" | "rollout";
 
 export interface RolloutPhase<T> {

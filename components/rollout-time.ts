@@ -2,10 +2,10 @@
  * How long one host's rollout can take at worst, from the stack config, and the check that it fits
  * the rollout command's resource timeout (`customTimeouts` in host-rollout.ts).
  *
- * Every wait of the host script (components/scripts/rollout.sh) is bounded, and systemd enforces
+ * Every wait of the host agent (agent/pms_agent, budget.py) is bounded, and systemd enforces
  * the worker's two budgets: past the forward budget (`RuntimeMaxSec=`) the worker is stopped and
- * rolls back, within the rollback budget (`TimeoutStopSec=`, then SIGKILL). The script computes the
- * same sums from its arguments (forward_budget, rollback_budget, worst_case_seconds);
+ * rolls back, within the rollback budget (`TimeoutStopSec=`, then SIGKILL). The agent computes the
+ * same sums from its arguments (budget.forward, budget.rollback, budget.worst_case);
  * test/rollout-time.test.ts keeps the two equal. A config whose worst case does not fit would let
  * the engine give up on a host that is still rolling out, or rolling back: refused before any
  * resource, naming the keys that make it long.
@@ -17,7 +17,7 @@ import type { Problems } from "./config/problems";
 export const ROLLOUT_TIMEOUT_SECONDS = 30 * 60;
 export const ROLLOUT_TIMEOUT = `${ROLLOUT_TIMEOUT_SECONDS / 60}m`;
 
-/** The script's bounds, in seconds (its `readonly` constants of the same names). */
+/** The agent's bounds, in seconds (its constants of the same names, agent/pms_agent/constants.py). */
 export const HOST_BOUNDS = {
   LOCK_TIMEOUT: 120,
   CHECK_TIMEOUT: 180,

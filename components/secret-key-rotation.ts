@@ -5,8 +5,8 @@
  * Where the previous key comes from: the host. The rollout script compares the delivered
  * SECRET_KEY with the one in the host's current env file; when they differ (a rotation, or the
  * first deploy onto a hand-written file: adoption) it writes the old one first into
- * SECRET_KEY_FALLBACKS, newest first, at most `secretKeyFallbacks` keys (rollout.sh,
- * compose_secret_key_fallbacks). Chosen over keeping the previous value in state (a second
+ * SECRET_KEY_FALLBACKS, newest first, at most `secretKeyFallbacks` keys (the host agent,
+ * agent/pms_agent/secretkey.py). Chosen over keeping the previous value in state (a second
  * RandomPassword, or the stored secret's AWSPREVIOUS version) because:
  *   - the old key never travels: not in state, not in the secret store, not on stdin again;
  *   - adoption works the same way: the hand-written key the users' sessions were signed with is

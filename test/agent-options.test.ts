@@ -1,9 +1,9 @@
 /**
  * One options table (issue 18, item 3): agent/options.json is the contract between the program and
  * the host agent. These tests fail when the three sides disagree with it:
- *   - the agent (components/scripts/rollout.sh): the flags parse_args accepts, switch vs value vs
- *     repeatable, each option's default, range, values and whether it is required (read from the
- *     script's text and by running its parse_args), its header, and the worker's variable list;
+ *   - the agent (agent/pms_agent/options.py, run by python3): one attribute per option, each at the
+ *     table's default when absent; required options, ranges, values, switches and values enforced,
+ *     with messages that name the flag and the range;
  *   - the program: the config parsers' ranges and defaults, and the argv every rollout command
  *     carries (every program option sent for some config, each value the one the config asks for);
  *   - the docs: docs/AGENT-OPTIONS.md is what the table generates.
@@ -12,6 +12,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
+import * as path from "node:path";
 import {
   AGENT_OPTIONS,
   agentArgv,
@@ -21,7 +22,7 @@ import {
   type AgentOption,
   type AgentValue,
 } from "../components/agent-options";
-import { ROLLOUT_SCRIPT, rolloutCommand } from "../components/host-rollout";
+import { rolloutCommand } from "../components/host-rollout";
 import { AGENT_OPTIONS_DOC, renderAgentOptionsDoc } from "./agent-options-doc";
 import { baseConfig, defined, MINIMAL_APP, MINIMAL_HOST } from "./fixtures";
 import { assertProblem, stackProblems } from "./config-check";
@@ -117,180 +118,113 @@ test("agentArgv and parseAgentArgv: table order, switches, repeats; unknown flag
 });
 
 // ---------------------------------------------------------------------------------------------
-// The agent: components/scripts/rollout.sh
+// The agent: agent/pms_agent/options.py, run by python3 as a host runs it
 
-interface ScriptOption {
-  kind: "switch" | "value" | "repeat";
-  /** The global it sets; "" for an option parsed and ignored. */
-  variable: string;
+/** What the agent's own parser makes of each argv: accepted (and the options it ends with) or refused (and why). */
+type AgentParse = { status: "accepted"; options: Record<string, unknown> } | { status: "refused"; message: string };
+
+function agentParses(cases: readonly (readonly string[])[]): AgentParse[] {
+  const program = [
+    "import dataclasses, json, sys",
+    "sys.path.insert(0, sys.argv[1])",
+    "from pms_agent import options",
+    "from pms_agent.report import UsageError",
+    "out = []",
+    "for argv in json.load(sys.stdin):",
+    "    try:",
+    "        out.append({'status': 'accepted', 'options': dataclasses.asdict(options.parse_args(argv))})",
+    "    except UsageError as e:",
+    "        out.append({'status': 'refused', 'message': str(e)})",
+    "json.dump(out, sys.stdout)",
+  ].join("\n");
+  const r = spawnSync("python3", ["-I", "-c", program, path.join(__dirname, "..", "agent")], {
+    input: JSON.stringify(cases),
+    encoding: "utf8",
+  });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout) as AgentParse[];
 }
 
-const parseArgsBody = /^parse_args\(\) \{\n([\s\S]*?)^\}$/m.exec(ROLLOUT_SCRIPT)?.[1] ?? "";
-const [switchPart, valuePart] = parseArgsBody.split('[ $# -ge 2 ] || usage_error "$1 needs a value"');
+const SAMPLE: Record<string, string> = {
+  "--host": "web1",
+  "--env-file": "/srv/app/.env.production",
+  "--service": "web",
+};
+const REQUIRED = AGENT_OPTIONS.filter((x) => x.required).flatMap((o) => {
+  assert.ok(SAMPLE[o.flag], `a sample value for the required ${o.flag}`);
+  return [o.flag, SAMPLE[o.flag]];
+});
 
-/** The options rollout.sh's parse_args accepts, read from its two case statements. */
-function scriptOptions(): Map<string, ScriptOption> {
-  assert.ok(valuePart !== undefined, "parse_args no longer has its switch and value parts");
-  const out = new Map<string, ScriptOption>();
-  for (const [part, isSwitch] of [
-    [switchPart, true],
-    [valuePart, false],
-  ] as const) {
-    for (const m of part.matchAll(/^\s+(--[a-z][a-z0-9-]*)\)\s*(.*)$/gm)) {
-      const action = m[2];
-      const name = (/read -r -a ([A-Z_][A-Z0-9_]*)/.exec(action) ?? /\b([A-Z_][A-Z0-9_]*)\+?=/.exec(action))?.[1] ?? "";
-      const kind = isSwitch ? "switch" : new RegExp(`\\b${name}\\+=\\(`).test(action) ? "repeat" : "value";
-      assert.ok(!out.has(m[1]), `${m[1]} is parsed twice`);
-      out.set(m[1], { kind, variable: name });
-    }
-  }
-  return out;
-}
+/** The agent's attribute for a flag (--health-url: health_urls, the repeatable ones plural). */
+const attributeOf = (flag: string): string =>
+  ({ "--service": "services", "--health-url": "health_urls" })[flag] ?? flag.slice(2).replace(/-/g, "_");
 
-/** A global's initial value in rollout.sh (`VAR=...` before any function). */
-function scriptDefault(variable: string): string | undefined {
-  const globals = ROLLOUT_SCRIPT.slice(0, ROLLOUT_SCRIPT.indexOf("\nparse_args() {"));
-  return new RegExp(`^${variable}=(.*)$`, "m").exec(globals)?.[1];
-}
-
-/** The table's default as rollout.sh writes a global's initial value. */
-function asScriptDefault(o: AgentOption): string {
-  if (o.type === "bool") return "0";
-  if (o.type === "list") return "()";
-  return o.default === null ? '""' : String(o.default);
-}
-
-test("rollout.sh parses exactly the table's options: switches are bools, repeatable ones lists, each default the table's", () => {
-  const script = scriptOptions();
-  const ignored = [...script].filter(([, o]) => o.variable === "").map(([flag]) => flag);
-  assert.deepEqual(ignored, [], "options parse_args accepts and ignores");
-  assert.deepEqual(
-    [...script.keys()].sort(),
-    AGENT_OPTIONS.map((o) => o.flag).sort(),
-    "flags of parse_args vs the table",
-  );
+test("the agent ends with one attribute per table row and nothing else, each at the table's default when absent", () => {
+  const [parsed] = agentParses([REQUIRED]);
+  assert.equal(parsed.status, "accepted", JSON.stringify(parsed));
+  const options = (parsed as { options: Record<string, unknown> }).options;
+  assert.deepEqual(Object.keys(options).sort(), AGENT_OPTIONS.map((o) => attributeOf(o.flag)).sort());
   const wrong: string[] = [];
   for (const o of AGENT_OPTIONS) {
-    const s = script.get(o.flag);
-    if (!s) continue;
-    const kind = o.type === "bool" ? "switch" : o.type === "list" ? "repeat" : "value";
-    if (s.kind !== kind) wrong.push(`${o.flag}: the script parses it as a ${s.kind}, the table says ${o.type}`);
-    const initial = scriptDefault(s.variable);
-    // A value parsed into an array (--db-roles A,B) starts as an empty array: no default either.
-    const expected = asScriptDefault(o);
-    if (initial !== expected && !(expected === '""' && initial === "()" && o.type === "string")) {
-      wrong.push(
-        `${o.flag}: ${s.variable}=${initial ?? "(not set)"} in the script, the table's default is ${JSON.stringify(o.default)}`,
-      );
+    const got = options[attributeOf(o.flag)];
+    const sent = REQUIRED.indexOf(o.flag) >= 0 ? REQUIRED[REQUIRED.indexOf(o.flag) + 1] : undefined;
+    // Absent: the table's default ("" for none); the agent fills --app-dir from the env file.
+    let want: unknown = o.default === null ? "" : o.default;
+    if (sent !== undefined) want = o.type === "list" ? [sent] : sent;
+    if (o.flag === "--app-dir") want = path.dirname(SAMPLE["--env-file"]);
+    // One value A,B the agent splits into its two role names: none when absent.
+    if (o.flag === "--db-roles") want = [];
+    if (JSON.stringify(got) !== JSON.stringify(want)) {
+      wrong.push(`${o.flag}: the agent has ${JSON.stringify(got)}, the table says ${JSON.stringify(want)}`);
     }
   }
   assert.deepEqual(wrong, []);
 });
 
-test("rollout.sh checks the table's ranges and values, with messages that say them", () => {
-  const script = scriptOptions();
-  const varOf = (flag: string): string => script.get(flag)?.variable ?? "";
-  const ranges = new Map<string, string>();
-  for (const m of parseArgsBody.matchAll(
-    /is_count "\$([A-Z_]+)" (\d+) (\d+) \|\| usage_error "(--[a-z-]+) must be (\d+)\.\.(\d+)"/g,
-  )) {
-    assert.equal(
-      m[4],
-      [...script].find(([, s]) => s.variable === m[1])?.[0],
-      `the message of ${m[1]}'s range names its flag`,
-    );
-    assert.equal(`${m[5]}..${m[6]}`, `${m[2]}..${m[3]}`, `${m[4]}: the message says the range it checks`);
-    ranges.set(m[1], `${m[2]}..${m[3]}`);
-  }
-  const enums = new Map<string, string>();
-  for (const m of parseArgsBody.matchAll(/case \$([A-Z_]+) in ([a-z]+(?: \| [a-z]+)+)\) ;;/g)) enums.set(m[1], m[2]);
-  const tableRanges = new Map(ints.map((o) => [varOf(o.flag), `${o.min}..${o.max}`]));
-  assert.deepEqual(Object.fromEntries(ranges), Object.fromEntries(tableRanges), "int ranges: script vs table");
-  const tableEnums = new Map(
-    AGENT_OPTIONS.filter((o) => o.type === "enum").map((o) => [varOf(o.flag), (o.values ?? []).join(" | ")]),
-  );
-  assert.deepEqual(Object.fromEntries(enums), Object.fromEntries(tableEnums), "enum values: script vs table");
-});
-
-/** Runs parse_args of rollout.sh once per argv, each in a subshell; the exit code of each. */
-function parseArgsExits(cases: readonly (readonly string[])[]): number[] {
-  const functions = ROLLOUT_SCRIPT.slice(0, ROLLOUT_SCRIPT.lastIndexOf('main "$@"; exit $?'));
-  const q = (w: string): string => `'${w.replace(/'/g, `'\\''`)}'`;
-  const body = cases.map((argv) => `( parse_args ${argv.map(q).join(" ")} ) >/dev/null 2>&1; echo "$?"`).join("\n");
-  const r = spawnSync("/bin/bash", ["-c", `${functions}\nset +e\n${body}`], { encoding: "utf8" });
-  assert.equal(r.status, 0, r.stderr);
-  return r.stdout.trim().split("\n").map(Number);
-}
-
-test("rollout.sh enforces what the table says: required options, each int's min and max, each enum's values", () => {
-  const required: string[] = [];
-  const sample: Record<string, string> = {
-    "--host": "web1",
-    "--env-file": "/srv/app/.env.production",
-    "--service": "web",
-  };
-  for (const o of AGENT_OPTIONS.filter((x) => x.required)) {
-    assert.ok(sample[o.flag], `a sample value for the required ${o.flag}`);
-    required.push(o.flag, sample[o.flag]);
-  }
-  const cases: [string, string[], "accepted" | "refused"][] = [
-    ["the required options alone", required, "accepted"],
-    ["an unknown option", [...required, "--bogus", "x"], "refused"],
+test("the agent enforces what the table says: required options, each int's min and max, each enum's values, each switch", () => {
+  const cases: [string, string[], "accepted" | "refused", RegExp?][] = [
+    ["the required options alone", REQUIRED, "accepted"],
+    ["an unknown option", [...REQUIRED, "--bogus", "x"], "refused", /unknown argument --bogus/],
   ];
   for (const o of AGENT_OPTIONS.filter((x) => x.required)) {
-    const without = required.filter((_, i) => required[i - (i % 2)] !== o.flag);
-    cases.push([`without ${o.flag}`, without, "refused"]);
+    const without = REQUIRED.filter((_, i) => REQUIRED[i - (i % 2)] !== o.flag);
+    cases.push([`without ${o.flag}`, without, "refused", new RegExp(o.flag)]);
   }
   for (const o of ints) {
     const min = o.min ?? 0;
     const max = o.max ?? 0;
-    cases.push([`${o.flag} ${min}`, [...required, o.flag, String(min)], "accepted"]);
-    cases.push([`${o.flag} ${max}`, [...required, o.flag, String(max)], "accepted"]);
-    cases.push([`${o.flag} ${max + 1}`, [...required, o.flag, String(max + 1)], "refused"]);
-    cases.push([`${o.flag} ${min - 1}`, [...required, o.flag, String(min - 1)], "refused"]);
-    cases.push([`${o.flag} x`, [...required, o.flag, "x"], "refused"]);
+    const says = new RegExp(`^${o.flag} must be ${min}\\.\\.${max}$`);
+    cases.push([`${o.flag} ${min}`, [...REQUIRED, o.flag, String(min)], "accepted"]);
+    cases.push([`${o.flag} ${max}`, [...REQUIRED, o.flag, String(max)], "accepted"]);
+    cases.push([`${o.flag} ${max + 1}`, [...REQUIRED, o.flag, String(max + 1)], "refused", says]);
+    cases.push([`${o.flag} ${min - 1}`, [...REQUIRED, o.flag, String(min - 1)], "refused", says]);
+    cases.push([`${o.flag} x`, [...REQUIRED, o.flag, "x"], "refused", says]);
   }
   for (const o of AGENT_OPTIONS.filter((x) => x.type === "enum")) {
-    for (const v of o.values ?? []) cases.push([`${o.flag} ${v}`, [...required, o.flag, v], "accepted"]);
-    cases.push([`${o.flag} bogus`, [...required, o.flag, "bogus"], "refused"]);
+    for (const v of o.values ?? []) cases.push([`${o.flag} ${v}`, [...REQUIRED, o.flag, v], "accepted"]);
+    cases.push([`${o.flag} bogus`, [...REQUIRED, o.flag, "bogus"], "refused", new RegExp(`^${o.flag} must be`)]);
   }
   for (const o of AGENT_OPTIONS.filter((x) => x.type === "bool")) {
-    cases.push([`${o.flag} (a switch)`, [...required, o.flag], "accepted"]);
+    cases.push([`${o.flag} (a switch)`, [...REQUIRED, o.flag], "accepted"]);
   }
-  const exits = parseArgsExits(cases.map((c) => c[1]));
+  for (const o of AGENT_OPTIONS.filter((x) => x.type !== "bool")) {
+    cases.push([
+      `${o.flag} without its value`,
+      [...REQUIRED, o.flag],
+      "refused",
+      new RegExp(`^${o.flag} needs a value`),
+    ]);
+  }
+  const got = agentParses(cases.map((c) => c[1]));
   const wrong = cases
-    .map(([what, , want], i) => ({
-      what,
-      want,
-      got: exits[i] === 0 ? "accepted" : exits[i] === 2 ? "refused" : `exit ${exits[i]}`,
-    }))
-    .filter((c) => c.got !== c.want)
-    .map((c) => `${c.what}: the table says ${c.want}, the script ${c.got}`);
+    .map(([what, , want, says], i) => {
+      const g = got[i];
+      if (g.status !== want) return `${what}: the table says ${want}, the agent ${g.status}`;
+      if (g.status === "refused" && says && !says.test(g.message)) return `${what}: the agent says "${g.message}"`;
+      return "";
+    })
+    .filter(Boolean);
   assert.deepEqual(wrong, []);
-});
-
-test("rollout.sh's header names exactly the table's options, with the table's ranges and defaults", () => {
-  const header = ROLLOUT_SCRIPT.slice(0, ROLLOUT_SCRIPT.search(/^[^#]/m));
-  const named = new Set(header.match(/--[a-z][a-z0-9-]*/g) ?? []);
-  assert.deepEqual([...named].sort(), AGENT_OPTIONS.map((o) => o.flag).sort());
-  const said = [...header.matchAll(/(--[a-z-]+) N \((\d+)\.\.(\d+), default (\d+)/g)].map((m) => m.slice(1).join(" "));
-  assert.ok(said.length >= 2, "the header gives ranges");
-  for (const s of said) {
-    const [flag, min, max, def] = s.split(" ");
-    const o = byFlag.get(flag);
-    assert.equal(`${o?.min}..${o?.max} default ${String(o?.default)}`, `${min}..${max} default ${def}`, flag);
-  }
-});
-
-test("the worker gets every option the front end parsed (it runs from declare -p, not from the arguments)", () => {
-  const body = /^write_worker\(\) \{\n([\s\S]*?)^\}$/m.exec(ROLLOUT_SCRIPT)?.[1] ?? "";
-  const passed = new Set([...body.matchAll(/declare -p ((?:[^\n\\]|\\\n)*)/g)].flatMap((m) => m[1].split(/[\s\\]+/)));
-  // --verify-only runs in the front end and never starts a worker.
-  const frontEndOnly = new Set(["VERIFY_ONLY"]);
-  const missing = [...scriptOptions()]
-    .map(([flag, s]) => [flag, s.variable])
-    .filter(([, v]) => !passed.has(v) && !frontEndOnly.has(v));
-  assert.deepEqual(missing, []);
 });
 
 // ---------------------------------------------------------------------------------------------

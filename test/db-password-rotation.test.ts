@@ -4,8 +4,8 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import { ROLLOUT_SCRIPT, rolloutStdin } from "../components/host-rollout";
+import { ROLLOUT_SCRIPT } from "../components/host-rollout";
+import { runAgent } from "./agent-run";
 import { parseEnvFile } from "../components/env-file";
 import { dbPasswordRolloutArgs } from "../components/db-password-rotation";
 import { baseConfig, defined, SENTINEL_DB_PASSWORD } from "./fixtures";
@@ -243,17 +243,10 @@ test("shared database: every wrong adminHost and a loopback DB_HOST are listed a
   );
 });
 
-test("the rollout script refuses --db-follow without --rotate-db-password, before reading any env", () => {
-  const run = (args: string): { status: number | null; stderr: string } =>
-    spawnSync(
-      "/bin/bash",
-      ["-c", `cat | /bin/bash -s -- --host h --env-file /srv/app/.env --service pms-backend ${args}`],
-      {
-        input: rolloutStdin("SECRET_KEY='x'\n"),
-        encoding: "utf8",
-      },
-    );
-  const r = run("--db-follow web1");
+test("the agent refuses --db-follow without --rotate-db-password, before reading any env", () => {
+  const run = (...args: string[]) =>
+    runAgent(["--host", "h", "--env-file", "/srv/app/.env", "--service", "pms-backend", ...args]);
+  const r = run("--db-follow", "web1");
   assert.equal(r.status, 2, r.stderr);
   assert.match(
     r.stderr,

@@ -239,12 +239,18 @@ const PACKAGE_OF: Record<string, string> = {
   bash: "bash",
   sudo: "sudo",
 };
-/** Words of rollout.sh that name a program on this machine but are not run as one there (variables, messages, a user). */
+/** Words of the bootstrap that name a program on this machine but are not run as one there (variables, messages). */
 const NOT_RUN = new Set(["as", "dir", "last", "size", "sum", "sync", "postgres", "users"]);
 
-/** Words of the agent's code outside comments, quoted strings and heredocs that name a program on PATH. */
-function agentPrograms(): string[] {
-  let s = read("components/scripts/rollout.sh");
+const onPath = (w: string): boolean =>
+  (process.env.PATH ?? "/usr/bin:/bin")
+    .split(":")
+    .concat(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
+    .some((d) => fs.existsSync(path.join(d, w)));
+
+/** Words of the bootstrap's bash outside comments, quoted strings and heredocs that name a program on PATH. */
+function bootstrapPrograms(): string[] {
+  let s = read("agent/bootstrap.sh");
   s = s.replace(/<<-?'?(\w+)'?\n[\s\S]*?\n\s*\1\n/g, "\n");
   s = s
     .split("\n")
@@ -257,35 +263,61 @@ function agentPrograms(): string[] {
   const builtins = new Set(
     spawnSync("bash", ["-c", "compgen -b; compgen -k"], { encoding: "utf8" }).stdout.split(/\s+/).filter(Boolean),
   );
-  const dirs = (process.env.PATH ?? "/usr/bin:/bin").split(":").concat(["/usr/sbin", "/sbin", "/usr/bin", "/bin"]);
-  const onPath = (w: string): boolean => dirs.some((d) => fs.existsSync(path.join(d, w)));
   const words = new Set([...s.matchAll(/(?<![\w$.{/-])([a-z][a-z0-9_+-]*[a-z0-9])(?![\w.=/-])/g)].map((m) => m[1]));
-  return [...words].filter((w) => !functions.has(w) && !builtins.has(w) && !NOT_RUN.has(w) && onPath(w)).sort();
+  return [...words].filter((w) => !functions.has(w) && !builtins.has(w) && !NOT_RUN.has(w) && onPath(w));
+}
+
+/**
+ * What the Python agent runs: the first word of every argv list it builds (`["systemctl", ...]`,
+ * `["runuser", "-u", ...]`, an absolute path by its name), and the interpreter itself.
+ */
+function pythonPrograms(): string[] {
+  const dir = path.join(__dirname, "..", "agent", "pms_agent");
+  const found = new Set(["python3"]);
+  for (const f of fs.readdirSync(dir).filter((n) => n.endsWith(".py"))) {
+    const code = fs.readFileSync(path.join(dir, f), "utf8");
+    for (const m of code.matchAll(/\[\s*"(\/[\w/.-]+|[a-z][a-z0-9_+-]*)",/g)) {
+      const name = path.basename(m[1]);
+      if (onPath(name)) found.add(name);
+    }
+  }
+  return [...found];
+}
+
+/** Every program the host agent runs: its bootstrap's and its Python modules'. */
+function agentPrograms(): string[] {
+  return [...new Set([...bootstrapPrograms(), ...pythonPrograms()])].sort();
 }
 
 test("the host package lists (GETTING-STARTED's apt-get line, the runbook's Packages) cover every program the host agent runs", () => {
   const programs = agentPrograms();
-  for (const p of ["flock", "systemctl", "systemd-run", "getent", "sha256sum"]) {
+  for (const p of ["flock", "mktemp", "systemctl", "systemd-run", "journalctl", "runuser", "psql", "python3"]) {
     assert.ok(programs.includes(p), `the scan finds ${p} (found: ${programs.join(" ")})`);
   }
   const unknown = programs.filter((p) => !(p in PACKAGE_OF));
   assert.deepEqual(
     unknown,
     [],
-    "rollout.sh runs programs this test does not know the package of: add them to PACKAGE_OF and the docs",
+    "the agent runs programs this test does not know the package of: add them to PACKAGE_OF and the docs",
   );
   const packages = [...new Set([...programs, "bash", "sudo"].map((p) => PACKAGE_OF[p]))].sort();
   const apt = /^apt-get install -y --no-install-recommends (.+)$/m.exec(GETTING_STARTED)?.[1].split(" ") ?? [];
   assert.deepEqual(
-    packages.filter((p) => !apt.includes(p)),
-    [],
-    "GETTING-STARTED.md's apt-get line lacks packages the agent needs",
+    [...apt].sort(),
+    packages,
+    "GETTING-STARTED.md's apt-get line: exactly the packages the agent needs",
   );
   const runbookPackages = RUNBOOK.slice(RUNBOOK.indexOf("**Packages.**"), RUNBOOK.indexOf("**Units.**"));
   assert.deepEqual(
     packages.filter((p) => !runbookPackages.includes(p)),
     [],
     "RUNBOOK.md's Packages paragraph lacks packages the agent needs",
+  );
+  const unneeded = [...new Set(Object.values(PACKAGE_OF))].filter((p) => !packages.includes(p));
+  assert.deepEqual(
+    unneeded.filter((p) => new RegExp(`(?<![\\w-])${p}(?![\\w-])`).test(runbookPackages)),
+    [],
+    "RUNBOOK.md's Packages paragraph names packages the agent no longer runs anything from",
   );
 });
 

@@ -9,7 +9,7 @@ import { buildProblems, MANIFEST, stampBuild, staleBuildMessage } from "../compo
 
 const REPO = path.join(__dirname, "..");
 
-/** A project with two modules, a script, the build settings, and a "compiled" bin/ beside it. */
+/** A project with two modules, the host agent, the build settings, and a "compiled" bin/ beside it. */
 function project(): { root: string; out: string } {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "pms-program-build-test-"));
   const w = (p: string, text: string): void => {
@@ -19,8 +19,13 @@ function project(): { root: string; out: string } {
   w("index.ts", 'import { a } from "./components/a";\nexport = a;\n');
   w("components/a.ts", "export const a = 1;\n");
   w("components/unused.ts", "export const u = 2;\n");
-  w("components/scripts/rollout.sh", "#!/bin/bash\necho v1\n");
+  w("agent/bootstrap.sh", "#!/bin/bash\necho v1\n");
   w("agent/options.json", "[]\n");
+  w("agent/pms_agent/worker.py", "V = 1\n");
+  // Not shipped: the agent's tests and the caches its tools leave.
+  w("agent/tests/test_worker.py", "import unittest\n");
+  w("agent/pms_agent/__pycache__/worker.cpython-311.pyc", "\0");
+  w("agent/.mypy_cache/3.11/x.json", "{}\n");
   w("tsconfig.json", "{}\n");
   w("tsconfig.program.json", '{ "extends": "./tsconfig.json" }\n');
   // What tsc emits for index.ts and what it imports (unused.ts is not imported: not emitted).
@@ -29,43 +34,56 @@ function project(): { root: string; out: string } {
   return { root, out: path.join(root, "bin") };
 }
 
-test("a fresh build matches its sources; the manifest lists every compiled module, copied script and setting", () => {
+test("a fresh build matches its sources; the manifest lists every compiled module, shipped agent file and setting", () => {
   const { root, out } = project();
   const m = stampBuild(root, out);
   assert.deepEqual(Object.keys(m.sources), [
+    "agent/bootstrap.sh",
     "agent/options.json",
+    "agent/pms_agent/worker.py",
     "components/a.ts",
-    "components/scripts/rollout.sh",
     "index.ts",
     "tsconfig.json",
     "tsconfig.program.json",
   ]);
-  assert.equal(fs.readFileSync(path.join(out, "components/scripts/rollout.sh"), "utf8"), "#!/bin/bash\necho v1\n");
+  assert.equal(fs.readFileSync(path.join(out, "agent/bootstrap.sh"), "utf8"), "#!/bin/bash\necho v1\n");
+  assert.equal(fs.existsSync(path.join(out, "agent/tests")), false, "the agent's tests are not shipped");
+  assert.equal(fs.existsSync(path.join(out, "agent/pms_agent/__pycache__")), false, "nor its bytecode cache");
+  assert.deepEqual(buildProblems(root, out), []);
+  // Running the agent's tests or lint afterwards leaves new caches: the build stays good.
+  fs.writeFileSync(path.join(root, "agent/pms_agent/__pycache__/worker.cpython-311.pyc"), "\0\0");
+  fs.mkdirSync(path.join(root, "agent/.ruff_cache"));
+  fs.writeFileSync(path.join(root, "agent/.ruff_cache/x"), "y");
   assert.deepEqual(buildProblems(root, out), []);
 });
 
-test("every change since the build is named, file by file: a module, the script, a setting, a removal", () => {
+test("an agent module added after the build is named: the build would not send it", () => {
+  const { root, out } = project();
+  stampBuild(root, out);
+  fs.writeFileSync(path.join(root, "agent/pms_agent/proof.py"), "P = 1\n");
+  assert.deepEqual(buildProblems(root, out), ["agent/pms_agent/proof.py is not in the build's manifest"]);
+});
+
+test("every change since the build is named, file by file: a module, the agent, a setting, a removal", () => {
   const { root, out } = project();
   stampBuild(root, out);
   fs.appendFileSync(path.join(root, "components/a.ts"), "export const b = 2;\n");
-  fs.writeFileSync(path.join(root, "components/scripts/rollout.sh"), "#!/bin/bash\necho v2\n");
+  fs.writeFileSync(path.join(root, "agent/bootstrap.sh"), "#!/bin/bash\necho v2\n");
   fs.writeFileSync(path.join(root, "tsconfig.json"), '{ "compilerOptions": { "target": "ES5" } }\n');
   fs.rmSync(path.join(root, "index.ts"));
   assert.deepEqual(buildProblems(root, out).sort(), [
+    "agent/bootstrap.sh changed since the build",
     "components/a.ts changed since the build",
-    "components/scripts/rollout.sh changed since the build",
     "index.ts was removed since the build",
     "tsconfig.json changed since the build",
   ]);
 });
 
-test("the build's own copy of the host script edited by hand is refused too", () => {
+test("the build's own copy of the host agent edited by hand is refused too", () => {
   const { root, out } = project();
   stampBuild(root, out);
-  fs.writeFileSync(path.join(out, "components/scripts/rollout.sh"), "#!/bin/bash\necho patched\n");
-  assert.deepEqual(buildProblems(root, out), [
-    "bin/components/scripts/rollout.sh differs from components/scripts/rollout.sh",
-  ]);
+  fs.writeFileSync(path.join(out, "agent/pms_agent/worker.py"), "V = 2\n");
+  assert.deepEqual(buildProblems(root, out), ["bin/agent/pms_agent/worker.py differs from agent/pms_agent/worker.py"]);
 });
 
 test("a build without a manifest (tsc alone, or an older build) is refused, and the message says how to fix it", () => {

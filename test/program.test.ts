@@ -166,7 +166,7 @@ test("rollout command: short, reviewable create; no delete, update or environmen
     assert.ok(String(c.stdin).startsWith(ROLLOUT_SCRIPT));
     assert.ok(String(c.stdin).endsWith("\n"));
   }
-  assert.ok(ROLLOUT_SCRIPT.trimEnd().endsWith('main "$@"; exit $?'), "the script must end on the line that runs main");
+  assert.ok(ROLLOUT_SCRIPT.endsWith("# pms-agent-end\n"), "the agent ends with its end line, the env file follows");
 });
 
 test("connection: pinned host key, bounded dial timeout and attempts, no credential (the agent logs in)", async () => {
@@ -436,6 +436,6 @@ test("stdin ends with the env file's SHA-256 end marker, which the script verifi
   const match = /([\s\S]*)# pms-secrets-end sha256=([0-9a-f]{64})\n$/.exec(stdin.slice(ROLLOUT_SCRIPT.length));
   assert.ok(match, "no end marker");
   assert.equal(createHash("sha256").update(match[1], "utf8").digest("hex"), match[2]);
-  assert.ok(ROLLOUT_SCRIPT.includes("readonly END_MARKER='# pms-secrets-end sha256='"), "the script knows the marker");
-  assert.equal(rolloutStdin(""), ROLLOUT_SCRIPT, "the script alone carries no marker");
+  assert.ok(ROLLOUT_SCRIPT.includes('END_MARKER = "# pms-secrets-end sha256="'), "the agent knows the marker");
+  assert.equal(rolloutStdin(""), ROLLOUT_SCRIPT, "the agent alone carries no marker");
 });

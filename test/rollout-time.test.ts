@@ -7,7 +7,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import type { AppSpec } from "../components/config";
-import { ROLLOUT_SCRIPT, rolloutCommand } from "../components/host-rollout";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { rolloutCommand } from "../components/host-rollout";
+import { AGENT_DIR } from "./agent-run";
 import { HOST_BOUNDS, ROLLOUT_TIMEOUT_SECONDS, rolloutWorstCase } from "../components/rollout-time";
 import { baseConfig } from "./fixtures";
 import { assertProblem, stackProblems } from "./config-check";
@@ -26,31 +29,35 @@ const APP: AppSpec = {
 };
 const SSH = { timeoutSeconds: 10, attempts: 3 };
 
-/** The script's forward_budget, rollback_budget and worst_case_seconds for the program's own command line. */
+/** The agent's budget.forward, budget.rollback and budget.worst_case for the program's own command line. */
 function scriptBudgets(app: AppSpec, extra: string[] = []): { forward: number; rollback: number; host: number } {
   const cmd = rolloutCommand({ name: "web1", address: "10.0.0.5", port: 22, user: "root" }, app, [], extra);
   const args = cmd.slice("/bin/bash -s -- ".length);
-  const functions = ROLLOUT_SCRIPT.slice(0, ROLLOUT_SCRIPT.lastIndexOf('main "$@"; exit $?'));
+  const code =
+    `import sys; sys.path.insert(0, ${JSON.stringify(AGENT_DIR)}); ` +
+    "from pms_agent import budget, options; " +
+    "o = options.parse_args(sys.argv[1:]); print(budget.forward(o), budget.rollback(o), budget.worst_case(o))";
+  // The login shell's word splitting of the command line, then the agent's own parser.
   const r = spawnSync(
     "/bin/bash",
-    [
-      "-c",
-      `${functions}\nset +e\neval "set -- ${args.replace(/"/g, '\\"')}"\nparse_args "$@"\necho "$(forward_budget) $(rollback_budget) $(worst_case_seconds)"`,
-    ],
-    { encoding: "utf8" },
+    ["-c", `eval "set -- ${args.replace(/"/g, '\\"')}"; exec python3 -I -c "$0" "$@"`, code],
+    {
+      encoding: "utf8",
+    },
   );
   assert.equal(r.status, 0, r.stderr);
   const [forward, rollback, host] = r.stdout.trim().split(" ").map(Number);
   return { forward, rollback, host };
 }
 
-test("the script's bounds are the ones rollout-time.ts adds up", () => {
+test("the agent's bounds are the ones rollout-time.ts adds up", () => {
+  const constants = fs.readFileSync(path.join(AGENT_DIR, "pms_agent", "constants.py"), "utf8");
   for (const [name, value] of Object.entries(HOST_BOUNDS)) {
-    assert.match(ROLLOUT_SCRIPT, new RegExp(`^readonly ${name}=${value}$`, "m"), name);
+    assert.match(constants, new RegExp(`^${name} = ${value}$`, "m"), name);
   }
 });
 
-test("the worst case from config equals the script's budgets for the same command line", () => {
+test("the worst case from config equals the agent's budgets for the same command line", () => {
   const login = {
     url: "http://127.0.0.1:8000/accounts/login/",
     username: "rollout-probe",

@@ -1,5 +1,5 @@
 /**
- * Issue 19's minor host-side defects of components/scripts/rollout.sh, each on a booted host with
+ * Issue 19's minor host-side defects of the host agent (then components/scripts/rollout.sh), each on a booted host with
  * the program's own `rolloutCommand(...)` and `rolloutStdin(...)` over real ssh (safety-host.ts):
  *
  *   c. another run's sweep never deletes a live run's result; a hand-off timeout that says
@@ -77,13 +77,14 @@ describe("issue 19: minor host-side defects", { skip }, () => {
     const live = rollout(fleet, plain, env.text);
     // Once the worker is past the hand-off (its check command runs: the front end has seen it start
     // and relays its log), freeze the front end (an SSH session slow to be scheduled) until the
-    // worker has written its result.
+    // worker has written its result. The front end is the session's process: the bootstrap's
+    // `/bin/bash -s -- --host ...` exec'd into `python3 -I <run dir>/load.py <run dir> --host ...`.
     const frozen = await sh(
       fleet,
       plain,
       `for i in $(seq 600); do
          d=$(grep -l -s 'check: running' /var/lib/pms-secrets/runs/*/log | head -n 1)
-         pid=$(pgrep -o -f -x '/bin/bash -s -- --host ${plain.name} .*' || true)
+         pid=$(pgrep -o -f -x '[^ ]+ -I [^ ]+/load[.]py [^ ]+ --host ${plain.name} .*' || true)
          if [ -n "$d" ] && [ -n "$pid" ]; then kill -STOP "$pid"; printf '%s %s\\n' "\${d%/log}" "$pid"; exit 0; fi
          sleep 0.05
        done; exit 1`,

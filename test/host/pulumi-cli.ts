@@ -29,6 +29,7 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
+import { agentBundle } from "../../components/host-rollout";
 
 export const REPO = path.resolve(__dirname, "..", "..");
 export const PROJECT = "pms-secrets";
@@ -366,6 +367,29 @@ export class SshAgent {
 }
 
 /** A stack of this project on a local backend, driven by the real CLI. */
+/** The program files of a workspace: what installProgram copies from a checkout (the stack files stay). */
+const PROGRAM_FILES = ["Pulumi.yaml", "index.ts", "package.json", "tsconfig.json", "tsconfig.program.json", "main.js"];
+const PROGRAM_DIRS = ["components", "agent", "bin", "node_modules"];
+
+/** Puts checkout `source`'s program into `workspace`, as the CLI will run it. */
+function installProgram(source: string, workspace: string, build: string | undefined): void {
+  for (const f of PROGRAM_FILES) {
+    if (["tsconfig.program.json", "main.js"].includes(f) && !fs.existsSync(path.join(source, f))) continue;
+    fs.copyFileSync(path.join(source, f), path.join(workspace, f));
+  }
+  // The program's own files, unchanged (and its dependencies as installed by npm ci); agent/
+  // holds the host agent the program sends and the options table it builds each rollout command from.
+  for (const d of ["components", "agent"]) {
+    fs.cpSync(path.join(source, d), path.join(workspace, d), {
+      recursive: true,
+      filter: (src) => !/(^|\/)(__pycache__|\.mypy_cache|\.ruff_cache)(\/|$)/.test(src),
+    });
+  }
+  // Its build, as `npm run build:program` leaves it (checked against these sources on every run).
+  if (build) fs.cpSync(build, path.join(workspace, "bin"), { recursive: true });
+  fs.symlinkSync(path.join(source, "node_modules"), path.join(workspace, "node_modules"));
+}
+
 export class PulumiStack {
   readonly calls: CliResult[] = [];
   /** Every secret value the stack held at any point (supplied, generated, SSH key lines). */
@@ -405,18 +429,7 @@ export class PulumiStack {
     fs.mkdirSync(path.join(dir, "home"));
     fs.mkdirSync(path.join(dir, "backend"));
     fs.mkdirSync(path.join(dir, "events"));
-    for (const f of ["Pulumi.yaml", "index.ts", "package.json", "tsconfig.json", "tsconfig.program.json", "main.js"]) {
-      if (["tsconfig.program.json", "main.js"].includes(f) && !fs.existsSync(path.join(source, f))) continue;
-      fs.copyFileSync(path.join(source, f), path.join(workspace, f));
-    }
-    // The program's own files, unchanged (and its dependencies as installed by npm ci); agent/
-    // holds the host agent's options table the program builds each rollout command from.
-    for (const d of ["components", "agent"]) {
-      fs.cpSync(path.join(source, d), path.join(workspace, d), { recursive: true });
-    }
-    // Its build, as `npm run build:program` leaves it (checked against these sources on every run).
-    if (build) fs.cpSync(build, path.join(workspace, "bin"), { recursive: true });
-    fs.symlinkSync(path.join(source, "node_modules"), path.join(workspace, "node_modules"));
+    installProgram(source, workspace, build);
     let moto: MotoServer;
     try {
       moto = await MotoServer.start(dir, log);
@@ -438,6 +451,18 @@ export class PulumiStack {
       throw err;
     }
     return s;
+  }
+
+  /**
+   * Replaces the workspace's program with checkout `source`'s (an upgrade of the program: the
+   * stack, its config and state stay).
+   */
+  async useProgram(source: string): Promise<void> {
+    const build = await programBuild(source, this.log);
+    for (const f of [...PROGRAM_FILES, ...PROGRAM_DIRS]) {
+      fs.rmSync(path.join(this.workspace, f), { recursive: true, force: true });
+    }
+    installProgram(source, this.workspace, build);
   }
 
   /**
@@ -669,9 +694,9 @@ export class PulumiStack {
     if (r.code !== 0) throw new Error(`pulumi stack export failed:\n${r.output}`);
   }
 
-  /** The rollout script of this workspace's copy of the program (the bytes hosts receive). */
+  /** The agent of this workspace's copy of the program (the bytes hosts receive before the env file). */
   get rolloutScript(): string {
-    return fs.readFileSync(path.join(this.workspace, "components", "scripts", "rollout.sh"), "utf8");
+    return agentBundle(path.join(this.workspace, "agent"));
   }
 
   /** The resources of the last exported state. */

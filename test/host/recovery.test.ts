@@ -120,13 +120,13 @@ describe("runbook recovery procedures, real pulumi + awscli on Moto", { skip }, 
     await stack.setConfig({ ...config, env: { ...env, DEBUG: "True" } });
     const running = stack.up();
     // Once the worker runs on the host, cut the SSH session: kill the front end (the `bash -s`
-    // the provider's session runs), found by its argv, by PID.
+    // the provider's session runs, exec'd into the agent's `python3 -I .../load.py`), found by its argv, by PID.
     let cut = "";
     const deadline = Date.now() + 120_000;
     while (cut === "" && Date.now() < deadline) {
       const ps = await fleet.exec(
         host,
-        '[ -s /var/lib/pms-secrets/rollout.pid ] && ps -eo pid=,args= | awk \'$2 == "/bin/bash" && $3 == "-s" && $6 == "solo" {print $1}\' || true',
+        '[ -s /var/lib/pms-secrets/rollout.pid ] && ps -eo pid=,args= | awk \'$3 == "-I" && $4 ~ /load[.]py$/ && $6 == "--host" && $7 == "solo" {print $1}\' || true',
       );
       cut = ps.stdout.trim().split("\n")[0] ?? "";
       if (cut === "") await new Promise((res) => setTimeout(res, 200));

@@ -200,7 +200,7 @@ export async function waitWorkerDone(fleet: TestFleet, host: TestHost, timeoutMs
     const r = await fleet.exec(
       host,
       "systemctl list-units --no-legend --plain 'pms-rollout-*' --state=active,activating | grep -c . ; " +
-        "pgrep -f -c '^/bin/bash -s --' || true",
+        "pgrep -f -c '^/bin/bash -s --|/load[.]py /var/lib/pms-secrets/runs/' || true",
     );
     const [units, scripts] = r.stdout.trim().split("\n").map(Number);
     if (units === 0 && scripts === 0) return;

@@ -79,7 +79,7 @@ export function fleetConfig(
 /**
  * How the env file on a host differs from the one the program sent (empty: it is that file).
  * The host may add exactly one key of its own: SECRET_KEY_FALLBACKS, the previous key(s) it
- * keeps on a graceful rotation (rollout.sh).
+ * keeps on a graceful rotation (the host agent).
  */
 export function envDiff(onHost: string, sent: string): string[] {
   const host = parseEnvFile(onHost);
