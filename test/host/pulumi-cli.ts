@@ -412,6 +412,8 @@ export class PulumiStack {
     // The program's own files, unchanged (and its dependencies as installed by npm ci); agent/
     // holds the host agent's options table the program builds each rollout command from.
     for (const d of ["components", "agent"]) {
+      // An older checkout (a bench baseline) may predate agent/.
+      if (d === "agent" && !fs.existsSync(path.join(source, d))) continue;
       fs.cpSync(path.join(source, d), path.join(workspace, d), { recursive: true });
     }
     // Its build, as `npm run build:program` leaves it (checked against these sources on every run).

@@ -111,11 +111,12 @@ describe("deploying a reviewed preview's plan, real pulumi", { skip }, () => {
     return found;
   };
 
-  const hostSnapshot = async (): Promise<{ logins: number; env: string; key: string }> => ({
-    logins: await sshLogins(fleet, host),
-    env: (await hostFile(fleet, host, ENV_FILE)).content,
-    key: (await appKeyFingerprint(fleet, host)).secret_key,
-  });
+  /** The env file and running key; the SSH login count last (each reading is a login itself). */
+  const hostSnapshot = async (): Promise<{ logins: number; env: string; key: string }> => {
+    const env = (await hostFile(fleet, host, ENV_FILE)).content;
+    const key = (await appKeyFingerprint(fleet, host)).secret_key;
+    return { env, key, logins: await sshLogins(fleet, host) };
+  };
 
   before(async () => {
     fleet = await bootFleet(["plan1"], log, { httpHost: "public" });
@@ -189,8 +190,8 @@ describe("deploying a reviewed preview's plan, real pulumi", { skip }, () => {
 
     const key = stack.generatedValue("SECRET_KEY");
     const stateBefore0 = await stack.exportState();
-    const onHost = await hostSnapshot();
     const stateBefore = script("state", "--stack", stack.stack).stdout.trim();
+    const onHost = await hostSnapshot();
     // The check bypassed: the engine itself holds the update to the plan.
     const forced = await stack.up(["--skip-preview", "--plan", path.join(dir, PLAN_FILE)]);
     assert.notEqual(forced.code, 0, "a deviating update must fail");
@@ -198,11 +199,15 @@ describe("deploying a reviewed preview's plan, real pulumi", { skip }, () => {
     log(forced.output);
     const stateAfter = script("state", "--stack", stack.stack).stdout.trim();
     log(`state digest before the forced up ${stateBefore}, after ${stateAfter}`);
+    // The failed update rewrote the checkpoint: a re-run of the deploy no longer matches the plan
+    // and previews afresh (docs/ROTATING.md).
+    assert.notEqual(stateAfter, stateBefore, "the failed update changed the state digest");
     assert.deepEqual(commandSteps(forced), [], "no rollout ran");
     assert.deepEqual(changedResources(stateBefore0, stack.state), [], "the state's resources are unchanged");
     assert.equal(stack.generatedValue("SECRET_KEY"), key);
+    const logins = await sshLogins(fleet, host);
+    assert.equal(logins - onHost.logins - 1, 0, "no SSH login during the forced up (the 1 is the reading itself)");
     const now = await hostSnapshot();
-    assert.equal(now.logins, onHost.logins + 1, "no SSH login but the test's own reading");
     assert.equal(now.env, onHost.env, "the env file is unchanged");
     assert.equal(now.key, onHost.key, "the app runs the same key");
     assert.equal(now.key, keyFingerprint(key));
