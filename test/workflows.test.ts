@@ -62,6 +62,7 @@ const BOT_SECRETS: Record<string, string> = { ROTATION_APP_PRIVATE_KEY: "rotatio
 
 type Permissions = string | Record<string, string>;
 interface Step {
+  id?: string;
   name?: string;
   if?: string;
   uses?: string;
@@ -106,7 +107,11 @@ const pulumiSteps = (job: Job): Step[] =>
 const pulumiActionSteps = (job: Job): Step[] => job.steps.filter((s) => s.uses?.startsWith("pulumi/actions@"));
 const awsSteps = (job: Job): Step[] =>
   job.steps.filter((s) => s.uses?.startsWith("aws-actions/configure-aws-credentials@"));
-const isPreview = (job: Job): boolean => pulumiSteps(job).some((s) => s.with?.command === "preview");
+/** The job's `pulumi up` step (a deploy job also has a fallback preview: docs/ROTATING.md). */
+const upStep = (job: Job): Step | undefined => pulumiSteps(job).find((s) => s.with?.command === "up");
+/** A pull request's preview job: it previews and never runs `up`. */
+const isPreview = (job: Job): boolean =>
+  pulumiSteps(job).some((s) => s.with?.command === "preview") && upStep(job) === undefined;
 const comments = (job: Job): boolean => pulumiSteps(job).some((s) => s.with?.["comment-on-pr"] === true);
 
 /** Every string anywhere inside a value (keys excluded). */
@@ -304,6 +309,96 @@ function pinViolations(workflowText: string): string[] {
     .map((l) => `not pinned by commit SHA with its tag in a comment: ${l.trim()}`);
 }
 
+/**
+ * Issue 21, the reviewed plan (docs/ROTATING.md "Deploying a reviewed preview"): every `up` is held
+ * to a plan (the action's `up` is the Automation API's `pulumi up --yes --skip-preview`: without a
+ * plan nothing reviewed constrains it); a deploy uses the pull request's plan only through
+ * components/reviewed-plan.ts's check, else a fresh preview's plan made right before; the SSH key is
+ * loaded only after the plan steps. A preview saves the plan of the very preview it comments, with
+ * the state digest taken before it and the record after, and uploads both for a short time.
+ */
+const CHECK = /components\/reviewed-plan\.ts check --stack "?\$STACK"?/;
+const FRESH_PLAN = "${{ runner.temp }}/fresh-plan.json";
+const REVIEWED_PLAN = "${{ runner.temp }}/reviewed-plan/update-plan.json";
+function reviewedPlanViolations(wf: Workflow): string[] {
+  const out: string[] = [];
+  for (const [name, job] of jobsOf(wf)) {
+    if (JSON.stringify(job).includes("show-secrets"))
+      out.push(`${name}: show-secrets (a plan would hold secrets in plain text)`);
+    const up = upStep(job);
+    const stackName = (up ?? pulumiSteps(job)[0])?.with?.["stack-name"];
+    const stack = typeof stackName === "string" ? stackName : "";
+    if (up) {
+      const upAt = job.steps.indexOf(up);
+      const checkAt = job.steps.findIndex((s) => CHECK.test(s.run ?? ""));
+      const check = job.steps[checkAt];
+      const id = check?.id;
+      if (checkAt < 0 || !id) {
+        out.push(`${name}: no plan check (components/reviewed-plan.ts check) with an id before up`);
+        continue;
+      }
+      if (String(check.env?.STACK) !== stack)
+        out.push(`${name}: the plan check is for stack ${String(check.env?.STACK)}, up for ${stack}`);
+      if (!/--name "reviewed-plan-\$STACK"/.test(check.run ?? ""))
+        out.push(`${name}: the check does not fetch the artifact reviewed-plan-<stack>`);
+      const wanted = `\${{ steps.${id}.outputs.plan || format('{0}/fresh-plan.json', runner.temp) }}`;
+      if (up.with?.plan !== wanted) {
+        out.push(
+          `${name}: pulumi up is not held to the checked plan or the fresh preview's (plan: ${String(up.with?.plan)})`,
+        );
+      }
+      const fresh = pulumiSteps(job).filter((s) => s.with?.command === "preview");
+      const fallback = fresh.find((s) => s.with?.plan === FRESH_PLAN);
+      if (fresh.length !== 1 || !fallback) out.push(`${name}: no single fallback preview saving ${FRESH_PLAN}`);
+      else {
+        if ((fallback.if ?? "").replace(/\s+/g, " ") !== `steps.${id}.outputs.plan == ''`) {
+          out.push(
+            `${name}: the fallback preview does not run exactly when there is no reviewed plan (if: ${String(fallback.if)})`,
+          );
+        }
+        const at = job.steps.indexOf(fallback);
+        if (!(checkAt < at && at < upAt)) out.push(`${name}: the fallback preview is not between the check and up`);
+        if (fallback.with?.policyPacks !== "policy")
+          out.push(`${name}: the fallback preview runs without the policy pack`);
+      }
+      const key = job.steps.findIndex((s) => /\bssh-add\b/.test(s.run ?? ""));
+      if (key >= 0 && key < checkAt)
+        out.push(`${name}: the SSH key is loaded before the plan check (gh and npx would see the agent)`);
+      if (key >= 0 && fallback && key < job.steps.indexOf(fallback))
+        out.push(`${name}: the SSH key is loaded before the fallback preview`);
+      if (refs(check, "secrets").some((k) => /SSH/.test(k))) out.push(`${name}: the plan check gets an SSH key`);
+    } else if (isPreview(job)) {
+      const preview = pulumiSteps(job)[0];
+      const at = job.steps.indexOf(preview);
+      if (preview.with?.plan !== REVIEWED_PLAN) out.push(`${name}: the preview saves no plan to ${REVIEWED_PLAN}`);
+      const stateAt = job.steps.findIndex((s) => /components\/reviewed-plan\.ts state --stack/.test(s.run ?? ""));
+      const state = job.steps[stateAt];
+      if (stateAt < 0 || stateAt > at || !state.id)
+        out.push(`${name}: no state digest (with an id) before the preview`);
+      const recordAt = job.steps.findIndex((s) => /components\/reviewed-plan\.ts record --stack/.test(s.run ?? ""));
+      const record = job.steps[recordAt];
+      if (recordAt < at || !record || record.env?.STATE_BEFORE !== `\${{ steps.${state?.id}.outputs.digest }}`) {
+        out.push(`${name}: no record after the preview checking the state digest taken before it`);
+      }
+      const upload = job.steps.findIndex((s) => s.uses?.startsWith("actions/upload-artifact@"));
+      const u = job.steps[upload];
+      if (upload < recordAt || u?.with?.name !== `reviewed-plan-${stack}`) {
+        out.push(`${name}: the plan and its record are not uploaded as reviewed-plan-${stack} after the record`);
+      } else {
+        const paths = String(u.with?.path);
+        if (!paths.includes("update-plan.json") || !paths.includes("reviewed-plan.json"))
+          out.push(`${name}: the artifact lacks the plan or its record`);
+        if (!(Number(u.with?.["retention-days"]) >= 1 && Number(u.with?.["retention-days"]) <= 14)) {
+          out.push(
+            `${name}: the plan (secrets encrypted) is kept ${String(u.with?.["retention-days"])} days, not 1-14`,
+          );
+        }
+      }
+    }
+  }
+  return out;
+}
+
 const allViolations = (wf: Workflow): string[] => [
   ...pullRequestTargetViolations(wf),
   ...secretViolations(wf),
@@ -311,6 +406,7 @@ const allViolations = (wf: Workflow): string[] => [
   ...checkoutViolations(wf),
   ...concurrencyViolations(wf),
   ...cliVersionViolations(wf),
+  ...reviewedPlanViolations(wf),
 ];
 
 // --- IAM model and checks -----------------------------------------------------------------------
@@ -596,6 +692,19 @@ describe("pull request preview", () => {
     }
   });
 
+  it("each preview saves the plan it shows, with the state digest before and the record (tree, state, plan digest) after, uploaded as reviewed-plan-<stack> for 7 days", () => {
+    assert.deepEqual(reviewedPlanViolations(wf), []);
+    for (const [job, stack] of [
+      [dev, "dev"],
+      [prod, "prod"],
+    ] as const) {
+      assert.equal(pulumiSteps(job)[0].with?.plan, REVIEWED_PLAN);
+      const upload = job.steps.find((s) => s.uses?.startsWith("actions/upload-artifact@"));
+      assert.equal(upload?.with?.name, `reviewed-plan-${stack}`);
+      assert.equal(upload?.with?.["retention-days"], 7);
+    }
+  });
+
   it("no preview job holds an SSH key or sets sshPrivateKey", () => {
     for (const job of [dev, prod]) {
       assert.doesNotMatch(JSON.stringify(job), /SSH_PRIVATE_KEY|sshPrivateKey/);
@@ -642,7 +751,7 @@ describe("deploy on merge to main", () => {
       [prod, "SSH_PRIVATE_KEY_PROD"],
     ] as const) {
       const load = job.steps.findIndex((s) => refs(s, "secrets").includes(secret));
-      const up = job.steps.indexOf(pulumiSteps(job)[0]);
+      const up = job.steps.indexOf(upStep(job)!);
       assert.ok(load >= 0 && load < up, "the key is loaded before pulumi up");
       const run = job.steps[load].run ?? "";
       assert.match(
@@ -663,8 +772,24 @@ describe("deploy on merge to main", () => {
     }
   });
 
+  it("up is held to a plan: the pull request's reviewed plan when the check finds it made from this tree and state (no second preview), else a fresh preview's", () => {
+    assert.deepEqual(reviewedPlanViolations(wf), []);
+    for (const job of [dev, prod]) {
+      assert.match(String(upStep(job)?.with?.plan), /^\$\{\{ steps\.reviewed\.outputs\.plan \|\| format\(/);
+      const check = job.steps.find((s) => s.id === "reviewed");
+      assert.match(check?.run ?? "", /gh run download .*--name "reviewed-plan-\$STACK"/);
+      assert.deepEqual(
+        refs(check ?? { steps: [] }, "secrets").filter((k) => /SSH/.test(k)),
+        [],
+        "the plan check gets no SSH key",
+      );
+    }
+  });
+
   it("enforces the policy pack on up too", () => {
-    for (const job of [dev, prod]) assert.equal(pulumiSteps(job)[0].with?.policyPacks, "policy");
+    for (const job of [dev, prod]) {
+      for (const s of pulumiSteps(job)) assert.equal(s.with?.policyPacks, "policy", String(s.with?.command));
+    }
   });
 });
 
@@ -741,6 +866,53 @@ describe("the workflow checks catch a broken variant", () => {
       `expected a violation matching ${expected}, got ${JSON.stringify(found)}`,
     );
   }
+
+  it("an up held to no plan (the action's up skips the preview: nothing reviewed constrains it)", () =>
+    broken(
+      deploy,
+      (w) => delete upStep(w.jobs[deployProdName])!.with!.plan,
+      /pulumi up is not held to the checked plan/,
+    ));
+  it("the fallback preview running even with a reviewed plan (or never)", () =>
+    broken(
+      deploy,
+      (w) => delete pulumiSteps(w.jobs[deployProdName]).find((s) => s.with?.command === "preview")!.if,
+      /fallback preview does not run exactly when there is no reviewed plan/,
+    ));
+  it("the reviewed plan used without the check", () =>
+    broken(
+      deploy,
+      (w) => (w.jobs[deployProdName].steps = w.jobs[deployProdName].steps.filter((s) => s.id !== "reviewed")),
+      /no plan check/,
+    ));
+  it("the SSH key loaded before the plan check", () =>
+    broken(
+      deploy,
+      (w) => {
+        const steps = w.jobs[deployProdName].steps;
+        const key = steps.findIndex((s) => /ssh-add/.test(s.run ?? ""));
+        const [k] = steps.splice(key, 1);
+        steps.splice(
+          steps.findIndex((s) => s.id === "reviewed"),
+          0,
+          k,
+        );
+      },
+      /SSH key is loaded before the plan check/,
+    ));
+  it("a preview that saves no plan, or one with secrets in plain text", () => {
+    broken(preview, (w) => delete pulumiSteps(w.jobs[prodPreviewName])[0].with!.plan, /the preview saves no plan/);
+    broken(preview, (w) => (pulumiSteps(w.jobs[devPreviewName])[0].with!["show-secrets"] = true), /show-secrets/);
+  });
+  it("the plan kept for 90 days", () =>
+    broken(
+      preview,
+      (w) =>
+        (w.jobs[devPreviewName].steps.find((s) => s.uses?.startsWith("actions/upload-artifact@"))!.with![
+          "retention-days"
+        ] = 90),
+      /kept 90 days/,
+    ));
 
   it("prod preview without its approval environment", () =>
     broken(preview, (w) => delete w.jobs[prodPreviewName].environment, /prod role\) in a job without an approval/));

@@ -380,6 +380,8 @@ function installProgram(source: string, workspace: string, build: string | undef
   // The program's own files, unchanged (and its dependencies as installed by npm ci); agent/
   // holds the host agent the program sends and the options table it builds each rollout command from.
   for (const d of ["components", "agent"]) {
+    // An older checkout (a bench baseline) may predate agent/.
+    if (d === "agent" && !fs.existsSync(path.join(source, d))) continue;
     fs.cpSync(path.join(source, d), path.join(workspace, d), {
       recursive: true,
       filter: (src) => !/(^|\/)(__pycache__|\.mypy_cache|\.ruff_cache)(\/|$)/.test(src),

@@ -150,16 +150,27 @@ async function programRun(
   config: Record<string, unknown>,
   hosts: TestHost[],
   load: LoadSpec,
+  opts: { reviewedPlan?: boolean } = {},
 ): Promise<Measured> {
   await stack.setConfig(config);
+  // The deploy of a reviewed preview (docs/ROTATING.md): the preview that saved the plan ran in
+  // the pull request, long before; not timed here. The timed run is `up --skip-preview --plan`.
+  const upArgs = ["up", "--yes"];
+  if (opts.reviewedPlan) {
+    const plan = path.join(stack.dir, "reviewed-update-plan.json");
+    fs.rmSync(plan, { force: true });
+    const p = await stack.run(["preview", "--save-plan", plan]);
+    if (p.code !== 0) throw new Error(`pulumi preview --save-plan failed:\n${p.output}`);
+    upArgs.push("--skip-preview", "--plan", plan);
+  }
   const logins = await Promise.all(hosts.map((h) => sshLogins(fleet, h)));
   const running = await startLoad(load);
   const key = hosts.length === 1 ? watchKey(fleet, hosts[0]) : undefined;
   await sleep(1000); // a second of steady load before the start, for the chart
   const t0 = Date.now();
-  const r = await stack.run(["up", "--yes"], { eventLog: true });
+  const r = await stack.run(upArgs, { eventLog: true });
   const done = Date.now();
-  if (r.code !== 0) throw new Error(`pulumi up failed:\n${r.output}`);
+  if (r.code !== 0) throw new Error(`pulumi ${upArgs.join(" ")} failed:\n${r.output}`);
   await sleep(1000);
   const result = await running.stop();
   await stack.exportState();
@@ -419,7 +430,13 @@ async function mainStages(): Promise<number> {
   }
   const fleet = await bootFleet(["bench1"], log, { variant: ["socket", "envfile"], httpHost: "public" });
   const h1 = fleet.hosts[0];
-  const sides: { name: string; stack: PulumiStack; runs: Measured[]; freshTsCache?: boolean }[] = [];
+  const sides: {
+    name: string;
+    stack: PulumiStack;
+    runs: Measured[];
+    freshTsCache?: boolean;
+    reviewedPlan?: boolean;
+  }[] = [];
   try {
     const config = (rotate: string): Record<string, unknown> => {
       const c = fleetConfig(fleet, [h1], { stableSeconds: STABLE_SECONDS });
@@ -440,6 +457,13 @@ async function mainStages(): Promise<number> {
         });
     }
     sides.push({ name: "this checkout", stack: await PulumiStack.create({ stack: "bench-new" }), runs: [] });
+    // The CI deploy of a reviewed preview: `pulumi up --skip-preview --plan` (no second program run).
+    sides.push({
+      name: "this checkout, reviewed plan (up --skip-preview --plan)",
+      stack: await PulumiStack.create({ stack: "bench-plan" }),
+      runs: [],
+      reviewedPlan: true,
+    });
     for (const side of sides) {
       await side.stack.setConfig(config("initial"));
       const r = await side.stack.up();
@@ -450,7 +474,9 @@ async function mainStages(): Promise<number> {
         if (side.freshTsCache) {
           side.stack.extraEnv.TS_NODE_CACHE_DIRECTORY = fs.mkdtempSync(path.join(side.stack.dir, "ts-node-cache-"));
         }
-        const m = await programRun(fleet, side.stack, config(`stages-${i}`), [h1], loadOn(h1));
+        const m = await programRun(fleet, side.stack, config(`stages-${i}`), [h1], loadOn(h1), {
+          reviewedPlan: side.reviewedPlan,
+        });
         side.runs.push(m);
         log(
           `run ${i + 1}/${RUNS} ${side.name}: first SSH login ${f((m.stages?.sshLogin ?? NaN) / 1000)} s, done ${f(m.doneS)} s, ${m.failed} failed`,
@@ -484,11 +510,15 @@ async function mainStages(): Promise<number> {
       ]);
     }
     if (fixed.length > 1) {
-      const mine = median(fixed[fixed.length - 1]);
-      summaryRows.push([
-        "start -> first SSH login, this checkout / this column (medians)",
-        ...fixed.map((xs) => ratio(mine, median(xs))),
-      ]);
+      // One ratio row per side of this checkout (with its preview, and with the reviewed plan).
+      sides.forEach((sd, i) => {
+        if (sd.stack.stack !== "bench-new" && sd.stack.stack !== "bench-plan") return;
+        const mine = median(fixed[i]);
+        summaryRows.push([
+          `start -> first SSH login, ${sd.name} / this column (medians)`,
+          ...fixed.map((xs) => ratio(mine, median(xs))),
+        ]);
+      });
     }
     process.stdout.write(
       `\nStages of \`pulumi up\` (1 host, stableSeconds ${STABLE_SECONDS}, ${RUNS} runs each, load ${DEFAULT_LOAD.connections} connections at ${DEFAULT_LOAD.rate} req/s)\n${table(rows)}\n\n${table(summaryRows)}\n`,
