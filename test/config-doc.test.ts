@@ -146,7 +146,7 @@ test("docs/CONFIG.md lists each choice key's choices and default as the parser h
   assert.equal(table.get("app.envFile")?.default, `\`${DEFAULT_ENV_FILE}\``);
 });
 
-/** The agent checks each int flag against the same table (agent/pms_agent/options.py parse_table).
+/** The agent checks each int flag against the same table (agent/pms_agent/options.py parse_table). */
 test("each whole-number config key that sets a host agent flag has the agent table's range and default", () => {
   const ints = AGENT_OPTIONS.filter((o) => o.type === "int" && typeof o.config === "string" && RANGES[o.config]);
   assert.deepEqual(ints.map((o) => o.config).sort(), [
