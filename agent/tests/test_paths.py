@@ -64,10 +64,12 @@ class OpenRegularTest(unittest.TestCase):
 
 class AncestorsTest(unittest.TestCase):
     def test_a_directory_of_another_user_is_refused_with_the_fix(self) -> None:
-        # Beside this file, not in /tmp (writable by others: refused before the directory is reached).
-        with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(__file__))) as d:
+        # Under a parent only root can write, wherever the checkout is (/tmp would be refused first):
+        # as root a directory in /run handed to nobody, otherwise one in this user's own home.
+        parent = "/run" if os.geteuid() == 0 else os.path.expanduser("~")
+        with tempfile.TemporaryDirectory(dir=parent) as d:
             if os.geteuid() == 0:
-                os.chown(d, 65534, 65534)  # as root: hand the directory to nobody
+                os.chown(d, 65534, 65534)
             with self.assertRaisesRegex(paths.Refusal, r"belongs to uid \d+"):
                 paths.check_ancestors(os.path.join(d, "sub", "file"), "the env directory")
 
