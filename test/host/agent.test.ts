@@ -17,7 +17,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { hostSuite } from "./suite";
-import { changesOf, CliResult, commandSteps, PulumiStack, SshAgent } from "./pulumi-cli";
+import { assertOk, changesOf, commandSteps, PulumiStack, SshAgent } from "./pulumi-cli";
 import { ENV_FILE, envDiff, fleetConfig, hostFile, servicesState, unavailable } from "./scenario";
 import { bootFleet, hostTestsUnavailableReason, TestFleet, TestHost, verboseLog } from "./testhost";
 
@@ -46,10 +46,6 @@ function withPrivateKey(connection: unknown, privateKey: string): unknown {
 
 /** The connection fields a rollout may have: where and how to dial, never a credential. */
 const CONNECTION_FIELDS = ["dialErrorLimit", "host", "hostKey", "perDialTimeout", "port", "user"];
-
-function assertOk(r: CliResult): void {
-  assert.equal(r.code, 0, `pulumi ${r.args.slice(4).join(" ")} failed:\n${r.output}`);
-}
 
 describe("deploy key through an SSH agent only, real pulumi", { skip }, () => {
   let fleet: TestFleet;

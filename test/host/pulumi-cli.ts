@@ -24,6 +24,7 @@
  * `setConfig({ sshPrivateKey })` (what fleetConfig() returns) loads that key into the agent and
  * writes nothing to the stack config.
  */
+import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as net from "node:net";
@@ -816,6 +817,17 @@ export function commandSteps(r: CliResult): string[] {
   return stepsOf(r)
     .filter((s) => s.type === "command:remote:Command" && s.op !== "same")
     .map((s) => `${s.op} ${s.name}${s.ok ? "" : " FAILED"}`);
+}
+
+/** The commands a run executed on hosts: create/update/create-replacement steps of rollouts. */
+export function ran(r: CliResult): string[] {
+  return commandSteps(r).filter((s) => /^(create|update|create-replacement) /.test(s));
+}
+
+/** Fails with the CLI's whole output unless the run exited 0; returns the run. */
+export function assertOk(r: CliResult): CliResult {
+  assert.equal(r.code, 0, `pulumi ${r.args.slice(4).join(" ")} failed:\n${r.output}`);
+  return r;
 }
 
 /** The `Resources:` summary counts of a run (e.g. { same: 7, replace: 4 }). */

@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { hostSuite } from "./suite";
-import { changesOf, CliResult, commandSteps, PulumiStack } from "./pulumi-cli";
+import { assertOk, changesOf, CliResult, PulumiStack, ran } from "./pulumi-cli";
 import { envFingerprint } from "../../components/env-file";
 import {
   appKeyFingerprint,
@@ -28,15 +28,6 @@ import { APP, bootFleet, hostTestsUnavailableReason, TestFleet, TestHost, verbos
 const skip = unavailable(hostTestsUnavailableReason());
 const { after, before, describe, it } = hostSuite(skip);
 const log = verboseLog;
-
-/** The commands a run executed on hosts: create/update/create-replacement steps of rollouts. */
-function ran(r: CliResult): string[] {
-  return commandSteps(r).filter((s) => /^(create|update|create-replacement) /.test(s));
-}
-
-function assertOk(r: CliResult): void {
-  assert.equal(r.code, 0, `pulumi ${r.args.slice(4).join(" ")} failed:\n${r.output}`);
-}
 
 /** Asserts a host runs exactly what the stack's state says it was sent, healthy, on the state's key. */
 async function assertDeployed(fleet: TestFleet, stack: PulumiStack, host: TestHost): Promise<void> {

@@ -22,7 +22,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { hostSuite } from "./suite";
 import { parseEnvFile } from "../../components/env-file";
-import { changesOf, CliResult, commandSteps, processesWithEnv, PulumiStack, REPO } from "./pulumi-cli";
+import { assertOk, changesOf, CliResult, commandSteps, processesWithEnv, PulumiStack, ran, REPO } from "./pulumi-cli";
 import {
   appKeyFingerprint,
   ENV_FILE,
@@ -57,16 +57,6 @@ interface ShellResult {
   code: number;
   stdout: string;
   stderr: string;
-}
-
-/** The commands a run executed on hosts: create/update/create-replacement steps of rollouts. */
-function ran(r: CliResult): string[] {
-  return commandSteps(r).filter((s) => /^(create|update|create-replacement) /.test(s));
-}
-
-function assertOk(r: CliResult): CliResult {
-  assert.equal(r.code, 0, `pulumi ${r.args.slice(4).join(" ")} failed:\n${r.output}`);
-  return r;
 }
 
 describe("runbook procedures, real pulumi + awscli on Moto, two hosts", { skip }, () => {

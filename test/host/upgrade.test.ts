@@ -15,7 +15,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { hostSuite } from "./suite";
-import { changesOf, CliResult, commandSteps, PulumiStack } from "./pulumi-cli";
+import { assertOk, changesOf, PulumiStack, ran } from "./pulumi-cli";
 import {
   appKeyFingerprint,
   celeryRoundTrip,
@@ -64,15 +64,6 @@ function bashAgentCheckout(): string {
   );
   fs.symlinkSync(path.join(REPO, "node_modules"), path.join(dir, "node_modules"));
   return dir;
-}
-
-function assertOk(r: CliResult): void {
-  assert.equal(r.code, 0, `pulumi ${r.args.slice(4).join(" ")} failed:\n${r.output}`);
-}
-
-/** The commands a run executed on hosts. */
-function ran(r: CliResult): string[] {
-  return commandSteps(r).filter((s) => /^(create|update|create-replacement) /.test(s));
 }
 
 /** What a host holds that a rollout writes: the env file, each drop-in, the state directory's backups. */
