@@ -105,17 +105,20 @@ test("the workflows' commands: record after an unchanged state, check says plan=
     const before = run("state", "--stack", "prod");
     assert.equal(before.code, 0, before.out);
     fs.writeFileSync(path.join(art, PLAN_FILE), ENCRYPTED);
-    const rec = run(
-      "record",
-      "--stack",
-      "prod",
-      "--plan",
-      path.join(art, PLAN_FILE),
-      "--state-before",
-      before.out.trim(),
-      "--out",
-      path.join(art, RECORD_FILE),
-    );
+    /** `record` of the artifact's plan against the state taken before the preview, into `out`. */
+    const recordInto = (out: string) =>
+      run(
+        "record",
+        "--stack",
+        "prod",
+        "--plan",
+        path.join(art, PLAN_FILE),
+        "--state-before",
+        before.out.trim(),
+        "--out",
+        out,
+      );
+    const rec = recordInto(path.join(art, RECORD_FILE));
     assert.equal(rec.code, 0, rec.out);
     const record = JSON.parse(fs.readFileSync(path.join(art, RECORD_FILE), "utf8")) as Record<string, unknown>;
     assert.equal(record.tree, git("rev-parse", "HEAD^{tree}").trim());
@@ -140,17 +143,7 @@ test("the workflows' commands: record after an unchanged state, check says plan=
     assert.match(check.out, /state changed since the preview/);
 
     // The state moved during the preview: nothing is recorded.
-    const racing = run(
-      "record",
-      "--stack",
-      "prod",
-      "--plan",
-      path.join(art, PLAN_FILE),
-      "--state-before",
-      before.out.trim(),
-      "--out",
-      path.join(dir, "r2.json"),
-    );
+    const racing = recordInto(path.join(dir, "r2.json"));
     assert.equal(racing.code, 1);
     assert.match(racing.out, /was updated while this preview ran.*re-run this preview/);
     assert.ok(!fs.existsSync(path.join(dir, "r2.json")));
