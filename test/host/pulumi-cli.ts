@@ -830,6 +830,43 @@ export function assertOk(r: CliResult): CliResult {
   return r;
 }
 
+/** Debian's AWS CLI (package awscli), which the runbook's commands use. */
+export const AWS_CLI = "/usr/bin/aws";
+
+export interface ShellResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * bash in the project directory as an operator has it: the real `pulumi` of `stack` on PATH,
+ * `aws` pointed at the stack's Moto, `set -euo pipefail`, and "yes" at the CLI's confirmation
+ * prompts (there is no terminal here). `stdin` is the operator's typing; a script that exits
+ * without reading it is not an error (its exit code tells the story).
+ */
+export function operatorShell(stack: PulumiStack, script: string, stdin = ""): Promise<ShellResult> {
+  return new Promise((resolve, reject) => {
+    const env = {
+      ...stack.env(),
+      AWS_CLI_BIN: AWS_CLI,
+      AWS_PAGER: "",
+      MOTO_ENDPOINT: stack.moto.endpoint,
+      PULUMI_SKIP_CONFIRMATIONS: "true",
+    };
+    const prelude = 'aws() { "$AWS_CLI_BIN" --endpoint-url "$MOTO_ENDPOINT" "$@"; }\nset -euo pipefail\n';
+    const child = spawn("bash", ["-c", prelude + script], { cwd: stack.workspace, env, stdio: "pipe" });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.stdin.on("error", () => undefined);
+    child.on("error", (e) => reject(new Error(`cannot run bash: ${e.message}`)));
+    child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
+    child.stdin.end(stdin);
+  });
+}
+
 /** The `Resources:` summary counts of a run (e.g. { same: 7, replace: 4 }). */
 export function changesOf(r: CliResult): Record<string, number> {
   for (const e of r.events) if (e.summaryEvent) return e.summaryEvent.resourceChanges ?? {};

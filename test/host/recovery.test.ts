@@ -12,11 +12,20 @@
  *   node --import tsx --test test/host/recovery.test.ts     (root, Linux)
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { hostSuite } from "./suite";
-import { changesOf, CliResult, commandSteps, PulumiStack, REPO } from "./pulumi-cli";
+import {
+  assertOk,
+  AWS_CLI,
+  changesOf,
+  CliResult,
+  commandSteps,
+  operatorShell,
+  PulumiStack,
+  REPO,
+  type ShellResult,
+} from "./pulumi-cli";
 import {
   appKeyFingerprint,
   ENV_FILE,
@@ -29,7 +38,6 @@ import {
 } from "./scenario";
 import { bootFleet, hostTestsUnavailableReason, TestFleet, TestHost, verboseLog } from "./testhost";
 
-const AWS_CLI = "/usr/bin/aws";
 const RUNBOOK = path.join(REPO, "docs", "RUNBOOK.md");
 const skip =
   unavailable(hostTestsUnavailableReason()) ??
@@ -54,47 +62,24 @@ describe("runbook recovery procedures, real pulumi + awscli on Moto", { skip }, 
     line: string,
     subs: Record<string, string> = {},
     opts: { stdin?: string } = {},
-  ): Promise<{ code: number; stdout: string; stderr: string }> => {
+  ): Promise<ShellResult> => {
     assert.ok(runbook.includes(line), `RUNBOOK.md no longer says: ${line}`);
     let cmd = line.replaceAll("--stack prod", `--stack ${stack.stack}`).replaceAll("pms-backend/prod", secretId);
     for (const [k, v] of Object.entries(subs)) cmd = cmd.replaceAll(k, v);
     return shell(cmd, opts.stdin);
   };
 
-  /** bash with the real `pulumi` and Debian's `aws` (at Moto) as the operator would have them. */
-  const shell = (script: string, stdin?: string): Promise<{ code: number; stdout: string; stderr: string }> =>
-    new Promise((resolve) => {
-      const env = {
-        ...stack.env(),
-        AWS_CLI_BIN: AWS_CLI,
-        AWS_PAGER: "",
-        // The operator's "yes" at the CLI's confirmation prompt (there is no terminal here).
-        PULUMI_SKIP_CONFIRMATIONS: "true",
-        MOTO_ENDPOINT: stack.moto.endpoint,
-      };
-      const prelude = 'aws() { "$AWS_CLI_BIN" --endpoint-url "$MOTO_ENDPOINT" "$@"; }\nset -euo pipefail\n';
-      // From the project directory, as an operator runs them from the repository root.
-      const child = spawn("bash", ["-c", prelude + script], {
-        cwd: stack.workspace,
-        env,
-        stdio: ["pipe", "pipe", "pipe"],
-      });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-      child.on("close", (code) => {
-        log(`$ ${script}\n${stdout}${stderr}`);
-        resolve({ code: code ?? 1, stdout, stderr });
-      });
-      child.stdin.end(stdin ?? "");
-    });
+  /** An operator's bash line (see operatorShell), logged with its output. */
+  const shell = async (script: string, stdin?: string): Promise<ShellResult> => {
+    const r = await operatorShell(stack, script, stdin);
+    log(`$ ${script}\n${r.stdout}${r.stderr}`);
+    return r;
+  };
 
-  const ok = (r: { code: number; stdout: string; stderr: string }, what: string): string => {
+  const ok = (r: ShellResult, what: string): string => {
     assert.equal(r.code, 0, `${what} failed:\n${r.stdout}${r.stderr}`);
     return r.stdout;
   };
-  const assertOk = (r: CliResult): void => assert.equal(r.code, 0, r.output);
   const upWith = async (c: Record<string, unknown>, extra: string[] = []): Promise<CliResult> => {
     await stack.setConfig(c);
     return stack.up(extra);

@@ -22,7 +22,19 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { hostSuite } from "./suite";
 import { parseEnvFile } from "../../components/env-file";
-import { assertOk, changesOf, CliResult, commandSteps, processesWithEnv, PulumiStack, ran, REPO } from "./pulumi-cli";
+import {
+  assertOk,
+  AWS_CLI,
+  changesOf,
+  CliResult,
+  commandSteps,
+  operatorShell,
+  processesWithEnv,
+  PulumiStack,
+  ran,
+  REPO,
+  type ShellResult,
+} from "./pulumi-cli";
 import {
   appKeyFingerprint,
   ENV_FILE,
@@ -43,7 +55,6 @@ import {
   verboseLog,
 } from "./testhost";
 
-const AWS_CLI = "/usr/bin/aws";
 const RUNBOOK = fs.readFileSync(path.join(REPO, "docs", "RUNBOOK.md"), "utf8");
 const README = fs.readFileSync(path.join(REPO, "README.md"), "utf8");
 const POLICY = path.join(REPO, "policy");
@@ -52,12 +63,6 @@ const skip =
   unavailable(fs.existsSync(AWS_CLI) ? undefined : `${AWS_CLI} is missing: apt-get install awscli`);
 const { after, before, describe, it } = hostSuite(skip);
 const log = verboseLog;
-
-interface ShellResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 describe("runbook procedures, real pulumi + awscli on Moto, two hosts", { skip }, () => {
   let fleet: TestFleet;
@@ -73,30 +78,13 @@ describe("runbook procedures, real pulumi + awscli on Moto, two hosts", { skip }
     path.join(POLICY, "config.json"),
   ];
 
-  /** bash in the project directory with the real `pulumi` and Debian's `aws` (at Moto). */
-  const shell = (script: string, stdin?: string): Promise<ShellResult> =>
-    new Promise((resolve) => {
-      const env = {
-        ...stack.env(),
-        AWS_CLI_BIN: AWS_CLI,
-        AWS_PAGER: "",
-        MOTO_ENDPOINT: stack.moto.endpoint,
-        // The operator's "yes" at the CLI's prompt (there is no terminal here).
-        PULUMI_SKIP_CONFIRMATIONS: "true",
-      };
-      const prelude = 'aws() { "$AWS_CLI_BIN" --endpoint-url "$MOTO_ENDPOINT" "$@"; }\nset -euo pipefail\n';
-      const child = spawn("bash", ["-c", prelude + script], { cwd: stack.workspace, env, stdio: "pipe" });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-      child.on("close", (code) => {
-        shellOutput.push(stdout + stderr);
-        log(`$ ${script}\n${stdout}${stderr}`);
-        resolve({ code: code ?? 1, stdout, stderr });
-      });
-      child.stdin.end(stdin ?? "");
-    });
+  /** An operator's bash line (see operatorShell); its output is logged and kept for the leak check. */
+  const shell = async (script: string, stdin?: string): Promise<ShellResult> => {
+    const r = await operatorShell(stack, script, stdin);
+    shellOutput.push(r.stdout + r.stderr);
+    log(`$ ${script}\n${r.stdout}${r.stderr}`);
+    return r;
+  };
 
   /** Runs a runbook command line (it must be in RUNBOOK.md as written) with `subs` applied. */
   const runbookCommand = async (line: string, subs: Record<string, string> = {}, stdin?: string): Promise<string> => {
