@@ -25,6 +25,7 @@ export const HOST_BOUNDS = {
   SYSTEMCTL_TIMEOUT: 15,
   HTTP_TIMEOUT: 5,
   HANDOFF_TIMEOUT: 30,
+  EXEC_TIMEOUT: 10,
   DB_BUDGET: 190,
   DB_RESTORE_BUDGET: 120,
   RELAY_MARGIN: 60,
@@ -61,7 +62,7 @@ export function rolloutWorstCase(input: RolloutTimeInput): RolloutTime {
     b.LOCK_TIMEOUT +
     8 * b.SYSTEMCTL_TIMEOUT +
     app.stableSeconds +
-    s * (b.RESTART_TIMEOUT + 4 * b.SYSTEMCTL_TIMEOUT) +
+    s * (b.RESTART_TIMEOUT + 4 * b.SYSTEMCTL_TIMEOUT + b.EXEC_TIMEOUT) +
     health +
     (app.checkCommand ? b.CHECK_TIMEOUT + 30 : 0) +
     (input.rotateDbPassword ? b.DB_BUDGET : 0) +
@@ -69,7 +70,7 @@ export function rolloutWorstCase(input: RolloutTimeInput): RolloutTime {
   const rollback =
     2 * b.SYSTEMCTL_TIMEOUT +
     health +
-    s * (b.RESTART_TIMEOUT + 4 * b.SYSTEMCTL_TIMEOUT + app.stableSeconds) +
+    s * (b.RESTART_TIMEOUT + 4 * b.SYSTEMCTL_TIMEOUT + b.EXEC_TIMEOUT + app.stableSeconds) +
     (input.rotateDbPassword ? b.DB_RESTORE_BUDGET : 0);
   const host = b.SYSTEMCTL_TIMEOUT + b.HANDOFF_TIMEOUT + forward + rollback + b.RELAY_MARGIN;
   return { forward, rollback, host, total: host + input.ssh.timeoutSeconds * input.ssh.attempts };

@@ -308,7 +308,7 @@ function everythingProd(): Record<string, unknown> {
       unmanagedKeys: "keep",
       backupGenerations: 7,
       stableSeconds: 11,
-      healthTimeoutSeconds: 45,
+      healthTimeoutSeconds: 40,
     },
     env,
     secrets,
@@ -369,7 +369,7 @@ test("what each command carries is what the config asks for: the agent's effecti
     "--rotate-db-password": true,
     "--db-roles": "pms_app_a,pms_app_b",
     "--stable-seconds": 11,
-    "--health-timeout": 45,
+    "--health-timeout": 40,
   };
   const perCommand: Record<string, Record<string, AgentValue | null>> = {
     "web1-accept": { "--host": "web1", "--secret-key-accept": true, "--db-follow": null },

@@ -7,6 +7,7 @@ from .constants import (
     CHECK_TIMEOUT,
     DB_BUDGET,
     DB_RESTORE_BUDGET,
+    EXEC_TIMEOUT,
     HANDOFF_TIMEOUT,
     HTTP_TIMEOUT,
     LOCK_TIMEOUT,
@@ -18,9 +19,10 @@ from .options import Options
 
 
 def forward(o: Options) -> int:
-    """RuntimeMaxSec= of the worker: lock, systemctl calls, check, PostgreSQL, restarts, health, probe, window."""
+    """RuntimeMaxSec= of the worker: lock, systemctl calls, check, PostgreSQL, restarts and their exec
+    waits, health, probe, window."""
     t = LOCK_TIMEOUT + 8 * SYSTEMCTL_TIMEOUT + o.stable_seconds
-    t += len(o.services) * (RESTART_TIMEOUT + 4 * SYSTEMCTL_TIMEOUT) + len(o.health_urls) * (
+    t += len(o.services) * (RESTART_TIMEOUT + 4 * SYSTEMCTL_TIMEOUT + EXEC_TIMEOUT) + len(o.health_urls) * (
         o.health_timeout + HTTP_TIMEOUT
     )
     if o.check:
@@ -35,7 +37,7 @@ def forward(o: Options) -> int:
 def rollback(o: Options) -> int:
     """TimeoutStopSec= of the worker (then systemd kills it)."""
     t = 2 * SYSTEMCTL_TIMEOUT + len(o.health_urls) * (o.health_timeout + HTTP_TIMEOUT)
-    t += len(o.services) * (RESTART_TIMEOUT + 4 * SYSTEMCTL_TIMEOUT + o.stable_seconds)
+    t += len(o.services) * (RESTART_TIMEOUT + 4 * SYSTEMCTL_TIMEOUT + EXEC_TIMEOUT + o.stable_seconds)
     if o.rotate_db_password:
         t += DB_RESTORE_BUDGET
     return t

@@ -16,6 +16,9 @@ RESTART_TIMEOUT = 90
 SYSTEMCTL_TIMEOUT = 15
 HTTP_TIMEOUT = 5
 HANDOFF_TIMEOUT = 30
+# How long the proof after a restart waits for the main process systemd forked to exec the unit's
+# command (a Type=simple restart returns at the fork).
+EXEC_TIMEOUT = 10
 # What the PostgreSQL steps may take: the change (host lookup 10 + login 30 + read 60 + ALTER 60 +
 # login 30), and its rollback (two psql calls of 60).
 DB_BUDGET = 190

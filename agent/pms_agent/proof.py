@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import time
 from typing import Dict, List, Optional, Set, Tuple
 
 from . import systemd
@@ -53,17 +55,61 @@ def comm(pid: str) -> str:
         return "?"
 
 
-def prove_env(service: str, keys: List[str], expected: str, env_file: str) -> Tuple[bool, str]:
+def exe(pid: str) -> str:
+    """The binary a process runs ("" when gone), without the " (deleted)" of an upgraded file."""
+    try:
+        path = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return ""
+    return path[: -len(" (deleted)")] if path.endswith(" (deleted)") else path
+
+
+def before_exec(pid: str) -> bool:
+    """A process systemd forked for the unit that has not exec'd the unit's command yet: it still
+    runs systemd's own binary (systemd-executor since v255, PID 1's binary before) and holds
+    systemd's environment, not the unit's. A Type=simple unit's restart returns at that point."""
+    path = exe(pid)
+    return path != "" and (os.path.basename(path) == "systemd-executor" or path == exe("1"))
+
+
+def wait_main_exec(service: str, timeout: float) -> Tuple[str, bool]:
+    """(MainPID, True) once the unit's main process runs the unit's command (a Type=simple restart
+    returns as soon as systemd has forked it), (MainPID, False) when it still does not after
+    timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        main = systemd.prop(service, "MainPID")
+        if main in ("", "0") or not before_exec(main):
+            return main, True
+        if time.monotonic() >= deadline:
+            return main, False
+        time.sleep(0.05)
+
+
+def prove_env(service: str, keys: List[str], expected: str, env_file: str, exec_timeout: float = 0) -> Tuple[bool, str]:
     """(True, note) when the main process and every cgroup process that inherited the unit's env
-    hold the delivered values; (False, detail) otherwise. expected "": all agree with the first."""
-    main = systemd.prop(service, "MainPID")
+    hold the delivered values; (False, detail) otherwise. expected "": all agree with the first.
+    Right after a restart (exec_timeout > 0) a main process systemd has forked but not yet exec'd
+    is waited for; systemd's own helpers in the cgroup (a PAM session's (sd-pam)) run no app code
+    and are not judged."""
+    main, started = wait_main_exec(service, exec_timeout)
+    if not started:
+        when = f"{exec_timeout:g}s after its restart" if exec_timeout else "(systemd started it again?)"
+        return False, (
+            f"main process {main}({comm(main)}) still runs systemd's executor, not the unit's command, {when}"
+            " (a PAM session or a User= lookup that hangs?)"
+        )
     n = 0
     scrubbed = 0
+    helpers = 0
     bad = ""
     for pid in systemd.unit_pids(service):
         entries = read_environ(pid)
         if entries is None:
             continue  # exited meanwhile
+        if pid != main and before_exec(pid):
+            helpers += 1
+            continue
         if pid != main and not inherits_unit_env(entries, keys):
             scrubbed += 1
             continue
@@ -85,6 +131,8 @@ def prove_env(service: str, keys: List[str], expected: str, env_file: str) -> Tu
         note += (
             f" ({scrubbed} child process(es) with a scrubbed environment, no unit env and no delivered key, not judged)"
         )
+    if helpers:
+        note += f" ({helpers} systemd helper process(es), e.g. a PAM session's (sd-pam), not judged)"
     return True, note
 
 

@@ -8,7 +8,7 @@ import time
 from typing import Callable, List, Optional, Tuple
 
 from . import health, proof, systemd
-from .constants import KEY_ERROR_PATTERN
+from .constants import EXEC_TIMEOUT, KEY_ERROR_PATTERN
 from .report import Failure
 from .state import RunState
 
@@ -82,7 +82,7 @@ class RestartSteps(RunState):
                         )
                     else:
                         raise Failure(svc, "login-probe", detail)
-            ok, detail = proof.prove_env(svc, self.keys, self.hash, o.env_file)
+            ok, detail = proof.prove_env(svc, self.keys, self.hash, o.env_file, EXEC_TIMEOUT)
             if not ok:
                 raise Failure(svc, "proof", detail)
             self.note_old_key_rejected(svc)
@@ -143,7 +143,7 @@ class RestartSteps(RunState):
             return "restart", f"systemctl restart exited {rc}{self.journal_hint(svc)}"
         problem = self.verify_stable(svc)
         if problem is None:
-            ok, detail = proof.prove_env(svc, self.keys, "", self.o.env_file)
+            ok, detail = proof.prove_env(svc, self.keys, "", self.o.env_file, EXEC_TIMEOUT)
             if not ok:
                 problem = ("proof", detail)
         if problem is not None:

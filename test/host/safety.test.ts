@@ -552,6 +552,35 @@ describe("rollout safety on a real host", { skip }, () => {
       await assertBothOn(env.secretKey);
     });
 
+    it("PAMName= with a session that takes 2 s to open: the restart returns before Celery's exec, the proof waits for it and leaves the (sd-pam) helper unjudged [old: FAILS]", async () => {
+      await deployed();
+      // A Type=simple restart returns once systemd has forked the main process; the PAM session
+      // opens in that process before it execs Celery (pam_exec stands in for a slow LDAP or
+      // pam_systemd), and (sd-pam) then stays in the cgroup, on systemd's environment.
+      await sh(
+        fleet,
+        host,
+        `printf 'account required pam_permit.so\nsession required pam_exec.so type=open_session quiet /usr/bin/sleep 2\n' > /etc/pam.d/pms-slow-session
+        printf '[Service]\nPAMName=pms-slow-session\n' > /etc/systemd/system/celery-pms.service.d/10-pam.conf
+        systemctl daemon-reload`,
+      );
+      try {
+        const env = envFile();
+        const r = await rollout(fleet, host, env.text);
+        assert.equal(r.code, 0, r.stdout + r.stderr);
+        assert.match(
+          r.stdout,
+          /restart: celery-pms active and stable for \d+s, \d+ processes hold the delivered env \(1 systemd helper process\(es\)/,
+        );
+        const keys = await runningKeys(fleet, host);
+        assert.deepEqual(keys["pms-backend"], [env.secretKey]);
+        // Celery's processes on the new key; the helper holds no SECRET_KEY at all, not an old one.
+        assert.deepEqual([...keys["celery-pms"]].sort(), [env.secretKey, "<unset>"].sort());
+      } finally {
+        await sh(fleet, host, "rm -f /etc/pam.d/pms-slow-session");
+      }
+    });
+
     it("an unknown service: clear error before any change [old: passes]", async () => {
       const r = await rollout(fleet, host, envFile().text, { app: { services: ["pms-backend", "no-such-worker"] } });
       assert.equal(r.code, 1);
