@@ -25,9 +25,17 @@ readonly SYSTEMCTL_TIMEOUT=15
 HOST=""
 PYTHON=/usr/bin/python3
 RUN_DIR=""
+CREATED=() # the state directories this run made, parents first
+
+# A refusal leaves the host as it found it: no run dir, and no state directory this run made.
+forget_created() {
+  local i
+  for ((i = ${#CREATED[@]} - 1; i >= 0; i--)); do rmdir -- "${CREATED[i]}" 2>/dev/null || true; done
+}
 
 refuse() { # check detail
   if [ -n "$RUN_DIR" ]; then rm -rf -- "$RUN_DIR"; fi
+  forget_created
   printf '%s FAILED host=%s service=- check=%s: %s; nothing on the host was changed\n' "$PROG" "${HOST:-?}" "$1" "$2" >&2
   exit 1
 }
@@ -47,7 +55,10 @@ prepare_state_dir() {
   local d
   for d in "$STATE_DIR" "$RUNS_DIR" "$BACKUP_ROOT"; do
     [ ! -L "$d" ] || refuse state-dir "$d is a symbolic link; it must be a root-only directory"
-    mkdir -p -- "$d" || refuse state-dir "cannot create $d (disk full? read-only file system?)"
+    if [ ! -d "$d" ]; then
+      mkdir -- "$d" || refuse state-dir "cannot create $d (disk full? read-only file system?)"
+      CREATED+=("$d")
+    fi
     [ "$(stat -c %u -- "$d")" = 0 ] || refuse state-dir "$d is not owned by root"
     chmod 0700 -- "$d"
   done
@@ -117,15 +128,25 @@ while True:
 host = sys.argv[sys.argv.index("--host") + 1] if "--host" in sys.argv[2:-1] else "?"
 
 
-def finish(rc):
-    # What the worker did not take over (a refusal before it started) leaves nothing behind.
+def read_lines(name):
     try:
-        with open(os.path.join(run_dir, "claim"), encoding="ascii") as f:
-            claim = f.read().strip()
+        with open(os.path.join(run_dir, name), encoding="utf-8") as f:
+            return f.read().split()
     except OSError:
-        claim = ""
-    if claim != "worker":
+        return []
+
+
+def finish(rc):
+    # What the worker did not take over (a refusal before it started) leaves nothing behind: not
+    # the run dir, not a state directory this run made (the bootstrap's list, parents first).
+    if read_lines("claim") != ["worker"]:
+        created = read_lines("created")
         shutil.rmtree(run_dir, ignore_errors=True)
+        for d in reversed(created):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
     sys.exit(rc)
 
 
@@ -154,6 +175,10 @@ main() {
   scan_args "$@"
   prepare_state_dir
   RUN_DIR=$(mktemp -d "$RUNS_DIR/XXXXXXXXXX") || refuse state-dir "cannot create a run directory in $RUNS_DIR (disk full?)"
+  # The loader removes them too when the agent refuses before its worker takes over.
+  if [ ${#CREATED[@]} -gt 0 ]; then
+    printf '%s\n' "${CREATED[@]}" >"$RUN_DIR/created" || refuse state-dir "cannot write in $RUN_DIR (disk full?)"
+  fi
   # A run dir is live while its front end or worker holds a shared lock on it (another run's sweep).
   exec {RUN_LOCK}>>"$RUN_DIR/lock"
   flock -w "$SYSTEMCTL_TIMEOUT" -s "$RUN_LOCK"

@@ -144,6 +144,40 @@ class LoaderTest(unittest.TestCase):
         )
         self.assertEqual(leftover, [], "no partial copy of the transfer (it holds the secrets) is left behind")
 
+    def bootstrap_in(self, state: str, *args: str) -> "subprocess.CompletedProcess[bytes]":
+        """The whole bootstrap with its state directory at state, the agent and an env file on stdin."""
+        text = functions().replace("readonly STATE_DIR=/var/lib/pms-secrets", f"readonly STATE_DIR={state}")
+        self.assertNotEqual(text, functions(), "the bootstrap names its state directory")
+        return subprocess.run(
+            ["bash", "-c", text + '\nmain "$@"\n', "bootstrap", *args],
+            input=payload(b"SECRET_KEY='s3cret-value'\n# pms-secrets-end sha256=00\n"),
+            capture_output=True,
+            check=False,
+        )
+
+    def test_a_refused_first_run_leaves_no_state_directory(self) -> None:
+        if os.geteuid() != 0:
+            self.skipTest("the state directory must be root's: run as root")
+        with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(__file__))) as d:
+            state = os.path.join(d, "state")
+            p = self.bootstrap_in(state, "--host", "web1", "--bogus")
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertIn(b"unknown argument --bogus; nothing on the host was changed", p.stderr)
+            self.assertFalse(os.path.exists(state), "the message says nothing was changed: no new /var/lib/pms-secrets")
+            # A state directory that was there before stays, with what it holds.
+            os.makedirs(os.path.join(state, "backups"), 0o700)
+            os.makedirs(os.path.join(state, "runs"), 0o700)
+            p = self.bootstrap_in(state, "--host", "web1", "--bogus")
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertEqual(sorted(os.listdir(state)), ["backups", "runs"])
+            self.assertEqual(os.listdir(os.path.join(state, "runs")), [])
+            # And a refusal in the bootstrap itself (a relative interpreter) on a fresh host.
+            shutil.rmtree(state)
+            p = self.bootstrap_in(state, "--host", "web1", "--python", "python3")
+            self.assertEqual(p.returncode, 1, p.stderr)
+            self.assertIn(b"check=interpreter: --python python3 must be an absolute path", p.stderr)
+            self.assertFalse(os.path.exists(state))
+
     def test_the_bootstrap_ends_on_the_line_that_runs_main(self) -> None:
         with open(BOOTSTRAP, encoding="utf-8") as f:
             self.assertTrue(f.read().endswith('main "$@"; exit $?\n'))
