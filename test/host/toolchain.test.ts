@@ -70,6 +70,7 @@ function run(
       clearTimeout(timer);
       resolve({ code, stdout, stderr, output: stdout + stderr, ms: Date.now() - started });
     });
+    child.stdin?.on("error", () => undefined); // exited without reading it: the exit code tells
     child.stdin?.end(opts.input ?? "");
   });
 }

@@ -252,6 +252,7 @@ function runStreaming(
     });
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
     child.on("close", (code) => resolve({ code: code ?? -1, stderr }));
+    child.stdin.on("error", () => undefined); // ssh gone before reading it: the exit code tells
     child.stdin.end(script);
   });
 }
