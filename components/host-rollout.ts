@@ -46,7 +46,8 @@ export function agentBundle(dir: string = AGENT_DIR): string {
 
 /** The agent as a host receives it (bootstrap and files), loaded as text: the exact bytes sent. */
 export const ROLLOUT_SCRIPT = agentBundle();
-const ROLLOUT_SCRIPT_FINGERPRINT = fingerprint(ROLLOUT_SCRIPT);
+/** What each rollout's `script:` trigger carries: a change to the agent replaces every rollout once. */
+export const ROLLOUT_SCRIPT_FINGERPRINT = fingerprint(ROLLOUT_SCRIPT);
 
 /** Quotes one word for a POSIX shell. */
 export function shellQuote(word: string): string {

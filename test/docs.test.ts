@@ -16,6 +16,7 @@ import { load } from "js-yaml";
 import { parseHosts } from "../components/config/hosts";
 import { REQUIRED_SETTINGS } from "../components/config/env";
 import { SETTINGS_SNIPPET } from "../components/secret-key-rotation";
+import { ROLLOUT_SCRIPT_FINGERPRINT } from "../components/host-rollout";
 import { check } from "./config-check";
 import { codeBlocks } from "./doc-blocks";
 
@@ -177,6 +178,18 @@ test("every host address the docs tell an operator to set or scan is one the pro
     );
     assert.deepEqual(problems, [], `${address}: the program refuses it`);
   }
+});
+
+test("docs/PREVIEW.md's excerpt shows this agent's script fingerprint (the host test compares the whole excerpt; this fails in seconds)", () => {
+  const doc = fs.readFileSync(path.join(ROOT, "docs", "PREVIEW.md"), "utf8");
+  const shown = [...doc.matchAll(/"script:([0-9a-f]{16})"/g)].map((m) => m[1]);
+  assert.ok(shown.length > 0, "the excerpt shows the rollouts' script: triggers");
+  for (const f of shown)
+    assert.equal(
+      f,
+      ROLLOUT_SCRIPT_FINGERPRINT,
+      "docs/PREVIEW.md is stale: run `npm run preview:excerpt -- --write` (root, boots two hosts)",
+    );
 });
 
 test("the troubleshooting table quotes the app's own message for a missing SECRET_KEY", () => {
