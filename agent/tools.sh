@@ -6,6 +6,10 @@
 #                      (.ci/run runs it; a changed pin set gets a new venv)
 #   tools.sh lint      ruff check, ruff format --check, mypy --strict, vermin (3.9 the oldest Python)
 #   tools.sh test      the agent's unit tests (python3 -m unittest, no root, seconds)
+#   tools.sh test-oldest
+#                      the same tests under the oldest Python the agent supports: Debian 11's
+#                      python3 (3.9), in a minbase rootfs made once with debootstrap under
+#                      the cache dir (root; a private mount namespace, nothing mounted outside it)
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -49,6 +53,52 @@ cmd_lint() {
   shellcheck bootstrap.sh tools.sh
 }
 
+# Debian 11 (bullseye) ships Python 3.9: the agent's oldest. The recipe names the cached rootfs.
+readonly OLDEST_SUITE=bullseye
+readonly OLDEST_RECIPE="debootstrap --variant=minbase --include=python3 ${OLDEST_SUITE}"
+
+oldest_rootfs() {
+  printf '%s/agent-oldest-python-%s' "$CACHE_DIR" "$(printf '%s' "$OLDEST_RECIPE" | sha256sum | cut -c 1-12)"
+}
+
+cmd_test_oldest() {
+  local root tmp
+  root=$(oldest_rootfs)
+  if [ "$(id -u)" != 0 ]; then
+    echo "tools.sh test-oldest: needs root (debootstrap, chroot)" >&2
+    return 1
+  fi
+  if [ ! -f "$root/.complete" ]; then
+    echo "agent tests on the oldest Python: building Debian ${OLDEST_SUITE}'s rootfs in $root (once)"
+    mkdir -p "$CACHE_DIR"
+    tmp=$(mktemp -d "$root.tmp.XXXXXX")
+    # shellcheck disable=SC2086 # the recipe is words
+    if ! $OLDEST_RECIPE "$tmp" http://deb.debian.org/debian >"$tmp.log" 2>&1; then
+      tail -20 "$tmp.log" >&2
+      rm -rf "$tmp" "$tmp.log"
+      return 1
+    fi
+    rm -f "$tmp.log"
+    touch "$tmp/.complete"
+    rm -rf "$root"
+    mv "$tmp" "$root"
+  fi
+  # shellcheck disable=SC2016 # the inner script expands its own arguments
+  # The checkout at /agent, its own /proc, /dev, and a root-only /run and /tmp (the tests make
+  # directories there and check their modes), all in a mount namespace that ends with the run.
+  unshare --mount --pid --fork --propagation private bash -euc '
+    root=$1 agent=$2
+    mkdir -p "$root/agent"
+    mount --bind "$agent" "$root/agent"
+    mount --rbind /dev "$root/dev"
+    mount -t proc proc "$root/proc"
+    mount -t tmpfs -o mode=755 tmpfs "$root/run"
+    mount -t tmpfs -o mode=1777 tmpfs "$root/tmp"
+    exec chroot "$root" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root PYTHONDONTWRITEBYTECODE=1 \
+      /bin/bash -c "cd /agent && python3 --version && python3 -m unittest discover -s tests -t ."
+  ' bash "$root" "$SCRIPT_DIR"
+}
+
 cmd_test() {
   cd "$SCRIPT_DIR"
   PYTHONDONTWRITEBYTECODE=1 python3 -m unittest discover -s tests -t . "$@"
@@ -58,5 +108,6 @@ case "${1:-}" in
   install) cmd_install ;;
   lint) cmd_lint ;;
   test) shift; cmd_test "$@" ;;
-  *) echo "usage: tools.sh install|lint|test" >&2; exit 2 ;;
+  test-oldest) cmd_test_oldest ;;
+  *) echo "usage: tools.sh install|lint|test|test-oldest" >&2; exit 2 ;;
 esac
